@@ -1,0 +1,18 @@
+"""``python -m analysis {score,rescore,submit,validate,eda,compare,show}``."""
+
+import sys
+
+from convert.cli import run_cli
+
+COMMANDS = {
+    "score": ("analysis.score_cli", "score a submission CSV against the labels with the exact Kaggle metric"),
+    "rescore": ("analysis.rescore_cli", "predict a split with a run's weights and tune threshold/scale"),
+    "submit": ("analysis.submit_cli", "predict test DICOMs (or PNGs) to a Kaggle submission CSV"),
+    "validate": ("analysis.validate_cli", "check a submission CSV against the test image folder"),
+    "eda": ("analysis.eda_cli", "exploratory report (markdown, HTML, PNG figures) of a dataset"),
+    "compare": ("analysis.compare_cli", "compare trained runs: table, curves, effect of each hyperparameter"),
+    "show": ("analysis.show_cli", "draw ground truth and predictions, worst images first"),
+}
+
+if __name__ == "__main__":
+    sys.exit(run_cli("python -m analysis", __doc__, COMMANDS))

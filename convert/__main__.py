@@ -1,0 +1,14 @@
+"""``python -m convert {synth,rsna,check}``."""
+
+import sys
+
+from convert.cli import run_cli
+
+COMMANDS = {
+    "synth": ("convert.synth_cli", "write realistic synthetic DICOMs and CSVs in the exact Kaggle layout"),
+    "rsna": ("convert.rsna_cli", "convert a Kaggle-layout folder (DICOMs + CSVs) to a YOLO dataset"),
+    "check": ("convert.check_cli", "verify a converted dataset (labels, coordinates, counts)"),
+}
+
+if __name__ == "__main__":
+    sys.exit(run_cli("python -m convert", __doc__, COMMANDS))

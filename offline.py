@@ -1,0 +1,99 @@
+"""The one place that decides what Ultralytics and W&B may reach over the network.
+
+Import this module before anything imports ``ultralytics`` or ``wandb`` (every package of the
+project does so in its ``__init__``, and ``tests/conftest.py`` does so for the tests). Importing it
+only sets environment variables and, once, copies a font; it imports neither library.
+
+By default the project is offline (``RSNA_YOLO_ONLINE`` unset or ``0``):
+
+- ``YOLO_OFFLINE=1`` stops Ultralytics' online probe at import and its hub downloads;
+- ``YOLO_AUTOINSTALL=False`` stops pip installs of missing packages;
+- ``YOLO_CONFIG_DIR`` points at ``<repo>/.ultralytics`` so settings (``sync``, ``wandb``) and caches stay
+  in the project instead of the user's home;
+- a TTF font (matplotlib's DejaVuSans) is placed where Ultralytics looks for ``Arial.ttf`` so plotting
+  never downloads one (``YOLO_OFFLINE`` does not stop that download);
+- ``WANDB_MODE=offline``: runs are written under the run folder and uploaded later with ``wandb sync``.
+
+With ``RSNA_YOLO_ONLINE=1`` (users with internet who want hub weights such as ``yolo11s.pt``), the
+Ultralytics switches are left alone and W&B goes online only when an API key is configured
+(``WANDB_API_KEY`` or a ``~/.netrc`` entry), because without a key W&B would crash and with a key but
+no network it would hang for minutes. Variables the user set explicitly always win.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent
+CONFIG_DIR = REPO_ROOT / ".ultralytics"
+ONLINE_ENV = "RSNA_YOLO_ONLINE"
+
+
+def is_online() -> bool:
+    """True when the user opted in to network access with ``RSNA_YOLO_ONLINE=1``."""
+    return os.environ.get(ONLINE_ENV, "0").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def wandb_key_configured() -> bool:
+    """True when W&B has an API key (environment variable or ``~/.netrc``); reads no network."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return "api.wandb.ai" in netrc.read_text()
+    except OSError:
+        return False
+
+
+def _install_font(config_dir: Path) -> None:
+    """Put a TTF where Ultralytics looks for Arial.ttf, so plots never download a font."""
+    import matplotlib
+
+    src = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    # Ultralytics appends "Ultralytics" to YOLO_CONFIG_DIR on some versions and not on others.
+    for folder in (config_dir, config_dir / "Ultralytics"):
+        for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+            dst = folder / name
+            if not dst.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                tmp = dst.with_suffix(f".tmp{os.getpid()}")
+                shutil.copyfile(src, tmp)
+                tmp.replace(dst)
+
+
+def configure() -> dict[str, str]:
+    """Set the environment (idempotent) and return the variables this module decided."""
+    decided: dict[str, str] = {}
+
+    def default(name: str, value: str) -> None:
+        os.environ.setdefault(name, value)
+        decided[name] = os.environ[name]
+
+    default("YOLO_CONFIG_DIR", str(CONFIG_DIR))
+    default("YOLO_AUTOINSTALL", "False")
+    default("MPLBACKEND", "Agg")
+    if is_online():
+        default("WANDB_MODE", "online" if wandb_key_configured() else "offline")
+    else:
+        default("YOLO_OFFLINE", "1")
+        default("WANDB_MODE", "offline")
+    default("WANDB_SILENT", "true")
+    _install_font(Path(os.environ["YOLO_CONFIG_DIR"]))
+    return decided
+
+
+ENVIRONMENT = configure()
+
+
+def ultralytics_settings(**updates) -> None:
+    """Pin Ultralytics' project-local settings (``sync`` off always) plus ``updates``, e.g. ``wandb=True``.
+
+    Call this only where Ultralytics is about to be used anyway: it imports it (about a second).
+    """
+    from ultralytics.utils import SETTINGS
+
+    wanted = {"sync": False, **updates}
+    if any(SETTINGS.get(k) != v for k, v in wanted.items()):
+        SETTINGS.update(wanted)

@@ -1,0 +1,44 @@
+"""Shared fixtures. Importing ``offline`` first keeps every test (and its subprocesses) off the network."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import offline
+
+REPO_ROOT = offline.REPO_ROOT
+SAMPLE_DIR = Path(os.environ.get("RSNA_SAMPLE_DIR", REPO_ROOT.parent / "shared" / "rsna_sample"))
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """The real challenge files (read-only). Never write here: copy with ``real_kaggle`` first."""
+    if not (SAMPLE_DIR / "stage_2_train_labels.csv").exists():
+        pytest.fail(f"real RSNA sample not found at {SAMPLE_DIR} (set RSNA_SAMPLE_DIR)")
+    return SAMPLE_DIR
+
+
+@pytest.fixture
+def real_kaggle(tmp_path: Path, sample_dir: Path) -> Path:
+    """A writable copy of the real sample in the Kaggle layout (CSVs + 12 training DICOMs)."""
+    dst = tmp_path / "kaggle"
+    shutil.copytree(sample_dir, dst, ignore=shutil.ignore_patterns("README.md"))
+    for p in dst.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return dst
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for subprocesses: the offline settings, without pytest's marker variable.
+
+    Ultralytics switches its W&B callback off when ``PYTEST_CURRENT_TEST`` is set; tests of the
+    W&B integration need it gone.
+    """
+    env = dict(os.environ)
+    env.pop("PYTEST_CURRENT_TEST", None)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
