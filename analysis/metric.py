@@ -1,0 +1,272 @@
+"""The RSNA Pneumonia Detection Challenge metric, exactly, as pure vectorised numpy.
+
+Rules (Kaggle's evaluation page, as implemented by the community kernel that reproduced the leaderboard):
+
+- For each image and each IoU threshold ``t`` in 0.40, 0.45, ..., 0.75 (:data:`THRESHOLDS`), the predicted
+  boxes are taken in descending confidence; each ground-truth box, in the order given, takes the first
+  still-unmatched prediction whose IoU with it is ``>= t`` (a true positive). Ground-truth boxes left
+  without a match are false negatives, predictions left unmatched are false positives.
+- The precision at ``t`` is ``TP / (TP + FP + FN)``; an image's score is the mean over the 8 thresholds;
+  the dataset's score is the mean over images.
+- An image with no ground truth and at least one prediction scores 0 (it counts); an image with neither
+  ground truth nor prediction is left out of the mean entirely.
+
+Choices the official text leaves open, decided here:
+
+- **IoU exactly at a threshold matches** (``>=``). IoU is ``intersection / union`` in float64 and the
+  thresholds are the float64 literals ``0.45`` etc., so for integer-pixel boxes whose exact IoU is the
+  rational ``9/20`` the correctly rounded division gives the very double ``0.45`` and the box matches.
+- **Ties in confidence keep the order given** (a stable sort on descending confidence). The community
+  kernel used ``argsort(scores)[::-1]``, which reverses tied predictions; only which tied box is called
+  the true positive can differ, never the count, unless tied boxes overlap different ground truths.
+- **The matching loop is over ground-truth boxes** (each takes the first unmatched prediction). Kaggle's
+  prose instead walks predictions in descending confidence, each matching "a" ground truth. The two agree
+  whenever no prediction reaches ``t`` with two ground-truth boxes at once; they can differ when one
+  confident prediction overlaps two ground-truth boxes (possible only for ``t <= 0.5``): here the first
+  ground truth takes it, and the second may go unmatched although a later prediction fits only the first.
+  ``tests/test_metric.py`` shows such a case with both answers.
+- **Confidence threshold**: ``conf=c`` keeps predictions with ``confidence >= c``.
+- **Box scale**: ``scale=f`` shrinks (``f < 1``) each *predicted* box about its centre before matching
+  (:func:`convert.boxes.scale_about_centre`); ground truth is never changed. ``scale=1`` leaves boxes
+  bit-identical.
+- Degenerate boxes (zero width or height) have IoU 0 with everything (never ``NaN``).
+
+Phases (as pycocotools' ``cocoeval``): :func:`evaluate_images` does the IoU and the greedy matching once
+per box scale, with *all* predictions, and records for every ground-truth box the confidence rank of the
+prediction it took; :func:`accumulate` turns that into per-image scores for any confidence thresholds
+without touching IoUs again (GT-major greedy matching on the top-``k`` predictions is exactly the full
+matching restricted to ranks ``< k``, so ``TP(k) = #{gt : rank < k}``); :func:`summarize` averages.
+
+Inputs: ``truth: Mapping[str, (G, 4) xywh_px]`` holds every image scored (``(0, 4)`` for negatives);
+``preds: Mapping[str, ((P, 4) xywh_px, (P,) confidence)]``; images missing from ``preds`` have no box.
+
+>>> import numpy as np
+>>> gt = {"a": np.array([[0, 0, 10, 10]]), "b": np.zeros((0, 4)), "c": np.zeros((0, 4))}
+>>> pr = {"a": (np.array([[0, 0, 10, 20]]), np.array([0.9])),
+...       "b": (np.array([[5, 5, 5, 5]]), np.array([0.3]))}
+>>> per_image_scores(gt, pr)  # a: IoU exactly 0.5 matches at 0.40..0.50 (3 of 8); b: false box; c: left out
+{'a': 0.375, 'b': 0.0}
+>>> kaggle_map(gt, pr)
+0.1875
+>>> kaggle_map(gt, pr, conf=0.5)  # b's box is dropped: b is left out, a scores alone
+0.375
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from convert.boxes import as_boxes, scale_about_centre, xywh_to_xyxy
+
+THRESHOLDS = np.array([0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75], dtype=np.float64)
+"""IoU thresholds of the challenge, as float64 literals (``arange(0.4, 0.76, 0.05)`` gives 0.6499999...)."""
+
+NO_MATCH = np.iinfo(np.int64).max
+"""Rank recorded for a ground-truth box that no prediction matches."""
+
+Truth = Mapping[str, np.ndarray]
+Preds = Mapping[str, tuple[np.ndarray, np.ndarray]]
+
+
+def _iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of ``a (..., N, 4)`` with ``b (..., M, 4)`` corner boxes -> ``(..., N, M)``; NaN rows give 0."""
+    a = a[..., :, None, :]
+    b = b[..., None, :, :]
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    union = area_a + area_b - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # inter > 0 implies union > 0; a zero-area box (or a NaN padding row) has IoU 0, never 0/0.
+        return np.where(inter > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def iou_xywh(a, b) -> np.ndarray:
+    """IoU matrix of ``a (N, 4)`` and ``b (M, 4)`` top-left/size pixel boxes -> ``(N, M)`` float64.
+
+    >>> iou_xywh([[0, 0, 10, 10]], [[0, 0, 10, 20], [10, 10, 5, 5]]).tolist()
+    [[0.5, 0.0]]
+    """
+    return _iou_xyxy(xywh_to_xyxy(a), xywh_to_xyxy(b))
+
+
+def _sorted_preds(boxes, conf) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes ``(P, 4)`` and confidences ``(P,)`` in descending confidence, ties in the order given."""
+    boxes = as_boxes(boxes)
+    conf = np.asarray(conf, dtype=np.float64).reshape(-1)
+    if len(conf) != len(boxes):
+        raise ValueError(f"{len(boxes)} boxes but {len(conf)} confidences")
+    order = np.argsort(-conf, kind="stable")
+    return boxes[order], conf[order]
+
+
+@dataclass(frozen=True)
+class ImageEvaluation:
+    """Per-image matching at every IoU threshold, with all predictions, for one box scale.
+
+    ``n`` images, ``G = max ground-truth boxes per image``, ``T = len(THRESHOLDS)``, ``P`` all predictions.
+    """
+
+    ids: tuple[str, ...]
+    """``(n,)`` image ids, in the order of ``truth``."""
+    n_gt: np.ndarray
+    """``(n,)`` int64, ground-truth boxes per image."""
+    match_rank: np.ndarray
+    """``(n, G, T)`` int64: rank (0 = most confident) of the prediction each ground-truth box took at each
+    threshold, :data:`NO_MATCH` if none (and for padding beyond ``n_gt``)."""
+    pred_image: np.ndarray
+    """``(P,)`` int64: image index of each prediction."""
+    pred_conf: np.ndarray
+    """``(P,)`` float64: confidence of each prediction."""
+    scale: float = 1.0
+
+    def n_kept(self, conf: float) -> np.ndarray:
+        """``(n,)`` number of predictions with ``confidence >= conf`` per image."""
+        keep = self.pred_conf >= conf
+        return np.bincount(self.pred_image[keep], minlength=len(self.ids))
+
+
+def _match_group(gt: np.ndarray, pr: np.ndarray) -> np.ndarray:
+    """Greedy GT-major matching for ``B`` images at once.
+
+    ``gt (B, G, 4)`` and ``pr (B, P, 4)`` xyxy, predictions sorted by confidence, padding rows NaN (IoU 0:
+    they never match). Returns ``(B, G, T)`` ranks, :data:`NO_MATCH` where unmatched.
+    """
+    n_img, n_gt, n_pr = gt.shape[0], gt.shape[1], pr.shape[1]
+    hit = _iou_xyxy(gt, pr)[..., None] >= THRESHOLDS  # (B, G, P, T); NaN >= t is False
+    taken = np.zeros((n_img, n_pr, len(THRESHOLDS)), dtype=bool)
+    ranks = np.full((n_img, n_gt, len(THRESHOLDS)), NO_MATCH, dtype=np.int64)
+    b_idx, t_idx = np.ogrid[:n_img, : len(THRESHOLDS)]
+    for g in range(n_gt):  # the greedy order is inherently sequential over ground-truth boxes
+        free = hit[:, g] & ~taken  # (B, P, T)
+        first = free.argmax(axis=1)  # (B, T): first True along the confidence ranks
+        found = free[b_idx, first, t_idx]
+        ranks[:, g] = np.where(found, first, NO_MATCH)
+        taken[b_idx, first, t_idx] |= found
+    return ranks
+
+
+def evaluate_images(truth: Truth, preds: Preds, *, scale: float = 1.0) -> ImageEvaluation:
+    """Phase 1: IoUs and greedy matching of every image at every threshold, with all predictions.
+
+    ``preds`` may omit images (no boxes); an id in ``preds`` but not in ``truth`` is a ``ValueError``.
+    Images are grouped by (ground-truth count, prediction count rounded up to a power of two) so that each
+    group is one padded array operation; the Python loop runs over groups and ground-truth slots only.
+    """
+    unknown = set(preds) - set(truth)
+    if unknown:
+        example = sorted(unknown)[0]
+        raise ValueError(f"{len(unknown)} predicted image(s) not in the ground truth, e.g. {example}")
+    ids = tuple(truth)
+    n = len(ids)
+    gts = [xywh_to_xyxy(truth[i]) for i in ids]
+    n_gt = np.array([len(g) for g in gts], dtype=np.int64)
+    pr_boxes, pr_conf = [], []
+    for i in ids:
+        boxes, conf = _sorted_preds(*preds[i]) if i in preds else (np.zeros((0, 4)), np.zeros(0))
+        if scale != 1.0 and len(boxes):
+            boxes = scale_about_centre(boxes, scale)
+        pr_boxes.append(xywh_to_xyxy(boxes))
+        pr_conf.append(conf)
+    n_pr = np.array([len(c) for c in pr_conf], dtype=np.int64)
+
+    g_max = int(n_gt.max(initial=0))
+    match_rank = np.full((n, g_max, len(THRESHOLDS)), NO_MATCH, dtype=np.int64)
+    both = np.flatnonzero((n_gt > 0) & (n_pr > 0))
+    p_bucket = 1 << np.ceil(np.log2(np.maximum(n_pr[both], 1))).astype(np.int64)
+    keys = n_gt[both] * (1 << 32) + p_bucket
+    for key in np.unique(keys):
+        members = both[keys == key]
+        g, p = int(n_gt[members[0]]), int(key & 0xFFFFFFFF)
+        gt_arr = np.stack([gts[i] for i in members])
+        pr_arr = np.full((len(members), p, 4), np.nan)
+        for row, i in enumerate(members):
+            pr_arr[row, : n_pr[i]] = pr_boxes[i]
+        match_rank[members, :g] = _match_group(gt_arr, pr_arr)
+
+    pred_image = np.repeat(np.arange(n, dtype=np.int64), n_pr)
+    pred_conf = np.concatenate(pr_conf) if n else np.zeros(0)
+    return ImageEvaluation(ids, n_gt, match_rank, pred_image, pred_conf, float(scale))
+
+
+def accumulate(ev: ImageEvaluation, confs: Iterable[float]) -> np.ndarray:
+    """Phase 2: per-image scores ``(C, n)`` for each confidence threshold; NaN marks a left-out image.
+
+    With ``k`` predictions kept, ``TP = #{gt : rank < k}``, ``FP = k - TP``, ``FN = G - TP``, so the
+    precision denominator is ``G + k - TP`` (never 0 for a counted image).
+    """
+    confs = np.atleast_1d(np.asarray(confs if np.isscalar(confs) else list(confs), dtype=np.float64))
+    kept = np.stack([ev.n_kept(c) for c in confs])  # (C, n)
+    tp = (ev.match_rank[None] < kept[:, :, None, None]).sum(axis=2)  # (C, n, T)
+    denom = ev.n_gt[None, :, None] + kept[:, :, None] - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = tp / denom  # 0/0 -> NaN exactly for images with neither truth nor kept prediction
+    return precision.mean(axis=2)
+
+
+def summarize(scores: np.ndarray) -> np.ndarray | float:
+    """Phase 3: mean over images (last axis), ignoring left-out (NaN) images; NaN if none counts."""
+    scores = np.asarray(scores, dtype=np.float64)
+    counted = ~np.isnan(scores)
+    total = np.where(counted, scores, 0.0).sum(axis=-1)
+    n = counted.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+    return float(out) if out.ndim == 0 else out
+
+
+def per_image_scores(
+    truth: Truth, preds: Preds, *, conf: float = 0.0, scale: float = 1.0
+) -> dict[str, float]:
+    """Score of each counted image at one confidence threshold and box scale (left-out images absent)."""
+    ev = evaluate_images(truth, preds, scale=scale)
+    scores = accumulate(ev, [conf])[0]
+    return {i: float(s) for i, s in zip(ev.ids, scores, strict=True) if not np.isnan(s)}
+
+
+def kaggle_map(truth: Truth, preds: Preds, *, conf: float = 0.0, scale: float = 1.0) -> float:
+    """The challenge score of ``preds`` against ``truth`` (NaN when no image counts)."""
+    return summarize(accumulate(evaluate_images(truth, preds, scale=scale), [conf])[0])
+
+
+def sweep(truth: Truth, preds: Preds, confs: Iterable[float], scales: Iterable[float]) -> pd.DataFrame:
+    """Score every (confidence threshold, box scale) pair: one IoU/matching pass per scale.
+
+    Returns a frame with columns ``conf, scale, score``, one row per pair (scales outer, confs inner).
+    """
+    confs = [float(c) for c in confs]
+    rows = []
+    for s in scales:
+        totals = summarize(accumulate(evaluate_images(truth, preds, scale=float(s)), confs))
+        rows += [(c, float(s), float(v)) for c, v in zip(confs, np.atleast_1d(totals), strict=True)]
+    return pd.DataFrame(rows, columns=["conf", "scale", "score"])
+
+
+def frame_to_preds(df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``patientId,conf,x,y,width,height`` rows (one per box) -> the ``preds`` mapping of this module."""
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if len(df) == 0:
+        return out
+    values = df[["x", "y", "width", "height"]].to_numpy(np.float64)
+    conf = df["conf"].to_numpy(np.float64)
+    codes, uniques = pd.factorize(df["patientId"], sort=False)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    for k, pid in enumerate(uniques):
+        idx = order[bounds[k] : bounds[k + 1]]
+        out[str(pid)] = (values[idx], conf[idx])
+    return out
+
+
+def frame_to_truth(boxes: pd.DataFrame, ids: Iterable[str]) -> dict[str, np.ndarray]:
+    """Ground truth for every id in ``ids`` from ``patientId,x,y,width,height`` rows (ids with no row get
+    ``(0, 4)``; rows of ids not listed are ignored)."""
+    cols = ["x", "y", "width", "height"]
+    grouped = {str(k): g[cols].to_numpy(np.float64) for k, g in boxes.groupby("patientId", sort=False)}
+    return {str(i): grouped.get(str(i), np.zeros((0, 4))) for i in ids}
