@@ -77,8 +77,9 @@ class Labels:
     """Validated labels.
 
     ``patients``: index ``patientId`` (sorted), columns ``Target`` (int 0/1), ``class`` (one of
-    :data:`CLASSES`), ``n_boxes`` (int). ``boxes``: columns ``patientId, x, y, width, height`` (float64,
-    xywh_px as in the CSV, unclipped) and ``row`` (spreadsheet row), sorted by patientId then row.
+    :data:`CLASSES`), ``n_boxes`` (int), ``row`` (its first labels row).
+    ``boxes``: columns ``patientId, x, y, width, height`` (float64, xywh_px as in the CSV, unclipped)
+    and ``row`` (spreadsheet row), sorted by patientId then row.
     ``skips``: everything left out, sorted by file and row.
     """
 
@@ -256,7 +257,9 @@ def parse_labels(
     for pid in orphan:
         skips.append(Skip(class_file, int(cls.at[pid, "row"]), pid, f"no row in {label_file}"))
 
-    patients = per_patient[["Target", "class", "n_boxes"]].astype({"Target": int, "n_boxes": int})
+    patients = per_patient[["Target", "class", "n_boxes", "row"]].astype(
+        {"Target": int, "n_boxes": int, "row": int}
+    )
     patients.index.name = "patientId"
     keep = (lab["Target"] == 1) & lab["patientId"].isin(patients.index)
     boxes = pd.concat([lab.loc[keep, ["patientId", "row"]], numbers[keep].astype(np.float64)], axis=1)
