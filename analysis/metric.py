@@ -60,7 +60,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from convert.boxes import as_boxes, scale_about_centre, xywh_to_xyxy
+from convert.boxes import scale_about_centre, xywh_to_xyxy
 
 THRESHOLDS = np.array([0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75], dtype=np.float64)
 """IoU thresholds of the challenge, as float64 literals (``arange(0.4, 0.76, 0.05)`` gives 0.6499999...)."""
@@ -96,14 +96,51 @@ def iou_xywh(a, b) -> np.ndarray:
     return _iou_xyxy(xywh_to_xyxy(a), xywh_to_xyxy(b))
 
 
-def _sorted_preds(boxes, conf) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes ``(P, 4)`` and confidences ``(P,)`` in descending confidence, ties in the order given."""
-    boxes = as_boxes(boxes)
-    conf = np.asarray(conf, dtype=np.float64).reshape(-1)
-    if len(conf) != len(boxes):
-        raise ValueError(f"{len(boxes)} boxes but {len(conf)} confidences")
-    order = np.argsort(-conf, kind="stable")
-    return boxes[order], conf[order]
+@dataclass(frozen=True)
+class _Flat:
+    """All boxes of all images in flat arrays (``n`` images, ``NG`` truth boxes, ``NP`` predictions);
+    predictions sorted by image, then descending confidence (ties in the order given)."""
+
+    ids: tuple[str, ...]
+    n_gt: np.ndarray  # (n,) int64
+    gt_xywh: np.ndarray  # (NG, 4)
+    gt_image: np.ndarray  # (NG,) int64
+    n_pr: np.ndarray  # (n,) int64
+    pr_xywh: np.ndarray  # (NP, 4)
+    pr_conf: np.ndarray  # (NP,)
+    pr_image: np.ndarray  # (NP,) int64
+
+
+def _rows(v) -> np.ndarray:
+    return np.asarray(v, dtype=np.float64).reshape(-1, 4)
+
+
+def _flatten(truth: Truth, preds: Preds) -> _Flat:
+    """Validate and flatten the mappings once (per-image Python work is the only per-image cost)."""
+    unknown = set(preds) - set(truth)
+    if unknown:
+        example = sorted(unknown)[0]
+        raise ValueError(f"{len(unknown)} predicted image(s) not in the ground truth, e.g. {example}")
+    ids = tuple(truth)
+    n = len(ids)
+    idx = np.arange(n, dtype=np.int64)
+    gt_list = [_rows(truth[i]) for i in ids]
+    n_gt = np.fromiter(map(len, gt_list), np.int64, n)
+    none = (np.zeros((0, 4)), np.zeros(0))
+    pr_items = [preds.get(i, none) for i in ids]
+    box_list = [_rows(b) for b, _ in pr_items]
+    conf_list = [np.asarray(c, dtype=np.float64).reshape(-1) for _, c in pr_items]
+    n_pr = np.fromiter(map(len, box_list), np.int64, n)
+    n_conf = np.fromiter(map(len, conf_list), np.int64, n)
+    if (bad := np.flatnonzero(n_pr != n_conf)).size:
+        k = bad[0]
+        raise ValueError(f"image {ids[k]}: {n_pr[k]} boxes but {n_conf[k]} confidences")
+    pr_image = np.repeat(idx, n_pr)
+    pr_conf = np.concatenate(conf_list) if n else np.zeros(0)
+    order = np.lexsort((-pr_conf, pr_image))  # lexsort is stable: tied confidences keep the given order
+    pr_xywh = np.concatenate(box_list)[order] if n else np.zeros((0, 4))
+    gt_xywh = np.concatenate(gt_list) if n else np.zeros((0, 4))
+    return _Flat(ids, n_gt, gt_xywh, np.repeat(idx, n_gt), n_pr, pr_xywh, pr_conf[order], pr_image)
 
 
 @dataclass(frozen=True)
@@ -152,6 +189,40 @@ def _match_group(gt: np.ndarray, pr: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def _slot(image: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Position of each flat row within its image (rows grouped by image, in order)."""
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return np.arange(len(image), dtype=np.int64) - starts[image]
+
+
+def _evaluate_flat(flat: _Flat, scale: float) -> ImageEvaluation:
+    n = len(flat.ids)
+    pr_xywh = scale_about_centre(flat.pr_xywh, scale) if scale != 1.0 else flat.pr_xywh
+    gt_xyxy, pr_xyxy = xywh_to_xyxy(flat.gt_xywh), xywh_to_xyxy(pr_xywh)
+    gt_slot, pr_slot = _slot(flat.gt_image, flat.n_gt), _slot(flat.pr_image, flat.n_pr)
+
+    g_max = int(flat.n_gt.max(initial=0))
+    match_rank = np.full((n, g_max, len(THRESHOLDS)), NO_MATCH, dtype=np.int64)
+    both = np.flatnonzero((flat.n_gt > 0) & (flat.n_pr > 0))
+    p_bucket = 1 << np.ceil(np.log2(np.maximum(flat.n_pr[both], 1))).astype(np.int64)
+    keys = flat.n_gt[both] * (1 << 32) + p_bucket
+    key_of = np.full(n, -1, dtype=np.int64)
+    key_of[both] = keys
+    row_of = np.zeros(n, dtype=np.int64)
+    for key in np.unique(keys):
+        members = both[keys == key]
+        row_of[members] = np.arange(len(members))
+        g, p = int(key >> 32), int(key & 0xFFFFFFFF)
+        gt_arr = np.empty((len(members), g, 4))
+        sel = key_of[flat.gt_image] == key
+        gt_arr[row_of[flat.gt_image[sel]], gt_slot[sel]] = gt_xyxy[sel]
+        pr_arr = np.full((len(members), p, 4), np.nan)
+        sel = key_of[flat.pr_image] == key
+        pr_arr[row_of[flat.pr_image[sel]], pr_slot[sel]] = pr_xyxy[sel]
+        match_rank[members, :g] = _match_group(gt_arr, pr_arr)
+    return ImageEvaluation(flat.ids, flat.n_gt, match_rank, flat.pr_image, flat.pr_conf, float(scale))
+
+
 def evaluate_images(truth: Truth, preds: Preds, *, scale: float = 1.0) -> ImageEvaluation:
     """Phase 1: IoUs and greedy matching of every image at every threshold, with all predictions.
 
@@ -159,40 +230,7 @@ def evaluate_images(truth: Truth, preds: Preds, *, scale: float = 1.0) -> ImageE
     Images are grouped by (ground-truth count, prediction count rounded up to a power of two) so that each
     group is one padded array operation; the Python loop runs over groups and ground-truth slots only.
     """
-    unknown = set(preds) - set(truth)
-    if unknown:
-        example = sorted(unknown)[0]
-        raise ValueError(f"{len(unknown)} predicted image(s) not in the ground truth, e.g. {example}")
-    ids = tuple(truth)
-    n = len(ids)
-    gts = [xywh_to_xyxy(truth[i]) for i in ids]
-    n_gt = np.array([len(g) for g in gts], dtype=np.int64)
-    pr_boxes, pr_conf = [], []
-    for i in ids:
-        boxes, conf = _sorted_preds(*preds[i]) if i in preds else (np.zeros((0, 4)), np.zeros(0))
-        if scale != 1.0 and len(boxes):
-            boxes = scale_about_centre(boxes, scale)
-        pr_boxes.append(xywh_to_xyxy(boxes))
-        pr_conf.append(conf)
-    n_pr = np.array([len(c) for c in pr_conf], dtype=np.int64)
-
-    g_max = int(n_gt.max(initial=0))
-    match_rank = np.full((n, g_max, len(THRESHOLDS)), NO_MATCH, dtype=np.int64)
-    both = np.flatnonzero((n_gt > 0) & (n_pr > 0))
-    p_bucket = 1 << np.ceil(np.log2(np.maximum(n_pr[both], 1))).astype(np.int64)
-    keys = n_gt[both] * (1 << 32) + p_bucket
-    for key in np.unique(keys):
-        members = both[keys == key]
-        g, p = int(n_gt[members[0]]), int(key & 0xFFFFFFFF)
-        gt_arr = np.stack([gts[i] for i in members])
-        pr_arr = np.full((len(members), p, 4), np.nan)
-        for row, i in enumerate(members):
-            pr_arr[row, : n_pr[i]] = pr_boxes[i]
-        match_rank[members, :g] = _match_group(gt_arr, pr_arr)
-
-    pred_image = np.repeat(np.arange(n, dtype=np.int64), n_pr)
-    pred_conf = np.concatenate(pr_conf) if n else np.zeros(0)
-    return ImageEvaluation(ids, n_gt, match_rank, pred_image, pred_conf, float(scale))
+    return _evaluate_flat(_flatten(truth, preds), scale)
 
 
 def accumulate(ev: ImageEvaluation, confs: Iterable[float]) -> np.ndarray:
@@ -241,9 +279,10 @@ def sweep(truth: Truth, preds: Preds, confs: Iterable[float], scales: Iterable[f
     Returns a frame with columns ``conf, scale, score``, one row per pair (scales outer, confs inner).
     """
     confs = [float(c) for c in confs]
+    flat = _flatten(truth, preds)
     rows = []
     for s in scales:
-        totals = summarize(accumulate(evaluate_images(truth, preds, scale=float(s)), confs))
+        totals = summarize(accumulate(_evaluate_flat(flat, float(s)), confs))
         rows += [(c, float(s), float(v)) for c, v in zip(confs, np.atleast_1d(totals), strict=True)]
     return pd.DataFrame(rows, columns=["conf", "scale", "score"])
 
