@@ -1,0 +1,549 @@
+"""Convert a Kaggle-layout RSNA folder (DICOMs + CSVs) to a verified Ultralytics YOLO dataset.
+
+One image's journey lives in :func:`convert_one`: read the DICOM, map it to 8-bit
+(:func:`convert.dicom.dicom_to_uint8`), resize so the longer side is ``imgsz``, write the PNG, write the
+YOLO label (:func:`convert.boxes.rsna_boxes_to_yolo`). :func:`convert_rsna` plans those jobs, runs them
+across processes and writes ``data.yaml``, ``folds/``, ``manifest.csv``, ``boxes.csv`` and
+``report.json`` (layout and columns: docs/ARCHITECTURE.md), then runs :func:`convert.check.check_dataset`.
+
+Guarantees:
+
+- bad input never stops the run: every DICOM, CSV row or patient left out becomes one skip line in the
+  printed summary and in ``report.json``;
+- nothing is written outside ``out``: every output path is resolved and checked to lie inside it;
+- interrupt-safe and resumable: each file is written to a temporary file in its folder and renamed into
+  place, so a file that exists is complete; a rerun reuses every image whose PNG (right size) and label
+  (right content) are already there, and ends with the same bytes as an uninterrupted run. The files
+  hold no timestamps; ``data.yaml`` and the fold lists hold the absolute dataset path (Ultralytics needs
+  it), ``report.json`` the absolute source path. Timings are printed, never written;
+- files from an earlier run with other settings that no longer belong (other split, other folds, temp
+  files of a killed run) are removed from the folders this converter owns.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import struct
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from convert.boxes import CLASS_NAMES, rsna_boxes_to_yolo
+from convert.cli import UserError
+from convert.dicom import DicomError, dicom_to_uint8, header_metadata, read_dicom
+from convert.labels import BOX_COLUMNS, Labels, Skip, find_csv, is_safe_id, read_labels
+from convert.labels import CLASS_FILES as CLASS_CSVS
+from convert.labels import LABEL_FILES as LABEL_CSVS
+from convert.split import split_patients
+
+TRAIN_DIRS = ("stage_2_train_images", "stage_1_train_images")
+TEST_DIRS = ("stage_2_test_images", "stage_1_test_images")
+SPLITS = ("train", "val", "test")
+MANIFEST_COLUMNS = (
+    "patientId", "split", "fold", "class", "Target", "n_boxes", "PatientAge", "PatientSex",
+    "ViewPosition", "rows", "cols", "png", "scale",
+)  # fmt: skip
+"""``manifest.csv`` columns, in this order (docs/ARCHITECTURE.md)."""
+TMP_SUFFIX = ".tmp"
+MAX_PRINTED_SKIPS = 5
+"""Examples printed per kind of skip (report.json lists them all)."""
+MAX_PRINTED_PROBLEMS = 20
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the Kaggle files are inside ``--src``."""
+
+    root: Path
+    label_csv: Path
+    class_csv: Path
+    train_dir: Path
+    test_dir: Path | None
+
+
+def find_source(src: str | Path) -> Source:
+    """Locate the label CSVs and image folders (stage-2 names first, stage-1 accepted).
+
+    Raises :class:`UserError` (one line) when ``src`` is not a folder or lacks a labels CSV, the class
+    CSV or the training-image folder. The test-image folder is optional.
+    """
+    root = Path(src).expanduser().resolve()
+    if not root.is_dir():
+        raise UserError(f"--src {src}: not a folder")
+    label_csv = find_csv(root, LABEL_CSVS)
+    class_csv = find_csv(root, CLASS_CSVS)
+    train = [root / d for d in TRAIN_DIRS if (root / d).is_dir()]
+    if not train:
+        raise UserError(f"{root}: no training-image folder ({' or '.join(TRAIN_DIRS)})")
+    test = [root / d for d in TEST_DIRS if (root / d).is_dir()]
+    return Source(root, label_csv, class_csv, train[0], test[0] if test else None)
+
+
+def inside(out: Path, relative: str | Path) -> Path:
+    """``out / relative`` resolved, refusing anything that would land outside ``out`` (already resolved)."""
+    path = (out / relative).resolve()
+    if not path.is_relative_to(out):
+        raise ValueError(f"refusing to write outside the output folder: {path}")
+    return path
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename (never half-written)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def resized_shape(rows: int, cols: int, imgsz: int) -> tuple[int, int, float]:
+    """``(height, width, scale)`` of an image of ``rows x cols`` resized so its longer side is ``imgsz``.
+
+    >>> resized_shape(1024, 1024, 640), resized_shape(600, 800, 400)
+    ((640, 640, 0.625), (300, 400, 0.5))
+    """
+    scale = imgsz / max(rows, cols)
+    height = max(1, math.floor(rows * scale + 0.5))
+    width = max(1, math.floor(cols * scale + 0.5))
+    return height, width, scale
+
+
+def resize_longer_side(image: np.ndarray, imgsz: int) -> np.ndarray:
+    """``(H, W)`` uint8 -> ``(h, w)`` uint8 with ``max(h, w) == imgsz``; INTER_AREA when shrinking."""
+    height, width, scale = resized_shape(image.shape[0], image.shape[1], imgsz)
+    if (height, width) == image.shape[:2]:
+        return image
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=interpolation)
+
+
+def label_text(boxes_xywh_px, rows: int, cols: int) -> str:
+    """The YOLO label file content for Kaggle boxes ``(N, 4)`` in a ``rows x cols`` source image."""
+    lines = rsna_boxes_to_yolo(boxes_xywh_px, width=cols, height=rows)
+    return "".join(line + "\n" for line in lines)
+
+
+def png_header(path: Path) -> tuple[int, int, int, int] | None:
+    """``(width, height, bit_depth, colour_type)`` from a PNG's IHDR chunk, or None if not a PNG."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(26)
+    except OSError:
+        return None
+    if len(head) < 26 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height, head[24], head[25]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to convert. ``label`` is None for test images; ``boxes`` are xywh_px source pixels."""
+
+    patient_id: str
+    dicom: Path
+    png: Path
+    label: Path | None
+    boxes: tuple[tuple[float, float, float, float], ...]
+    imgsz: int
+
+
+def convert_one(job: Job) -> dict:
+    """Convert one DICOM (or reuse a finished one). Never raises for bad input.
+
+    Returns ``{"patientId", "ok": True, "reused": bool, "meta": header_metadata(...), "scale"}`` or
+    ``{"patientId", "ok": False, "reason": str}``.
+    """
+    try:
+        reused = _reuse(job)
+        if reused is not None:
+            return reused
+        ds = read_dicom(job.dicom)
+        meta = header_metadata(ds)
+        image = resize_longer_side(dicom_to_uint8(ds), job.imgsz)
+        ok, encoded = cv2.imencode(".png", image)
+        if not ok:
+            raise DicomError("PNG encoding failed")
+        write_atomic(job.png, encoded.tobytes())
+        if job.label is not None:
+            write_atomic(job.label, label_text(job.boxes, meta["rows"], meta["cols"]).encode())
+        scale = resized_shape(meta["rows"], meta["cols"], job.imgsz)[2]
+        return {"patientId": job.patient_id, "ok": True, "reused": False, "meta": meta, "scale": scale}
+    except DicomError as exc:
+        reason = str(exc).replace(f"{job.dicom}: ", "")
+        return {"patientId": job.patient_id, "ok": False, "reason": reason}
+    except Exception as exc:  # one odd file must not stop thousands of others: record it and go on
+        return {"patientId": job.patient_id, "ok": False, "reason": f"{type(exc).__name__}: {exc}"}
+
+
+def _reuse(job: Job) -> dict | None:
+    """The result for a job whose outputs a previous run already finished, else None.
+
+    Reused when the PNG exists with the expected size (8-bit grayscale) and the label file (train/val)
+    exists; a label whose content differs (same image, other boxes) is rewritten. Only the header is read.
+    """
+    if not job.png.exists() or (job.label is not None and not job.label.exists()):
+        return None
+    ds = read_dicom(job.dicom, headers_only=True)
+    meta = header_metadata(ds)
+    if meta["rows"] is None or meta["cols"] is None:
+        return None
+    height, width, scale = resized_shape(meta["rows"], meta["cols"], job.imgsz)
+    if png_header(job.png) != (width, height, 8, 0):
+        return None
+    if job.label is not None:
+        expected = label_text(job.boxes, meta["rows"], meta["cols"]).encode()
+        if job.label.read_bytes() != expected:
+            write_atomic(job.label, expected)
+    return {"patientId": job.patient_id, "ok": True, "reused": True, "meta": meta, "scale": scale}
+
+
+def _init_worker() -> None:
+    # One OpenCV thread per process: the processes are the parallelism.
+    cv2.setNumThreads(1)
+
+
+def run_jobs(jobs: list[Job], workers: int, progress: bool = True) -> list[dict]:
+    """Run :func:`convert_one` over ``jobs`` on ``workers`` processes (1 = in this process), in order."""
+    bar = tqdm(total=len(jobs), desc="convert", unit="img", disable=not progress, smoothing=0.1)
+    results: list[dict] = []
+    if workers <= 1 or len(jobs) <= 1:
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            for job in jobs:
+                results.append(convert_one(job))
+                bar.update()
+        finally:
+            cv2.setNumThreads(threads)
+    else:
+        chunksize = max(1, min(32, len(jobs) // (workers * 8)))
+        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+            for result in pool.map(convert_one, jobs, chunksize=chunksize):
+                results.append(result)
+                bar.update()
+    bar.close()
+    return results
+
+
+def _dicoms(folder: Path) -> list[Path]:
+    """``*.dcm`` files directly in ``folder`` (any case of the suffix), sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".dcm" and p.is_file())
+
+
+def _fmt(value) -> str:
+    """A manifest/boxes cell: empty for missing, ``repr`` for floats (round-trips exactly)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float | np.floating):
+        return repr(float(value))
+    return str(value)
+
+
+def _csv_bytes(header, rows) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([[_fmt(v) for v in row] for row in rows])
+    return buf.getvalue().encode()
+
+
+def plan(
+    source: Source, labels: Labels, out: Path, *, imgsz: int, val_fraction: float, folds: int, seed: int
+) -> tuple[list[Job], dict[str, dict], list[Skip]]:
+    """Match DICOMs with labels, split, and list the jobs.
+
+    Returns ``(jobs, rows, skips)``: ``rows`` maps patientId to its manifest fields known before
+    conversion (split, fold, class, Target, n_boxes); ``skips`` lists DICOMs and CSV patients left out.
+    """
+    skips: list[Skip] = []
+    skipped_ids = {s.patientId for s in labels.skips}
+    rel = lambda p: p.relative_to(source.root).as_posix()  # noqa: E731
+
+    train_files: dict[str, Path] = {}
+    for path in _dicoms(source.train_dir):
+        pid = path.stem
+        if not is_safe_id(pid):
+            skips.append(Skip(rel(path), None, pid, "file name is not a plain patientId"))
+        elif pid not in labels.patients.index:
+            why = "its CSV rows were skipped" if pid in skipped_ids else f"no row in {labels.label_file}"
+            skips.append(Skip(rel(path), None, pid, why))
+        else:
+            train_files[pid] = path
+    for pid, row in labels.patients["row"].items():
+        if pid not in train_files:
+            skips.append(Skip(labels.label_file, int(row), pid, f"no DICOM in {rel(source.train_dir)}/"))
+
+    test_files: dict[str, Path] = {}
+    if source.test_dir is not None:
+        for path in _dicoms(source.test_dir):
+            pid = path.stem
+            if not is_safe_id(pid):
+                skips.append(Skip(rel(path), None, pid, "file name is not a plain patientId"))
+            elif pid in train_files:
+                skips.append(
+                    Skip(rel(path), None, pid, "also a training patientId (no patient in two splits)")
+                )
+            else:
+                test_files[pid] = path
+
+    patients = labels.patients.loc[sorted(train_files)]
+    assignment = split_patients(patients["class"], val_fraction=val_fraction, folds=folds, seed=seed)
+    boxes_by_id = {
+        pid: tuple(map(tuple, grp[list(BOX_COLUMNS)].to_numpy(dtype=np.float64).tolist()))
+        for pid, grp in labels.boxes[labels.boxes["patientId"].isin(train_files)].groupby("patientId")
+    }
+    jobs: list[Job] = []
+    rows: dict[str, dict] = {}
+    for pid, rec in patients.iterrows():
+        split = assignment.at[pid, "split"]
+        rows[pid] = {
+            "split": split,
+            "fold": int(assignment.at[pid, "fold"]),
+            "class": rec["class"],
+            "Target": int(rec["Target"]),
+            "n_boxes": int(rec["n_boxes"]),
+        }
+        jobs.append(
+            Job(
+                pid,
+                train_files[pid],
+                inside(out, f"images/{split}/{pid}.png"),
+                inside(out, f"labels/{split}/{pid}.txt"),
+                boxes_by_id.get(pid, ()),
+                imgsz,
+            )
+        )
+    for pid in sorted(test_files):
+        rows[pid] = {"split": "test", "fold": None, "class": None, "Target": None, "n_boxes": None}
+        jobs.append(Job(pid, test_files[pid], inside(out, f"images/test/{pid}.png"), None, (), imgsz))
+    return jobs, rows, skips
+
+
+def _data_yaml(out: Path, train: str, val: str, test: str | None) -> bytes:
+    data = {"path": str(out), "train": train, "val": val}
+    if test:
+        data["test"] = test
+    data["names"] = dict(CLASS_NAMES)
+    return yaml.safe_dump(data, sort_keys=False).encode()
+
+
+def write_outputs(out: Path, manifest: list[dict], labels: Labels, folds: int) -> list[Path]:
+    """Write ``manifest.csv``, ``boxes.csv``, ``data.yaml`` and the fold files; return every path written."""
+    written: list[Path] = []
+
+    def put(relative: str, data: bytes) -> None:
+        path = inside(out, relative)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data)
+        written.append(path)
+
+    put("manifest.csv", _csv_bytes(MANIFEST_COLUMNS, [[r[c] for c in MANIFEST_COLUMNS] for r in manifest]))
+    labelled = {r["patientId"] for r in manifest if r["split"] != "test"}
+    truth = labels.boxes[labels.boxes["patientId"].isin(labelled)]
+    put("boxes.csv", _csv_bytes(("patientId", *BOX_COLUMNS), truth[["patientId", *BOX_COLUMNS]].to_numpy()))
+    has_test = any(r["split"] == "test" for r in manifest)
+    test = "images/test" if has_test else None
+    put("data.yaml", _data_yaml(out, "images/train", "images/val", test))
+    for k in range(folds):
+        lists = {"train": [], "val": []}
+        for r in manifest:
+            if r["split"] != "test":
+                lists["val" if r["fold"] == k else "train"].append(str(out / r["png"]))
+        for name, paths in lists.items():
+            put(f"folds/fold{k}_{name}.txt", "".join(p + "\n" for p in paths).encode())
+        put(
+            f"folds/fold{k}.yaml", _data_yaml(out, f"folds/fold{k}_train.txt", f"folds/fold{k}_val.txt", test)
+        )
+    return written
+
+
+def remove_stale(out: Path, keep: set[Path]) -> int:
+    """Delete files this converter owns that are not in ``keep`` (earlier settings, killed-run temps).
+
+    Only ``*.png`` / ``*.txt`` / ``*.yaml`` / temp files inside ``images/``, ``labels/`` and ``folds/``
+    are considered; anything else in ``out`` is left alone. Returns the number removed.
+    """
+    removed = 0
+    for sub in ("images", "labels", "folds"):
+        folder = out / sub
+        if not folder.is_dir():
+            continue
+        for path in folder.rglob("*"):
+            owned = path.suffix in {".png", ".txt", ".yaml"} or path.name.endswith(TMP_SUFFIX)
+            if path.is_file() and owned and path.resolve() not in keep:
+                path.unlink()
+                removed += 1
+    for path in out.glob(f".*{TMP_SUFFIX}"):
+        path.unlink()
+        removed += 1
+    return removed
+
+
+def summary_lines(report: dict, examples: int = MAX_PRINTED_SKIPS) -> list[str]:
+    """A short human summary of a conversion report: counts, then each kind of skip with a few examples."""
+    c = report["counts"]
+    lines = [
+        f"converted {c['converted']} images: train {c['train']}, val {c['val']}, test {c['test']} "
+        f"({c['train_positive'] + c['val_positive']} with opacity, {c['boxes']} boxes); "
+        f"skipped {c['skipped']}",
+    ]
+    by_kind: dict[str, list[Skip]] = {}
+    for d in report["skips"]:
+        skip = Skip(**d)
+        by_kind.setdefault(_reason_kind(skip.reason), []).append(skip)
+    for kind, group in sorted(by_kind.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        lines.append(f"  skipped {len(group)} x {kind}:")
+        lines.extend(f"    {skip.line()}" for skip in group[:examples])
+        if len(group) > examples:
+            lines.append(f"    ... and {len(group) - examples} more, all listed in report.json")
+    return lines
+
+
+def _reason_kind(reason: str) -> str:
+    """Group skip reasons for the summary: drop the parts that differ per row (quoted values, row lists)."""
+    kind = reason.split(" (rows ")[0].split(" of row ")[0]
+    return kind.split(" '")[0] if "'" in kind else kind
+
+
+def convert_rsna(
+    src: str | Path,
+    out: str | Path,
+    *,
+    imgsz: int = 1024,
+    val_fraction: float = 0.2,
+    folds: int = 0,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+    echo=print,
+) -> dict:
+    """Convert the Kaggle-layout folder ``src`` into a YOLO dataset in ``out``; return the report.
+
+    ``imgsz``: longer side of the written PNGs (1024 = native for RSNA). ``val_fraction``: share of each
+    class in ``val`` (ignored with ``folds``, where fold 0 is ``val``). ``folds``: K >= 2 writes
+    ``folds/fold<k>.yaml`` for K-fold cross-validation over the same images. ``workers``: processes
+    (default all cores). ``echo``: where the summary lines go (``print``; a no-op to silence).
+
+    The report (also ``out/report.json``) holds ``source``, ``settings``, ``counts``,
+    ``skipped_by_reason``, ``skips`` (each ``{file, row, patientId, reason}``) and ``check``
+    (``{ok, problems}`` from :func:`convert.check.check_dataset`). Bad input is skipped and reported, never
+    raised; a ``src`` without the Kaggle files raises :class:`UserError`.
+    """
+    from convert.check import check_dataset  # check imports this module's constants
+
+    if imgsz < 1:
+        raise UserError(f"--imgsz must be positive, got {imgsz}")
+    if folds < 0 or folds == 1:
+        raise UserError(f"--folds must be 0 (no cross-validation) or at least 2, got {folds}")
+    if not folds and not 0.0 < val_fraction < 1.0:
+        raise UserError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+    started = time.perf_counter()
+    source = find_source(src)
+    out = Path(out).expanduser().resolve()
+    if out == source.root or source.root.is_relative_to(out):
+        raise UserError(f"--out {out} must not contain --src {source.root}")
+    labels = read_labels(source.label_csv, source.class_csv)
+    jobs, rows, skips = plan(
+        source, labels, out, imgsz=imgsz, val_fraction=val_fraction, folds=folds, seed=seed
+    )
+    for split in SPLITS:
+        inside(out, f"images/{split}").mkdir(parents=True, exist_ok=True)
+        if split != "test":
+            inside(out, f"labels/{split}").mkdir(parents=True, exist_ok=True)
+
+    workers = max(1, workers or os.cpu_count() or 1)
+    results = run_jobs(jobs, workers, progress=progress)
+
+    manifest: list[dict] = []
+    keep: set[Path] = set()
+    reused = 0
+    for job, result in zip(jobs, results, strict=True):
+        if not result["ok"]:
+            skips.append(
+                Skip(job.dicom.relative_to(source.root).as_posix(), None, job.patient_id, result["reason"])
+            )
+            continue
+        reused += result["reused"]
+        meta = result["meta"]
+        keep.add(job.png)
+        if job.label is not None:
+            keep.add(job.label)
+        manifest.append(
+            {
+                "patientId": job.patient_id,
+                **rows[job.patient_id],
+                "PatientAge": meta["PatientAge"],
+                "PatientSex": meta["PatientSex"],
+                "ViewPosition": meta["ViewPosition"],
+                "rows": meta["rows"],
+                "cols": meta["cols"],
+                "png": job.png.relative_to(out).as_posix(),
+                "scale": result["scale"],
+            }
+        )
+    manifest.sort(key=lambda r: r["patientId"])
+    keep.update(write_outputs(out, manifest, labels, folds))
+    removed = remove_stale(out, keep)
+
+    all_skips = sorted(
+        [*labels.skips, *skips],
+        key=lambda s: (s.file, s.row if s.row is not None else -1, s.patientId, s.reason),
+    )
+    split_counts = Counter(r["split"] for r in manifest)
+    positives = Counter(r["split"] for r in manifest if r["Target"] == 1)
+    report = {
+        "source": {
+            "src": str(source.root),
+            "labels": source.label_csv.name,
+            "classes": source.class_csv.name,
+            "train_images": source.train_dir.name,
+            "test_images": source.test_dir.name if source.test_dir else None,
+        },
+        "settings": {
+            "imgsz": imgsz,
+            "val_fraction": None if folds else val_fraction,
+            "folds": folds,
+            "seed": seed,
+        },
+        "counts": {
+            "converted": len(manifest),
+            **{split: split_counts[split] for split in SPLITS},
+            "train_positive": positives["train"],
+            "val_positive": positives["val"],
+            "boxes": sum(r["n_boxes"] or 0 for r in manifest),
+            "skipped": len(all_skips),
+        },
+        "skipped_by_reason": dict(sorted(Counter(_reason_kind(s.reason) for s in all_skips).items())),
+        "skips": [s.as_dict() for s in all_skips],
+    }
+    result = check_dataset(out, src=source.root)
+    report["check"] = {"ok": result.ok, "problems": result.problems}
+    write_atomic(inside(out, "report.json"), (json.dumps(report, indent=1) + "\n").encode())
+
+    for line in summary_lines(report):
+        echo(line)
+    elapsed = time.perf_counter() - started
+    done = len(manifest) - reused
+    echo(
+        f"{done} images converted and {reused} reused from an earlier run in {elapsed:.1f} s "
+        f"on {workers} worker(s); removed {removed} stale files"
+    )
+    if result.ok:
+        echo(f"check: OK. Dataset: {out / 'data.yaml'}")
+    else:
+        for problem in result.problems[:MAX_PRINTED_PROBLEMS]:
+            echo(f"check: {problem}")
+        echo(f"check: {len(result.problems)} problem(s) in {out}")
+    return report
