@@ -1,0 +1,181 @@
+"""``key=value`` arguments exactly as the ``yolo`` command line reads them, plus this project's own keys.
+
+Parsing reuses Ultralytics' helpers (``merge_equals_args``, ``parse_key_value_pair``,
+``check_dict_alignment``) and its rule for ``cfg=``: the YAML's values fill in keys not given on the command
+line, and every key given explicitly wins, before or after ``cfg=`` (Ultralytics 8.4 ``entrypoint``; older
+notes said the order mattered: putting ``cfg=`` first is safe with every version).
+
+Our own keys are removed before the rest goes to Ultralytics; see ``TrainOptions``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import offline
+from convert.cli import UserError
+
+DATA_ENV = "RSNA_YOLO_DATA"  # data.yaml for runs started without data= (e.g. by `wandb agent`)
+HUB_HELP = "https://github.com/ultralytics/assets/releases"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What `python -m train` adds to Ultralytics' arguments (given as ``key=value`` like the others).
+
+    kaggle_every: score the current weights on the val split with the Kaggle metric every N epochs and log
+        ``kaggle/mAP`` per epoch (0 = only once, after training). Sweeps prune on this value when set.
+    wandb: log the run to W&B (offline unless configured otherwise, see offline.py).
+    wandb_project / wandb_group: W&B project and group (a local sweep sets the group to its name).
+    rescore: rescore best.pt with the Kaggle metric after training and write kaggle.json.
+    """
+
+    kaggle_every: int = 0
+    wandb: bool = True
+    wandb_project: str | None = None
+    wandb_group: str | None = None
+    rescore: bool = True
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainOptions:
+        """Build from parsed values, checking types (``kaggle_every=2``, ``wandb=False``...)."""
+        opts = cls(**values)
+        if (
+            not isinstance(opts.kaggle_every, int)
+            or isinstance(opts.kaggle_every, bool)
+            or opts.kaggle_every < 0
+        ):
+            raise UserError(f"kaggle_every={opts.kaggle_every!r}: expected a whole number of epochs >= 0")
+        for key in ("wandb", "rescore"):
+            if not isinstance(getattr(opts, key), bool):
+                raise UserError(f"{key}={getattr(opts, key)!r}: expected True or False")
+        return opts
+
+
+OPTION_KEYS = frozenset(f.name for f in fields(TrainOptions))
+# Tokens of `yolo detect train ...` accepted (and ignored) so a yolo command line can be pasted as is.
+YOLO_WORDS = frozenset({"detect", "train"})
+
+
+def parse_key_values(argv: list[str]) -> tuple[dict[str, Any], TrainOptions]:
+    """Split ``key=value`` tokens into Ultralytics train arguments and our ``TrainOptions``.
+
+    Values are typed like the ``yolo`` CLI types them (``epochs=3`` -> 3, ``cos_lr=True`` -> True).
+    Unknown keys raise ``UserError`` with Ultralytics' close-match hint.
+
+    >>> args, opts = parse_key_values(["epochs=3", "imgsz", "=", "64", "kaggle_every=1", "wandb=False"])
+    >>> args, opts.kaggle_every, opts.wandb
+    ({'epochs': 3, 'imgsz': 64}, 1, False)
+    """
+    from ultralytics.cfg import merge_equals_args, parse_key_value_pair
+
+    try:
+        tokens = merge_equals_args(list(argv))
+    except SyntaxError as exc:
+        raise UserError(str(exc).strip()) from None
+    pairs = []
+    for token in tokens:
+        token = token.removeprefix("--")
+        if token in YOLO_WORDS:
+            continue
+        if "=" not in token:
+            raise UserError(f"'{token}': expected key=value (as with `yolo detect train`), e.g. epochs=10")
+        try:
+            pairs.append(parse_key_value_pair(token))
+        except AssertionError as exc:
+            raise UserError(f"'{token}': {exc}") from None
+    return split_values(pairs)
+
+
+def split_values(pairs: list[tuple[str, Any]]) -> tuple[dict[str, Any], TrainOptions]:
+    """Typed ``(key, value)`` pairs, in command-line order -> Ultralytics train arguments and our options.
+
+    ``cfg=hyp.yaml`` is applied as Ultralytics' entrypoint applies it: the YAML's values fill in the keys
+    not given explicitly (in any position). Unknown keys raise ``UserError`` with Ultralytics' hint.
+    """
+    from ultralytics.cfg import DEFAULT_CFG_DICT, check_dict_alignment
+    from ultralytics.utils import LOGGER, YAML
+
+    overrides: dict[str, Any] = {}
+    for key, value in pairs:
+        if key == "cfg" and value is not None:
+            cfg_path = resolve_cfg(str(value))
+            overrides = {**{k: v for k, v in YAML.load(cfg_path).items() if k != "cfg"}, **overrides}
+            overrides["cfg"] = str(cfg_path)  # kept so args.yaml records which hyperparameter file was used
+        else:
+            overrides[key] = value
+    options = {k: overrides.pop(k) for k in list(overrides) if k in OPTION_KEYS}
+    LOGGER.disabled = True  # check_dict_alignment also logs the whole `yolo` help text
+    try:
+        check_dict_alignment(DEFAULT_CFG_DICT, overrides)
+    except SyntaxError as exc:
+        raise UserError(" ".join(str(exc).split())) from None
+    finally:
+        LOGGER.disabled = False
+    for key, allowed in (("mode", "train"), ("task", "detect")):
+        if overrides.get(key, allowed) != allowed:
+            raise UserError(f"{key}={overrides[key]}: python -m train only trains detection models")
+    overrides.pop("mode", None)
+    overrides.pop("task", None)
+    return overrides, TrainOptions.from_dict(options)
+
+
+def resolve_cfg(value: str) -> Path:
+    """A ``cfg=`` path: as given (relative to the current directory), else relative to the repository."""
+    for candidate in (Path(value), offline.REPO_ROOT / value):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise UserError(f"cfg={value}: file not found (hyperparameter files are in yolo_configs/hyp/)")
+
+
+def resolve_data(args: dict[str, Any]) -> Path:
+    """The dataset YAML: ``data=`` or, failing that, ``$RSNA_YOLO_DATA``; must exist."""
+    value = args.get("data") or os.environ.get(DATA_ENV)
+    if not value:
+        raise UserError(
+            f"no dataset: pass data=path/to/data.yaml (written by `python -m convert rsna`) or set {DATA_ENV}"
+        )
+    path = Path(str(value)).expanduser()
+    if not path.is_file():
+        raise UserError(f"data={value}: file not found (convert a dataset with `python -m convert rsna`)")
+    return path.resolve()
+
+
+def resolve_model(value: Any) -> str:
+    """Check ``model=`` before Ultralytics sees it; return what to pass to ``YOLO(...)``.
+
+    - ``*.yaml``: an architecture trained from scratch (Ultralytics finds ``yolo11n.yaml`` etc. itself);
+    - an existing file (``runs/.../best.pt``): transfer learning from local weights;
+    - a hub name (``yolo11s.pt``, or ``yolo11s``): downloaded by Ultralytics, which needs the network
+      (``RSNA_YOLO_ONLINE=1``); offline and not found locally, one clear error instead of a download failure.
+    """
+    if not value:
+        raise UserError(
+            "no model: pass model=yolo11n.yaml (from scratch), model=path/to/best.pt or model=yolo11s.pt"
+        )
+    model = str(value)
+    path = Path(model).expanduser()
+    if path.suffix in {".yaml", ".yml"}:
+        return model
+    if path.is_file():
+        return str(path.resolve())
+    if path.suffix == "":
+        path = path.with_suffix(".pt")  # Ultralytics reads `yolo11s` as yolo11s.pt
+    if path.parent != Path("."):
+        raise UserError(f"model={model}: file not found")
+    from ultralytics.utils import SETTINGS
+
+    local = Path(SETTINGS["weights_dir"]) / path.name
+    if local.is_file():
+        return str(local)
+    if not offline.is_online():
+        raise UserError(
+            f"model={model}: pretrained weights are not on this machine and it is offline. Either download "
+            f"{path.name} on a connected machine ({HUB_HELP}) and pass model=/path/to/{path.name}, or set "
+            f"{offline.ONLINE_ENV}=1 to let Ultralytics download it (or train from scratch with "
+            f"model={path.stem}.yaml)"
+        )
+    return path.name

@@ -1,0 +1,54 @@
+"""The competition score of a training run: glue between the Ultralytics trainer and ``analysis.rescore``.
+
+- ``final_score``: after training, ``analysis.rescore.rescore`` on ``best.pt`` (writes ``kaggle.json``,
+  ``predictions_val.csv`` and ``kaggle_threshold.png`` into the run folder; tuned threshold and box scale).
+- ``EpochScorer``: during training (``kaggle_every=N``), the tuned Kaggle mAP of the weights saved this
+  epoch (``last.pt``) on the val split, from the same pieces of ``analysis.rescore``; writes nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+KAGGLE_JSON = "kaggle.json"
+
+
+def predict_settings(trainer) -> dict[str, Any]:
+    """Prediction settings matching the training run: image size, device, batch (AutoBatch's -1 -> 16)."""
+    batch = trainer.args.batch if isinstance(trainer.args.batch, int) and trainer.args.batch > 0 else 16
+    imgsz = trainer.args.imgsz if isinstance(trainer.args.imgsz, int) else max(trainer.args.imgsz)
+    return {"imgsz": imgsz, "batch": batch, "device": trainer.args.device or None}
+
+
+def final_score(trainer, data: Path) -> dict[str, Any]:
+    """Rescore the run's best weights on val with the Kaggle metric; returns the kaggle.json content."""
+    from analysis.rescore import rescore
+
+    weights = trainer.best if Path(trainer.best).is_file() else trainer.last
+    return rescore(Path(weights), Path(data), split="val", progress=False, **predict_settings(trainer))
+
+
+class EpochScorer:
+    """Kaggle mAP of a checkpoint on the val split, with the threshold and box scale tuned as in rescore.
+
+    The ground truth and image list are read once; each call predicts the split (conf 0.01) and sweeps.
+    """
+
+    def __init__(self, data: Path, split: str = "val"):
+        from analysis.rescore import dataset_truth, read_dataset, split_images
+
+        root, manifest = read_dataset(Path(data))
+        self.truth = dataset_truth(root, manifest, split).truth
+        self.images, self.scales = split_images(root, manifest, split)
+
+    def __call__(self, weights: Path, *, imgsz: int, batch: int = 16, device=None) -> float:
+        """Best Kaggle mAP over the confidence x scale sweep (NaN when no image counts)."""
+        from analysis.predict import predict_images
+        from analysis.rescore import PREDICT_CONF, best_row, sweep_scores
+
+        frame = predict_images(
+            [Path(weights)], self.images, imgsz=imgsz, conf=PREDICT_CONF, batch=batch, device=device,
+            scales=self.scales, progress=False,
+        )  # fmt: skip
+        return float(best_row(sweep_scores(self.truth, frame))["score"])

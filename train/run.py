@@ -1,0 +1,217 @@
+"""Train with Ultralytics, then score with the competition's metric: the API behind `python -m train`.
+
+>>> from train.run import train, TrainOptions            # doctest: +SKIP
+>>> result = train({"data": "demo/dataset/data.yaml", "model": "yolo11n.yaml", "epochs": 5, "imgsz": 256})
+>>> result.kaggle["score"], result.run_dir                # doctest: +SKIP
+
+Ultralytics does the training exactly as `yolo detect train` would (same arguments, same run folder with
+``args.yaml``, ``results.csv`` and ``weights/``); this module adds, through Ultralytics callbacks:
+
+- the W&B run (``train.wandb_log``), started before Ultralytics' own callback so that its metrics, our
+  per-epoch ``kaggle/mAP`` and the final Kaggle score all land in one run;
+- with ``kaggle_every=N``, the Kaggle score of the current weights on the val split every N epochs;
+- a per-epoch hook for sweeps (pruning), fed that score or, without it, Ultralytics' fitness;
+- after training, ``analysis.rescore`` on ``best.pt``: ``kaggle.json`` in the run folder (tuned threshold
+  and box scale).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import offline
+from train import kaggle, wandb_log
+from train.args import TrainOptions, resolve_data, resolve_model
+
+OPTIONS_FILE = "train_options.json"  # our keys, saved beside args.yaml so `resume` restores them
+# on_epoch(epoch (1-based), value) -> True to stop training now (a pruned sweep trial)
+EpochHook = Callable[[int, float], bool]
+
+__all__ = ["RunResult", "TrainOptions", "train"]
+
+
+@dataclass
+class RunResult:
+    """What a training run produced. ``kaggle`` is the kaggle.json content (None if not rescored)."""
+
+    run_dir: Path
+    kaggle: dict[str, Any] | None
+    epochs_done: int
+    stopped_by_hook: bool = False
+    epoch_scores: dict[int, float] = field(default_factory=dict)  # epoch -> kaggle/mAP (kaggle_every)
+    metrics: dict[str, float] = field(default_factory=dict)  # Ultralytics' final validation metrics
+    wandb_sync: str | None = None  # the `wandb sync ...` command for an offline W&B run
+
+
+@contextlib.contextmanager
+def ultralytics_wandb(enabled: bool) -> Iterator[None]:
+    """Switch Ultralytics' W&B callback on or off for this run only, restoring the setting afterwards."""
+    from ultralytics.utils import SETTINGS
+
+    before = SETTINGS.get("wandb", False)
+    offline.ultralytics_settings(wandb=enabled)
+    try:
+        yield
+    finally:
+        offline.ultralytics_settings(wandb=before)
+
+
+class _Session:
+    """State shared by the callbacks of one training run (the W&B run, per-epoch scores, the stop flag)."""
+
+    def __init__(self, options: TrainOptions, data: Path, on_epoch: EpochHook | None):
+        self.options = options
+        self.data = data
+        self.on_epoch = on_epoch
+        self.wandb_run = None
+        self.epoch_scores: dict[int, float] = {}
+        self.stopped_by_hook = False
+        self.trained = False  # an epoch of training ended since the last on_fit_epoch_end
+        self.scorer: kaggle.EpochScorer | None = None
+
+    def attach(self, model) -> None:
+        model.add_callback("on_pretrain_routine_start", self.on_pretrain_routine_start)
+        model.add_callback("on_train_epoch_end", self.on_train_epoch_end)
+        model.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
+
+    def on_pretrain_routine_start(self, trainer) -> None:
+        run_dir = Path(trainer.save_dir)
+        (run_dir / OPTIONS_FILE).write_text(json.dumps(asdict(self.options), indent=2) + "\n")
+        if not self.options.wandb:
+            return
+        config = {**vars(trainer.args), **{f"rsna/{k}": v for k, v in asdict(self.options).items()}}
+        self.wandb_run = wandb_log.start_run(
+            run_dir,
+            config,
+            project=self.options.wandb_project,
+            group=self.options.wandb_group,
+            resume=bool(trainer.args.resume),
+        )
+        if self.wandb_run is None:  # W&B failed to start: keep Ultralytics from trying (and crashing) too
+            for event, hooks in trainer.callbacks.items():
+                trainer.callbacks[event] = [h for h in hooks if not h.__module__.endswith("callbacks.wb")]
+
+    def on_train_epoch_end(self, trainer) -> None:
+        self.trained = True
+
+    def on_fit_epoch_end(self, trainer) -> None:
+        # Ultralytics also runs this event once after training, for the final validation of best.pt
+        # (trainer.final_eval); that is not an epoch: the final rescoring covers it.
+        if not self.trained:
+            return
+        self.trained = False
+        epoch = trainer.epoch + 1
+        every = self.options.kaggle_every
+        value = None
+        if every and (epoch % every == 0 or epoch >= trainer.epochs):
+            value = self.epoch_score(trainer)
+            self.epoch_scores[epoch] = value
+            print(f"kaggle/mAP (val, epoch {epoch}): {value:.4f}")
+            # commit=False: Ultralytics' W&B callback runs next and commits this epoch's row.
+            wandb_log.log(self.wandb_run, {"kaggle/mAP": value, "epoch": epoch}, commit=False)
+        if self.on_epoch is not None:
+            fitness = float(trainer.fitness) if trainer.fitness is not None else 0.0
+            if self.on_epoch(epoch, fitness if value is None else value):
+                self.stopped_by_hook = trainer.stop = (
+                    True  # the trainer checks this right after the callbacks
+                )
+
+    def epoch_score(self, trainer) -> float:
+        """Kaggle mAP on val of the weights saved this epoch (``last.pt``); NaN if none was saved."""
+        if not Path(trainer.last).is_file():
+            return float("nan")
+        if self.scorer is None:
+            self.scorer = kaggle.EpochScorer(self.data)
+        return self.scorer(trainer.last, **kaggle.predict_settings(trainer))
+
+    def close(self, trainer, *, failed: bool) -> str | None:
+        command = wandb_log.finish(self.wandb_run, failed=failed)
+        if trainer is not None:
+            wandb_log.write_sync_hint(Path(trainer.save_dir), command)
+        return command
+
+
+def report_score(result: dict[str, Any], run_dir: Path) -> str:
+    """One line for the console: the tuned Kaggle score and where kaggle.json is."""
+    return (
+        f"Kaggle mAP (val): {result['score']:.4f} at conf {result['conf']:.2f}, "
+        f"box scale {result['scale']:.2f} -> {run_dir / kaggle.KAGGLE_JSON}"
+    )
+
+
+def _fit(model, args: dict[str, Any], session: _Session, resume: bool) -> RunResult:
+    """Run ``model.train`` with the session's callbacks, rescore, log and close the W&B run."""
+    trainer = None
+    try:
+        with ultralytics_wandb(session.options.wandb):
+            session.attach(model)
+            model.train(resume=True, **args) if resume else model.train(**args)
+        trainer = model.trainer
+        run_dir = Path(trainer.save_dir)
+        metrics = {k: float(v) for k, v in (trainer.metrics or {}).items()}
+        result = None
+        if session.options.rescore and not session.stopped_by_hook:
+            result = kaggle.final_score(trainer, session.data)
+            print(report_score(result, run_dir))
+            values = {f"kaggle/{k}": result[k] for k in ("conf", "scale", "map50", "map50_95") if k in result}
+            values["kaggle/mAP"] = result["score"]
+            wandb_log.log(session.wandb_run, values)
+            wandb_log.set_summary(session.wandb_run, values)
+    except BaseException:
+        session.close(getattr(model, "trainer", None), failed=True)
+        raise
+    sync = session.close(trainer, failed=False)
+    return RunResult(
+        run_dir=run_dir,
+        kaggle=result,
+        epochs_done=trainer.epoch + 1,
+        stopped_by_hook=session.stopped_by_hook,
+        epoch_scores=dict(session.epoch_scores),
+        metrics=metrics,
+        wandb_sync=sync,
+    )
+
+
+def train(
+    args: dict[str, Any], options: TrainOptions | None = None, *, on_epoch: EpochHook | None = None
+) -> RunResult:
+    """Train with Ultralytics' ``args`` (as parsed from ``key=value``), then rescore best.pt on val.
+
+    ``args`` needs ``model`` (``*.yaml``, a local ``.pt``, or a hub name when online) and ``data`` (or
+    ``$RSNA_YOLO_DATA``); everything else is Ultralytics' (``epochs``, ``imgsz``, ``freeze``, ``patience``,
+    ``save_period``...). Raises ``UserError`` for a missing file or unavailable hub weights before any work.
+    """
+    from ultralytics import YOLO
+
+    options = options or TrainOptions()
+    args = dict(args)
+    data = resolve_data(args)
+    args["data"] = str(data)
+    model = YOLO(resolve_model(args.pop("model", None)), task="detect")
+    return _fit(model, args, _Session(options, data, on_epoch), resume=False)
+
+
+def resume(
+    run_dir: Path, args: dict[str, Any] | None = None, *, on_epoch: EpochHook | None = None
+) -> RunResult:
+    """Continue a killed run from ``run_dir/weights/last.pt`` to its planned epochs, then rescore.
+
+    ``args`` may change what Ultralytics allows on resume (``device``, ``batch``, ``workers``...). A finished
+    run raises ``UserError`` (Ultralytics would otherwise silently start a new default run).
+    """
+    from ultralytics import YOLO
+
+    from train.resume import check_resumable
+
+    run_dir = Path(run_dir)
+    last, train_args = check_resumable(run_dir)
+    saved = run_dir / OPTIONS_FILE
+    options = TrainOptions(**json.loads(saved.read_text())) if saved.is_file() else TrainOptions()
+    data = resolve_data({"data": (args or {}).get("data") or train_args.get("data")})
+    model = YOLO(str(last), task="detect")
+    return _fit(model, dict(args or {}), _Session(options, data, on_epoch), resume=True)

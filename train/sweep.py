@@ -1,0 +1,387 @@
+"""Run a W&B sweep file locally with Optuna: ``python -m train sweep yolo_configs/sweeps/x.yaml``.
+
+One sweep file, two engines:
+
+- online, many machines: ``wandb sweep x.yaml`` then ``wandb agent ENTITY/PROJECT/ID`` on each machine;
+  the agent runs the file's ``command`` (``python -m train key=value ...``) with each suggestion;
+- offline, here: this module reads the same file and lets Optuna suggest the values (``grid`` ->
+  GridSampler, ``random`` -> RandomSampler, ``bayes`` -> TPESampler; ``early_terminate: hyperband`` ->
+  HyperbandPruner, fed each epoch's ``kaggle/mAP`` when ``kaggle_every`` is set, else Ultralytics' fitness).
+  Each trial is an ordinary `python -m train` run (its own run folder and W&B run, grouped by the sweep's
+  name). The study lives in an RDB storage (SQLite in the sweep folder by default), so an interrupted sweep
+  continues where it stopped and several machines can share one study (``--storage`` on a shared DB).
+
+W&B parameter specs understood: ``value``; ``values`` (categorical); ``min``/``max`` (int_uniform when
+both are whole numbers, else uniform); ``distribution`` one of constant, categorical, int_uniform, uniform,
+q_uniform, log_uniform_values, log_uniform (min/max are natural-log exponents), q_log_uniform_values
+(whole numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from convert.cli import UserError
+
+DEFAULT_SWEEPS_DIR = Path("runs") / "sweeps"
+METHODS = ("grid", "random", "bayes")
+NUMBER = (int, float)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A W&B sweep file, checked. ``fixed``: parameters with one value; ``space``: Optuna distributions."""
+
+    name: str
+    method: str
+    metric: str
+    goal: str
+    fixed: dict[str, Any]
+    space: dict[str, Any]  # name -> optuna.distributions.BaseDistribution
+    early_terminate: dict[str, Any] = field(default_factory=dict)
+    run_cap: int | None = None
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def distribution(name: str, spec: dict[str, Any]):
+    """One W&B parameter spec -> an Optuna distribution, or ``("value", v)`` for a constant.
+
+    >>> distribution("lr0", {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2})
+    FloatDistribution(high=0.01, log=True, low=0.0001, step=None)
+    >>> distribution("batch", {"values": [8, 16]})
+    CategoricalDistribution(choices=(8, 16))
+    >>> distribution("epochs", {"min": 10, "max": 50})
+    IntDistribution(high=50, log=False, low=10, step=1)
+    >>> distribution("epochs", {"value": 5})
+    ('value', 5)
+    """
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if not isinstance(spec, dict):
+        raise UserError(
+            f"parameter {name}: expected a mapping such as {{values: [...]}} or {{min: .., max: ..}}"
+        )
+    kind = spec.get("distribution")
+    if kind is None:  # W&B's inference rules
+        if "value" in spec:
+            kind = "constant"
+        elif "values" in spec:
+            kind = "categorical"
+        elif "min" in spec and "max" in spec:
+            kind = "int_uniform" if _is_int(spec["min"]) and _is_int(spec["max"]) else "uniform"
+        else:
+            raise UserError(f"parameter {name}: needs value, values, or min and max")
+    lo, hi, q = spec.get("min"), spec.get("max"), spec.get("q", 1)
+    bounded = {"int_uniform", "uniform", "q_uniform", "log_uniform_values", "log_uniform"}
+    bounded.add("q_log_uniform_values")
+    if kind in bounded and not (isinstance(lo, NUMBER) and isinstance(hi, NUMBER) and lo < hi):
+        raise UserError(f"parameter {name}: {kind} needs numbers min < max (got min={lo}, max={hi})")
+    if kind == "constant":
+        return ("value", spec["value"])
+    if kind == "categorical":
+        values = spec.get("values")
+        if not isinstance(values, list) or not values:
+            raise UserError(f"parameter {name}: values must be a non-empty list")
+        if "probabilities" in spec:
+            raise UserError(f"parameter {name}: 'probabilities' is not supported by the local sweep")
+        if any(not (v is None or isinstance(v, (bool, int, float, str))) for v in values):
+            raise UserError(f"parameter {name}: values must be numbers, strings or booleans")
+        return CategoricalDistribution(values)
+    if kind == "int_uniform":
+        return IntDistribution(int(lo), int(hi))
+    if kind == "uniform":
+        return FloatDistribution(float(lo), float(hi))
+    if kind == "q_uniform":
+        if all(_is_int(v) for v in (lo, hi, q)):
+            return IntDistribution(lo, hi, step=q)
+        return FloatDistribution(float(lo), float(hi), step=float(q))
+    if kind == "log_uniform_values":
+        return FloatDistribution(float(lo), float(hi), log=True)
+    if kind == "log_uniform":
+        return FloatDistribution(math.exp(lo), math.exp(hi), log=True)
+    if kind == "q_log_uniform_values" and all(_is_int(v) for v in (lo, hi)) and q == 1:
+        return IntDistribution(lo, hi, log=True)
+    raise UserError(
+        f"parameter {name}: distribution {kind!r} (with these bounds) is not supported by the local sweep; "
+        "run this file with `wandb sweep` + `wandb agent`, or use values/min/max/log_uniform_values"
+    )
+
+
+def load_sweep(path: Path, name: str | None = None) -> SweepSpec:
+    """Read and check a W&B sweep YAML (``method``, ``metric``, ``parameters``, ``early_terminate``)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: sweep file not found (see yolo_configs/sweeps/)")
+    doc = yaml.safe_load(path.read_text()) or {}
+    method = doc.get("method")
+    if method not in METHODS:
+        raise UserError(f"{path}: method must be one of {', '.join(METHODS)} (got {method!r})")
+    metric = doc.get("metric") or {}
+    if not metric.get("name") or metric.get("goal", "maximize") not in {"maximize", "minimize"}:
+        raise UserError(f"{path}: metric needs a name and goal maximize|minimize")
+    params = doc.get("parameters")
+    if not isinstance(params, dict) or not params:
+        raise UserError(f"{path}: parameters must be a non-empty mapping")
+    fixed, space = {}, {}
+    for key, spec in params.items():
+        if isinstance(spec, dict) and "parameters" in spec:
+            raise UserError(
+                f"{path}: parameter {key}: nested parameters are not supported by the local sweep"
+            )
+        d = distribution(str(key), spec)
+        if isinstance(d, tuple):
+            fixed[str(key)] = d[1]
+        else:
+            space[str(key)] = d
+    early = doc.get("early_terminate") or {}
+    if early and early.get("type") != "hyperband":
+        raise UserError(f"{path}: early_terminate type {early.get('type')!r}: only hyperband is supported")
+    run_cap = doc.get("run_cap")
+    return SweepSpec(
+        name=name or str(doc.get("name") or path.stem),
+        method=method,
+        metric=str(metric["name"]),
+        goal=str(metric.get("goal", "maximize")),
+        fixed=fixed,
+        space=space,
+        early_terminate=dict(early),
+        run_cap=int(run_cap) if run_cap else None,
+    )
+
+
+def grid_values(spec: SweepSpec) -> dict[str, list[Any]]:
+    """Every value of each swept parameter, for the grid method (categorical or whole-number ranges)."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    grid = {}
+    for key, d in spec.space.items():
+        if isinstance(d, CategoricalDistribution):
+            grid[key] = list(d.choices)
+        elif isinstance(d, IntDistribution) and not d.log:
+            grid[key] = list(range(d.low, d.high + 1, d.step))
+        else:
+            raise UserError(
+                f"sweep {spec.name}: grid needs values or whole-number ranges; {key} is continuous"
+            )
+    return grid
+
+
+def make_sampler(spec: SweepSpec, seed: int):
+    """grid -> GridSampler, random -> RandomSampler, bayes -> TPESampler (seeded, so reruns agree)."""
+    import optuna
+
+    if spec.method == "grid":
+        return optuna.samplers.GridSampler(grid_values(spec), seed=seed)
+    if spec.method == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def make_pruner(spec: SweepSpec, epochs: int | None):
+    """W&B ``hyperband`` (min_iter / max_iter / eta) -> Optuna's HyperbandPruner over epochs; else none."""
+    import optuna
+
+    if not spec.early_terminate:
+        return optuna.pruners.NopPruner()
+    et = spec.early_terminate
+    max_iter = et.get("max_iter") or epochs or "auto"
+    return optuna.pruners.HyperbandPruner(
+        min_resource=int(et.get("min_iter", 1)), max_resource=max_iter, reduction_factor=int(et.get("eta", 3))
+    )
+
+
+def default_count(spec: SweepSpec) -> int:
+    """Trials to run when ``--count`` is not given: the grid size, W&B's ``run_cap``, else 10."""
+    if spec.method == "grid":
+        return math.prod(len(v) for v in grid_values(spec).values())
+    return spec.run_cap or 10
+
+
+def objective_value(metric: str, result) -> float:
+    """The sweep metric of a finished trial: ``kaggle/<key of kaggle.json>`` or an Ultralytics metric."""
+    if metric == "kaggle/mAP":
+        return float(result.kaggle["score"])
+    if metric.startswith("kaggle/"):
+        return float(result.kaggle[metric.removeprefix("kaggle/")])
+    if metric in result.metrics:
+        return float(result.metrics[metric])
+    raise UserError(
+        f"metric {metric}: not produced by a run (use kaggle/mAP or one of {sorted(result.metrics)})"
+    )
+
+
+def suggest(trial, key: str, d) -> Any:
+    """Ask the trial for ``key`` from distribution ``d`` (define-by-run, so samplers see the same space)."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(d, CategoricalDistribution):
+        return trial.suggest_categorical(key, d.choices)
+    if isinstance(d, IntDistribution):
+        return trial.suggest_int(key, d.low, d.high, step=d.step, log=d.log)
+    return trial.suggest_float(key, d.low, d.high, step=d.step, log=d.log)
+
+
+def trials_table(study, metric: str) -> pd.DataFrame:  # noqa: F821  (pandas imported lazily)
+    """One row per trial: number, state, the metric, each parameter, run folder, Kaggle conf/scale, time."""
+    df = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs", "duration"))
+    if df.empty:
+        return df
+    df = df.rename(columns={"value": metric})
+    df.columns = [re.sub(r"^(params|user_attrs)_", "", c) for c in df.columns]
+    if "duration" in df:
+        df["duration"] = df["duration"].dt.total_seconds().round(1)
+        df = df.rename(columns={"duration": "seconds"})
+    return df
+
+
+def run_sweep(
+    sweep_file: Path,
+    *,
+    count: int | None = None,
+    data: str | None = None,
+    overrides: list[tuple[str, Any]] | None = None,
+    study_name: str | None = None,
+    storage: str | None = None,
+    out_dir: Path | None = None,
+    seed: int = 0,
+):
+    """Run (or continue) a sweep; returns the trials table, also written to ``<sweep folder>/trials.csv``.
+
+    ``overrides`` (typed ``(key, value)`` pairs) apply to every trial and take a parameter out of the search.
+    ``count`` is the total of finished trials wanted: a rerun only runs the ones still missing.
+    """
+    import optuna
+
+    from train.args import split_values
+    from train.run import train
+
+    spec = load_sweep(Path(sweep_file), study_name)
+    pinned = dict(overrides or [])
+    if data:
+        pinned["data"] = data
+    spec = SweepSpec(
+        **{**spec.__dict__, "space": {k: v for k, v in spec.space.items() if k not in pinned}},
+    )
+    folder = Path(out_dir or DEFAULT_SWEEPS_DIR / spec.name).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    storage_url = storage or f"sqlite:///{folder / 'optuna.db'}"
+    epochs = pinned.get("epochs", spec.fixed.get("epochs"))
+    # A trial killed without a chance to record it (power loss, SIGKILL) stops sending heartbeats; after the
+    # grace period it is marked failed and retried once, by this machine or another sharing the storage.
+    rdb = optuna.storages.RDBStorage(
+        storage_url,
+        heartbeat_interval=30,
+        grace_period=120,
+        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
+    )
+    study = optuna.create_study(
+        storage=rdb,
+        study_name=spec.name,
+        sampler=make_sampler(spec, seed),
+        pruner=make_pruner(spec, epochs if isinstance(epochs, int) else None),
+        direction=spec.goal,
+        load_if_exists=True,
+    )
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    wanted = count if count is not None else default_count(spec)
+    remaining = max(wanted - len(study.get_trials(deepcopy=False, states=finished)), 0)
+    print(
+        f"sweep {spec.name} ({spec.method}, {spec.metric} {spec.goal}): {remaining} of {wanted} trials to run"
+    )
+    print(f"  study: {storage_url}   trial runs: {folder}")
+
+    def objective(trial) -> float:
+        suggested = {key: suggest(trial, key, d) for key, d in spec.space.items()}
+        values = {**spec.fixed, **suggested, **pinned}
+        values.setdefault("wandb_group", spec.name)
+        args, options = split_values(list(values.items()))
+        args.update(project=str(folder), name=f"trial_{trial.number:03d}", exist_ok=True)
+
+        def on_epoch(epoch: int, value: float) -> bool:
+            if math.isfinite(value):
+                trial.report(value, epoch)
+            return trial.should_prune()
+
+        started = time.time()
+        result = train(args, options, on_epoch=on_epoch)
+        trial.set_user_attr("run_dir", str(result.run_dir))
+        trial.set_user_attr("epochs_done", result.epochs_done)
+        if result.stopped_by_hook:
+            raise optuna.TrialPruned(f"pruned after epoch {result.epochs_done}")
+        if result.kaggle:
+            trial.set_user_attr("kaggle_conf", result.kaggle.get("conf"))
+            trial.set_user_attr("kaggle_scale", result.kaggle.get("scale"))
+        print(f"trial {trial.number}: {spec.metric} = {objective_value(spec.metric, result):.4f} "
+              f"({time.time() - started:.0f} s, {result.run_dir})")  # fmt: skip
+        return objective_value(spec.metric, result)
+
+    if remaining:
+        # UserError (a bad value in the file) stops the sweep; other failures fail one trial and go on.
+        study.optimize(objective, n_trials=remaining, catch=(RuntimeError, ValueError, OSError))
+    table = trials_table(study, spec.metric)
+    table.to_csv(folder / "trials.csv", index=False)
+    if not table.empty:
+        import pandas as pd
+
+        with pd.option_context("display.width", 160, "display.max_columns", 30):
+            print(table.to_string(index=False))
+        done = table[table["state"] == "COMPLETE"]
+        if len(done):
+            best = done.sort_values(spec.metric, ascending=spec.goal == "minimize").iloc[0]
+            score = best[spec.metric]
+            print(f"best: trial {best['number']}: {spec.metric} = {score:.4f}, {best.get('run_dir')}")
+    print(f"trials table: {folder / 'trials.csv'}")
+    return table
+
+
+def main(argv: list[str], prog: str = "python -m train sweep") -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__.split("\n\n")[0] + " Extra key=value arguments apply to every trial.",
+        epilog="Online instead: `wandb sweep SWEEP.yaml`, then on each machine "
+        "`RSNA_YOLO_DATA=/abs/data.yaml wandb agent ENTITY/PROJECT/ID`.",
+    )
+    parser.add_argument("sweep_file", type=Path, help="a W&B sweep YAML, e.g. yolo_configs/sweeps/bayes.yaml")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="fixed for every trial, e.g. epochs=5"
+    )
+    parser.add_argument(
+        "--count", type=int, help="total finished trials wanted (default: grid size / run_cap / 10)"
+    )
+    parser.add_argument("--data", help="dataset YAML for every trial (default: data= or $RSNA_YOLO_DATA)")
+    parser.add_argument(
+        "--study-name", help="Optuna study name = W&B group = folder name (default: file name)"
+    )
+    parser.add_argument(
+        "--storage", help="Optuna RDB URL shared by machines (default: sqlite in the sweep folder)"
+    )
+    parser.add_argument("--out", type=Path, help="sweep folder (default: runs/sweeps/<study name>)")
+    parser.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    ns = parser.parse_args(argv)
+    from ultralytics.cfg import merge_equals_args, parse_key_value_pair
+
+    pairs = [parse_key_value_pair(t) for t in merge_equals_args(ns.overrides) if "=" in t]
+    if len(pairs) != len(ns.overrides):
+        raise UserError(f"overrides must be key=value (got {' '.join(ns.overrides)})")
+    run_sweep(
+        ns.sweep_file,
+        count=ns.count,
+        data=ns.data,
+        overrides=pairs,
+        study_name=ns.study_name,
+        storage=ns.storage,
+        out_dir=ns.out,
+        seed=ns.seed,
+    )
+    return 0
