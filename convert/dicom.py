@@ -131,7 +131,7 @@ def window_to_uint8(values: np.ndarray, center: float, width: float) -> np.ndarr
     Values at or below ``center - 0.5 - (width - 1) / 2`` map to 0, above ``center - 0.5 + (width - 1) / 2``
     to 255, linearly in between, rounded to the nearest integer.
 
-    >>> window_to_uint8(np.array([[0.0, 50.5, 101.0]]), center=50.5, width=101.0).tolist()
+    >>> window_to_uint8(np.array([[0.0, 50.0, 101.0]]), center=50.5, width=101.0).tolist()
     [[0, 128, 255]]
     """
     width = max(float(width), 1.0)
@@ -150,7 +150,7 @@ def minmax_to_uint8(values: np.ndarray) -> np.ndarray:
     lo, hi = float(x.min()), float(x.max())
     if hi <= lo:
         return np.zeros(x.shape, dtype=np.uint8)
-    return np.rint((x - lo) * (UINT8_MAX / (hi - lo))).astype(np.uint8)
+    return np.rint((x - lo) * UINT8_MAX / (hi - lo)).astype(np.uint8)
 
 
 def to_grayscale_uint8(stored: np.ndarray, ds: Dataset) -> np.ndarray:
