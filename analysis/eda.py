@@ -28,6 +28,7 @@ from analysis.report import Report
 from convert.boxes import NATIVE_SIZE
 from convert.cli import UserError
 from convert.dicom import DicomError, dicom_to_uint8, header_metadata, read_dicom
+from convert.labels import CLASS_FILES, LABEL_FILES, Skip, find_csv, read_labels
 
 LABELS_CSV = "stage_2_train_labels.csv"
 CLASS_CSV = "stage_2_detailed_class_info.csv"
@@ -164,10 +165,15 @@ def kaggle_checks(labels: pd.DataFrame, classes: pd.DataFrame) -> pd.DataFrame:
 
 
 def kaggle_missing(
-    labels: pd.DataFrame, classes: pd.DataFrame, patients: pd.DataFrame, dicom_dir: Path | None
-):
-    """The missing-values table of a Kaggle-layout folder: which fields are empty, where, why, and what
-    the converter does about each. Counts are computed; the explanations state the converter's policy."""
+    labels: pd.DataFrame,
+    classes: pd.DataFrame,
+    patients: pd.DataFrame,
+    dicom_dir: Path | None,
+    label_file: str = LABELS_CSV,
+    class_file: str = CLASS_CSV,
+) -> pd.DataFrame:
+    """The missing-values table of a Kaggle-layout folder: which fields are empty, in which rows, why, and
+    what the converter does (its rules are in ``convert/labels.py``). Counts are computed from the files."""
     rows = []
     target0 = labels["Target"] == 0
     for col in BOX_COLUMNS:
@@ -175,49 +181,56 @@ def kaggle_missing(
         n0, n1 = int((empty & target0).sum()), int((empty & ~target0).sum())
         rows.append(
             (
-                LABELS_CSV,
+                label_file,
                 col,
                 int(empty.sum()),
                 f"{n0:,} Target=0 rows, {n1:,} Target=1 rows",
                 "negatives (Target=0) have no box",
-                "Target=0: empty YOLO label file (a background image); a Target=1 row without a box "
-                "is reported as a skipped row",
+                "Target=0: an empty YOLO label file (background image). Target=1 without a box: the row is "
+                "skipped, and the patient too when no valid box is left",
             )
         )
-    for col in ("patientId", "Target"):
-        n = int(labels[col].isna().sum())
-        rows.append(
-            (
-                LABELS_CSV,
-                col,
-                n,
-                "none" if n == 0 else f"{n:,} rows",
-                "never empty in the challenge file",
-                "a row without it cannot be used: reported with its row number",
-            )
+    rows.append(
+        (
+            label_file,
+            "patientId",
+            int(labels["patientId"].isna().sum()),
+            _rows_text(labels["patientId"].isna()),
+            "never empty in the challenge file",
+            "not a plain identifier: the row is skipped and reported",
         )
+    )
+    rows.append(
+        (
+            label_file,
+            "Target",
+            int(labels["Target"].isna().sum()),
+            _rows_text(labels["Target"].isna()),
+            "never empty in the challenge file",
+            "a Target other than 0/1: the row is skipped and reported",
+        )
+    )
     for col in ("patientId", "class"):
-        n = int(classes[col].isna().sum())
         rows.append(
             (
-                CLASS_CSV,
+                class_file,
                 col,
-                n,
-                "none" if n == 0 else f"{n:,} rows",
+                int(classes[col].isna().sum()),
+                _rows_text(classes[col].isna()),
                 "never empty in the challenge file",
-                "class is used only to stratify the split; a patient without one is reported",
+                "unknown class: the patient's class rows are skipped; a patient without a class is left out",
             )
         )
     if dicom_dir is not None:
         n_missing = int((patients["image"] == "").sum())
         rows.append(
             (
-                f"{TRAIN_DICOM_DIR}/",
+                f"{dicom_dir.name}/",
                 "<patientId>.dcm",
                 n_missing,
                 f"{n_missing:,} of {len(patients):,} labelled patients",
                 "the folder holds only part of the images (the full set is on Kaggle)",
-                "patients without a DICOM are skipped and listed in report.json",
+                "a labelled patient without a DICOM is not converted and is listed in report.json",
             )
         )
         have = patients[patients["image"] != ""]
@@ -229,8 +242,8 @@ def kaggle_missing(
                     col,
                     n,
                     f"{n:,} of {len(have):,} images read",
-                    "tag absent or blank",
-                    "written as an empty manifest cell (never guessed)",
+                    "tag absent, blank or unparsable",
+                    "an empty manifest cell (never guessed)",
                 )
             )
     return pd.DataFrame(
@@ -238,31 +251,33 @@ def kaggle_missing(
     )
 
 
+def _rows_text(mask: pd.Series, limit: int = 5) -> str:
+    """Spreadsheet row numbers (header = row 1) where ``mask`` holds, the first ``limit`` of them."""
+    idx = np.flatnonzero(mask.to_numpy()) + 2
+    if not len(idx):
+        return "none"
+    head = ", ".join(str(i) for i in idx[:limit])
+    return f"{len(idx):,} rows: {head}" + (", ..." if len(idx) > limit else "")
+
+
 def load_kaggle(src: Path, *, progress: bool = True) -> EdaData:
     """Read a Kaggle-layout folder; DICOM headers are read (headers only) for every image present."""
     src = Path(src)
-    labels = _read_csv(src / LABELS_CSV, ["patientId", *BOX_COLUMNS, "Target"])
-    classes = _read_csv(src / CLASS_CSV, ["patientId", "class"])
+    label_csv, class_csv = find_csv(src, LABEL_FILES), find_csv(src, CLASS_FILES)
+    # The raw view (what is empty, what relates to what) ...
+    labels = _read_csv(label_csv, ["patientId", *BOX_COLUMNS, "Target"])
+    classes = _read_csv(class_csv, ["patientId", "class"])
     checks = kaggle_checks(labels, classes)
-
-    cls_of = classes.drop_duplicates("patientId").set_index("patientId")["class"]
-    has_box = labels[BOX_COLUMNS].notna().all(axis=1)
-    grouped = labels.groupby("patientId", sort=False)
-    patients = pd.DataFrame(
-        {
-            "Target": grouped["Target"].max(),
-            "n_boxes": has_box.groupby(labels["patientId"], sort=False).sum().astype(int),
-            "n_rows": grouped.size(),
-        }
-    )
-    patients["class"] = cls_of.reindex(patients.index).values
-    patients = patients.reset_index()[["patientId", "class", "Target", "n_boxes", "n_rows"]]
-    boxes = labels.loc[has_box, ["patientId", *BOX_COLUMNS]].reset_index(drop=True)
+    # ... and the validated one the converter uses, for every statistic (skipped rows left out).
+    valid = read_labels(label_csv, class_csv)
+    patients = valid.patients.reset_index()[["patientId", "class", "Target", "n_boxes"]]
+    patients["n_rows"] = labels.groupby("patientId").size().reindex(patients["patientId"]).to_numpy()
+    boxes = valid.boxes[["patientId", *BOX_COLUMNS]].reset_index(drop=True)
 
     dicom_dir = src / TRAIN_DICOM_DIR
     files = [
-        _file_row(src / LABELS_CSV, labels, "one row per box; Target=0 rows have no box"),
-        _file_row(src / CLASS_CSV, classes, "one row per label row: the patient's class"),
+        _file_row(label_csv, labels, "one row per box; Target=0 rows have no box"),
+        _file_row(class_csv, classes, "one row per label row: the patient's class"),
     ]
     paths: dict[str, Path] = {}
     if dicom_dir.is_dir():
@@ -289,12 +304,24 @@ def load_kaggle(src: Path, *, progress: bool = True) -> EdaData:
     patients["scale"] = 1.0
     patients = _add_headers(patients, progress=progress)
 
-    missing = kaggle_missing(labels, classes, patients, dicom_dir if dicom_dir.is_dir() else None)
-    extra = {}
+    missing = kaggle_missing(
+        labels, classes, patients, dicom_dir if dicom_dir.is_dir() else None, label_csv.name, class_csv.name
+    )
+    extra = {
+        "Rows and patients the converter leaves out (convert.labels), by reason": skip_table(valid.skips)
+    }
     unlabelled = sorted(set(paths) - set(patients["patientId"]))
     if unlabelled:
         extra["DICOMs without a label row"] = pd.DataFrame({"patientId": unlabelled[:20]})
     return EdaData("kaggle", src, patients, boxes, pd.DataFrame(files), missing, checks, extra)
+
+
+def skip_table(skips: list[Skip]) -> pd.DataFrame:
+    """Counts of skipped rows per file and reason (one row saying "none" when nothing is skipped)."""
+    if not skips:
+        return pd.DataFrame({"file": ["(all files)"], "reason": ["none: every row is used"], "rows": [0]})
+    frame = pd.DataFrame([s.as_dict() for s in skips])
+    return frame.groupby(["file", "reason"]).size().rename("rows").reset_index()
 
 
 def _file_row(path: Path, df: pd.DataFrame, what: str) -> dict:
@@ -423,7 +450,7 @@ def load_converted(src: Path) -> EdaData:
 def load(src: Path, *, progress: bool = True) -> EdaData:
     """Load ``src`` as whichever of the two layouts it is."""
     src = Path(src)
-    if (src / LABELS_CSV).exists():
+    if any((src / name).exists() for name in LABEL_FILES):
         return load_kaggle(src, progress=progress)
     if (src / "manifest.csv").exists() or (src.is_file() and (src.parent / "manifest.csv").exists()):
         return load_converted(src)
@@ -876,10 +903,10 @@ def observations(data: EdaData, geom: pd.DataFrame, means: pd.DataFrame | None) 
             "changes nothing."
         )
     if data.has_headers:
-        hp = p[p["PatientAge"].notna()]
+        hp = data.patients[data.patients["PatientAge"].notna()]  # test images have ages too
         if len(hp):
             age = hp["PatientAge"].astype(float)
-            outl = age_outliers(p)
+            outl = age_outliers(data.patients)
             flagged = ", ".join(str(v) for v in sorted(outl["PatientAge"].astype(int)))
             out.append(
                 f"Header ages: median {age.median():.0f} years (IQR {age.quantile(0.25):.0f}-"

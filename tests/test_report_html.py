@@ -1,0 +1,113 @@
+"""The HTML report is one self-contained page: opened from disk in a real headless Chromium, every figure
+must decode to an image of the PNG's size. A page with a corrupted image must fail the same check."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import cv2
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from analysis import eda
+from analysis.report import Report
+
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Chromium is not installed (`apt-get install chromium`; .ci/run installs it before `make test`)",
+)
+
+# Appended to a copy of the page: once everything has loaded, record each <img>'s decode state on <body>.
+PROBE = """<script>
+window.addEventListener("load", () => {
+  const imgs = Array.from(document.images).map(i => [i.getAttribute("data-file"), i.complete, i.naturalWidth,
+                                                     i.naturalHeight]);
+  document.body.setAttribute("data-probe", JSON.stringify(imgs));
+});
+</script>"""
+
+
+def rendered_images(page: Path) -> list[list]:
+    """Open ``page`` (a file:// URL) in headless Chromium; ``[file, complete, naturalWidth, naturalHeight]``
+    for each ``<img>`` after the load event."""
+    probe = page.with_name(page.stem + "_probe.html")
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    with tempfile.TemporaryDirectory() as profile:
+        cmd = [
+            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={profile}", "--dump-dom", probe.resolve().as_uri(),
+        ]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    match = re.search(r'data-probe="([^"]*)"', out.stdout)
+    assert match, f"no probe result from Chromium (exit {out.returncode}): {out.stderr[-2000:]}"
+    return json.loads(match.group(1).replace("&quot;", '"'))
+
+
+@pytest.fixture(scope="module")
+def eda_report(tmp_path_factory, sample_dir: Path) -> dict[str, Path]:
+    """The EDA report of the real sample (CSVs + 12 DICOMs): six figures."""
+    return eda.run_eda(sample_dir, tmp_path_factory.mktemp("eda"), progress=False)
+
+
+def test_page_is_self_contained(eda_report: dict[str, Path]) -> None:
+    html = eda_report["html"].read_text()
+    figures = [p for k, p in eda_report.items() if k not in {"markdown", "html"}]
+    assert html.count('src="data:image/png;base64,') == len(figures) == 6
+    # Nothing to fetch: no external scripts, styles or images.
+    assert not re.search(r'(src|href)="(?!data:)', html)
+    assert "<link" not in html and "<script" not in html
+    # Each embedded image is exactly the PNG written beside it.
+    for path in figures:
+        data = re.search(rf'base64,([^"]+)" alt="[^"]*" data-file="{path.name}"', html).group(1)
+        assert base64.b64decode(data) == path.read_bytes()
+
+
+@needs_chromium
+def test_figures_render_in_chromium(eda_report: dict[str, Path]) -> None:
+    images = rendered_images(eda_report["html"])
+    figures = {p.name: p for k, p in eda_report.items() if k not in {"markdown", "html"}}
+    assert sorted(i[0] for i in images) == sorted(figures)
+    for name, complete, width, height in images:
+        png = cv2.imread(str(figures[name]), cv2.IMREAD_UNCHANGED)
+        assert complete and (height, width) == png.shape[:2], f"{name} did not render: {width}x{height}"
+
+
+@needs_chromium
+def test_broken_image_is_detected(tmp_path: Path) -> None:
+    """The check above can fail: a page whose figure bytes are corrupted renders at 0 x 0."""
+    report = Report("broken", tmp_path)
+    fig = Figure(figsize=(3, 2))
+    fig.subplots().plot([0, 1], [1, 0])
+    good = report.figure(fig, "good", "a good figure")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(good.read_bytes()[:40])  # truncated PNG: header only
+    report.blocks.append(("figure", ("bad.png", "a truncated figure")))
+    images = {i[0]: i[2:] for i in rendered_images(report.write()["html"])}
+    assert images["good.png"][0] > 100 and images["bad.png"] == [0, 0]
+
+
+def test_markdown_and_html_tables(tmp_path: Path) -> None:
+    report = Report("Tables <&>", tmp_path)
+    report.heading("Section")
+    report.text("a < b & c")
+    report.bullets(["one", "two"])
+    report.table(
+        pd.DataFrame({"name": ["x|y", "z"], "n": [1234, 5], "f": [0.5, float("nan")]}), caption="cap"
+    )
+    paths = report.write()
+    md = paths["markdown"].read_text().splitlines()
+    assert "| name | n | f |" in md and "| --- | ---: | ---: |" in md
+    assert "| x\\|y | 1,234 | 0.5 |" in md and "| z | 5 |  |" in md
+    assert "- one" in md and "## Section" in md
+    html = paths["html"].read_text()
+    assert "<title>Tables &lt;&amp;&gt;</title>" in html and "<p>a &lt; b &amp; c</p>" in html
+    assert '<td>x|y</td><td class="num">1,234</td>' in html
