@@ -1,0 +1,165 @@
+"""Inference from trained weights on PNGs or DICOMs, to boxes in source pixels.
+
+One image's path: read (PNG as is; DICOM decoded with :func:`convert.dicom.read_dicom` +
+:func:`convert.dicom.dicom_to_uint8` and resized like the converter, longer side = ``imgsz``) -> Ultralytics
+predicts on the array (it letterboxes and maps boxes back to the array) -> optional horizontal-flip copy
+-> several models / flips fused with weighted box fusion (``ensemble_boxes``) -> divided by the array's
+scale (PNG pixels per source pixel) -> ``xywh_px`` in the source frame.
+
+:func:`predict_images` returns a frame ``patientId, conf, x, y, width, height`` (one row per box); images
+that could not be read are listed in ``frame.attrs["failed"]`` (patientId -> reason) and have no row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from convert.boxes import NATIVE_SIZE, xyxy_to_xywh
+
+PRED_COLUMNS = ["patientId", "conf", "x", "y", "width", "height"]
+WBF_IOU = 0.55
+"""IoU above which weighted box fusion merges boxes of different models / flips (ensemble_boxes' default)."""
+
+
+def resolve_imgsz(weights: str | Path, default: int = 640) -> int:
+    """The image size the weights were trained at (their checkpoint's ``imgsz``), else ``default``."""
+    from ultralytics import YOLO
+
+    imgsz = YOLO(str(weights)).overrides.get("imgsz", default)
+    return int(max(imgsz) if isinstance(imgsz, (list, tuple)) else imgsz)
+
+
+def resize_longer_side(img: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    """Resize so the longer side is ``size`` px (aspect kept, area interpolation when shrinking, as the
+    converter does); returns ``(image, scale)`` with ``scale`` = new pixels per source pixel."""
+    h, w = img.shape[:2]
+    scale = size / max(h, w)
+    if scale == 1.0:
+        return img, 1.0
+    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(img, new, interpolation=interp), scale
+
+
+def load_image(path: Path, imgsz: int, scales: Mapping[str, float] | None = None) -> tuple[np.ndarray, float]:
+    """``(gray (H, W) uint8, scale)``: a PNG as stored with the manifest's scale (else ``longer side /
+    NATIVE_SIZE``); a DICOM decoded and resized to ``imgsz`` with that resize's scale. Raises on failure."""
+    path = Path(path)
+    if path.suffix.lower() == ".dcm":
+        from convert.dicom import dicom_to_uint8, read_dicom
+
+        img = dicom_to_uint8(read_dicom(path))
+        return resize_longer_side(img, imgsz)
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise ValueError(f"{path}: unreadable image")
+    scale = scales.get(path.stem) if scales else None
+    return img, float(scale) if scale else max(img.shape) / NATIVE_SIZE
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def fuse(
+    parts: list[tuple[np.ndarray, np.ndarray]],
+    width: int,
+    height: int,
+    *,
+    conf: float,
+    iou_thr: float = WBF_IOU,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted box fusion of several ``(xyxy (N, 4) px, conf (N,))`` predictions of one image."""
+    if len(parts) == 1:
+        return parts[0]
+    from ensemble_boxes import weighted_boxes_fusion
+
+    norm = np.array([width, height, width, height], dtype=np.float64)
+    boxes = [np.clip(b / norm, 0, 1).tolist() for b, _ in parts]
+    scores = [c.tolist() for _, c in parts]
+    labels = [[0] * len(c) for _, c in parts]
+    if not any(scores):
+        return np.zeros((0, 4)), np.zeros(0)
+    fb, fs, _ = weighted_boxes_fusion(boxes, scores, labels, iou_thr=iou_thr, skip_box_thr=conf)
+    return np.asarray(fb, dtype=np.float64).reshape(-1, 4) * norm, np.asarray(fs, dtype=np.float64)
+
+
+def _predict_batch(models, arrays: list[np.ndarray], *, imgsz, conf, tta, device) -> list[list]:
+    """Per image, a list of ``(xyxy, conf)`` from each model (and its flipped copy with ``tta``)."""
+    out: list[list] = [[] for _ in arrays]
+    bgr = [np.repeat(a[:, :, None], 3, axis=2) for a in arrays]
+    variants = [(bgr, False)]
+    if tta:
+        variants.append(([np.ascontiguousarray(b[:, ::-1]) for b in bgr], True))
+    for model in models:
+        for batch, flipped in variants:
+            results = model.predict(batch, imgsz=imgsz, conf=conf, device=device, verbose=False)
+            for k, r in enumerate(results):
+                xyxy = r.boxes.xyxy.cpu().numpy().astype(np.float64).reshape(-1, 4)
+                scores = r.boxes.conf.cpu().numpy().astype(np.float64).reshape(-1)
+                if flipped:  # mirror back: x1' = W - x2, x2' = W - x1
+                    w = arrays[k].shape[1]
+                    xyxy = np.stack([w - xyxy[:, 2], xyxy[:, 1], w - xyxy[:, 0], xyxy[:, 3]], axis=1)
+                out[k].append((xyxy, scores))
+    return out
+
+
+def predict_images(
+    weights: Sequence[str | Path] | str | Path,
+    images: Sequence[str | Path],
+    *,
+    imgsz: int | None = None,
+    conf: float = 0.01,
+    batch: int = 16,
+    tta: bool = False,
+    device=None,
+    scales: Mapping[str, float] | None = None,
+    wbf_iou: float = WBF_IOU,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Predict every image; boxes in SOURCE pixels (xywh_px), one row per box, :data:`PRED_COLUMNS`.
+
+    ``images``: PNG or ``.dcm`` paths (patientId = file stem). ``scales``: patientId -> PNG pixels per
+    source pixel (the manifest's ``scale``) for converted PNGs; without it a PNG's source frame is taken to
+    be ``NATIVE_SIZE`` on its longer side. ``imgsz`` defaults to the first weights' training size. Several
+    weights and/or ``tta`` (horizontal flip) are fused with weighted box fusion (``wbf_iou``).
+    Unreadable images are skipped and listed in ``frame.attrs["failed"]`` (patientId -> reason).
+    """
+    from tqdm import tqdm
+    from ultralytics import YOLO
+
+    weights = [weights] if isinstance(weights, (str, Path)) else list(weights)
+    imgsz = int(imgsz or resolve_imgsz(weights[0]))
+    models = [YOLO(str(w)) for w in weights]
+    images = [Path(p) for p in images]
+    rows: list[tuple] = []
+    failed: dict[str, str] = {}
+    bar = tqdm(total=len(images), desc="predict", unit="img", disable=not progress)
+    for chunk in _chunks(images, max(1, int(batch))):
+        loaded, arrays = [], []
+        for path in chunk:
+            try:
+                img, scale = load_image(path, imgsz, scales)
+            except Exception as exc:  # a corrupt file must not stop a submission: report it, keep going
+                failed[path.stem] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                continue
+            loaded.append((path.stem, scale, img.shape))
+            arrays.append(img)
+        if arrays:
+            per_image = _predict_batch(models, arrays, imgsz=imgsz, conf=conf, tta=tta, device=device)
+            for (pid, scale, shape), parts in zip(loaded, per_image, strict=True):
+                xyxy, scores = fuse(parts, shape[1], shape[0], conf=conf, iou_thr=wbf_iou)
+                keep = scores >= conf
+                xywh = xyxy_to_xywh(xyxy[keep] / scale)
+                rows += [(pid, float(c), *map(float, b)) for c, b in zip(scores[keep], xywh, strict=True)]
+        bar.update(len(chunk))
+    bar.close()
+    frame = pd.DataFrame(rows, columns=PRED_COLUMNS)
+    frame.attrs["failed"] = failed
+    return frame
