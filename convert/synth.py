@@ -462,12 +462,13 @@ def _lung_mask(u: np.ndarray, v: np.ndarray, side: int, a: dict) -> np.ndarray:
     )
 
 
-def _anatomy(rng: np.random.Generator, spec: PatientSpec) -> dict:
+def _anatomy(rng: np.random.Generator, spec: PatientSpec, cardiomegaly: bool) -> dict:
     """Per-image anatomy: position, size and density of body, lungs, heart (normalised 0..1 units)."""
     ap = spec.view == "AP"
     heart = rng.uniform(0.95, 1.1) * (1.1 if ap else 1.0)  # AP magnifies the heart
-    if "cardiomegaly" in spec.findings:
-        heart *= rng.uniform(1.35, 1.5)
+    enlarged = rng.uniform(1.35, 1.5)  # drawn always, so the finding changes nothing else
+    if cardiomegaly:
+        heart *= enlarged
     return {
         "cx": 0.5 + rng.normal(0, 0.012),
         "body_width": rng.uniform(0.40, 0.47),
@@ -526,16 +527,20 @@ def _draw_findings(rng: np.random.Generator, img: np.ndarray, u: np.ndarray, v: 
         # cardiomegaly is drawn by _anatomy (a larger heart)
 
 
-def render_radiograph(spec: PatientSpec, imgsz: int = 1024, *, with_boxes: bool = True) -> np.ndarray:
+def render_radiograph(
+    spec: PatientSpec, imgsz: int = 1024, *, with_boxes: bool = True, with_findings: bool = True
+) -> np.ndarray:
     """A chest-radiograph-like uint8 image ``(imgsz, imgsz)``, MONOCHROME2 (bright = dense).
 
     Body, two darker lung fields with vessel texture and ribs, mediastinum, spine, heart, clavicles;
     a patchy, blurry opacity filling most of each box of ``spec.boxes_xywh_px`` (1024-px frame, scaled to
-    ``imgsz``); Not Normal findings. ``with_boxes=False`` renders the same image without the opacities
-    (to measure their contrast).
+    ``imgsz``); Not Normal findings. ``with_boxes=False`` / ``with_findings=False`` render the same image
+    without the opacities / findings (each has its own random stream), to measure what they add.
     """
     rng = np.random.default_rng(spec.render_seed)
-    a = _anatomy(rng, spec)
+    opacity_rng = np.random.default_rng([spec.render_seed, 1])
+    findings_rng = np.random.default_rng([spec.render_seed, 2])
+    a = _anatomy(rng, spec, cardiomegaly=with_findings and "cardiomegaly" in spec.findings)
     size = min(RENDER_SIZE, imgsz)
     grid = (np.arange(size, dtype=np.float32) + 0.5) / size
     u, v = np.meshgrid(grid, grid)  # u: column (x), v: row (y), both 0..1
@@ -595,12 +600,13 @@ def render_radiograph(spec: PatientSpec, imgsz: int = 1024, *, with_boxes: bool 
         for x, y, w, h in spec.boxes_xywh_px / NATIVE_SIZE:
             cu, cv, ru, rv = x + w / 2, y + h / 2, w / 2, h / 2
             rr = ((u - cu) / ru) ** 2 + ((v - cv) / rv) ** 2
-            edge = rr + 0.3 * _noise(rng, size, 10)
+            edge = rr + 0.3 * _noise(opacity_rng, size, 10)
             fill = _smoothstep(1.1, 0.4, edge)
-            texture = 0.72 + 0.28 * np.clip(_noise(rng, size, 24), -1.5, 1.5) / 1.5
-            img = _screen(img, rng.uniform(0.35, 0.48) * fill * texture)
+            texture = 0.72 + 0.28 * np.clip(_noise(opacity_rng, size, 24), -1.5, 1.5) / 1.5
+            img = _screen(img, opacity_rng.uniform(0.35, 0.48) * fill * texture)
 
-    _draw_findings(rng, img, u, v, spec, a)
+    if with_findings:
+        _draw_findings(findings_rng, img, u, v, spec, a)
     img = np.clip(img * a["brightness"], 0.0, 1.0) ** a["gamma"]
 
     if size != imgsz:
