@@ -34,27 +34,17 @@ def resolve_imgsz(weights: str | Path, default: int = 640) -> int:
     return int(max(imgsz) if isinstance(imgsz, (list, tuple)) else imgsz)
 
 
-def resize_longer_side(img: np.ndarray, size: int) -> tuple[np.ndarray, float]:
-    """Resize so the longer side is ``size`` px (aspect kept, area interpolation when shrinking, as the
-    converter does); returns ``(image, scale)`` with ``scale`` = new pixels per source pixel."""
-    h, w = img.shape[:2]
-    scale = size / max(h, w)
-    if scale == 1.0:
-        return img, 1.0
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return cv2.resize(img, new, interpolation=interp), scale
-
-
 def load_image(path: Path, imgsz: int, scales: Mapping[str, float] | None = None) -> tuple[np.ndarray, float]:
     """``(gray (H, W) uint8, scale)``: a PNG as stored with the manifest's scale (else ``longer side /
     NATIVE_SIZE``); a DICOM decoded and resized to ``imgsz`` with that resize's scale. Raises on failure."""
     path = Path(path)
     if path.suffix.lower() == ".dcm":
         from convert.dicom import dicom_to_uint8, read_dicom
+        from convert.rsna import resize_longer_side, resized_shape
 
         img = dicom_to_uint8(read_dicom(path))
-        return resize_longer_side(img, imgsz)
+        # exactly the converter's resize, so test images look like the training PNGs
+        return resize_longer_side(img, imgsz), resized_shape(img.shape[0], img.shape[1], imgsz)[2]
     img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if img is None:
         raise ValueError(f"{path}: unreadable image")

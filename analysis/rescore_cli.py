@@ -1,0 +1,69 @@
+"""``python -m analysis rescore RUN_DIR_OR_WEIGHTS --data DATA_YAML [--split val]``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from analysis.rescore import PREDICT_CONF, format_breakdown, rescore
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``analysis rescore``."""
+    parser.description = (
+        "Predict a split of a converted dataset once at conf 0.01 with a run's weights (boxes mapped back to "
+        "the source frame with the manifest), sweep the confidence threshold (0.01..0.04, 0.05..0.95) and a "
+        "box scale about the centre (1.0, 0.80..0.95) with the exact Kaggle metric, and write kaggle.json, "
+        "predictions_<split>.csv and kaggle_threshold.png into the run folder. Predictions are reused when "
+        "the weights (content hash), image size and TTA are unchanged."
+    )
+    parser.add_argument(
+        "weights",
+        nargs="+",
+        type=Path,
+        metavar="RUN_DIR_OR_WEIGHTS",
+        help="run folder (uses weights/best.pt) or .pt file; several are ensembled with weighted box fusion",
+    )
+    parser.add_argument("--data", type=Path, required=True, help="the dataset's data.yaml")
+    parser.add_argument("--split", default="val", help="split of the manifest to score (default: val)")
+    parser.add_argument("--imgsz", type=int, help="inference size (default: the weights' training size)")
+    parser.add_argument("--batch", type=int, default=16, help="images per inference batch")
+    parser.add_argument("--device", help="cpu, 0, ... (default: Ultralytics' choice)")
+    parser.add_argument("--tta", action="store_true", help="add horizontal-flip test-time augmentation")
+    parser.add_argument("--out", type=Path, help="folder for the outputs (default: the first run folder)")
+    parser.add_argument(
+        "--conf", type=float, default=PREDICT_CONF, help="lowest confidence kept (default 0.01)"
+    )
+    parser.add_argument("--no-val", action="store_true", help="skip Ultralytics' mAP50 / mAP50-95 validation")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Rescore and print the best pair, the comparison metrics and the breakdown."""
+    result = rescore(
+        args.weights,
+        args.data,
+        split=args.split,
+        conf=args.conf,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        device=args.device,
+        tta=args.tta,
+        out_dir=args.out,
+        ultralytics_val=not args.no_val,
+        progress=not args.quiet,
+    )
+    reused = " (predictions reused)" if result["predictions_reused"] else ""
+    print(
+        f"{result['split']}: {result['n_images']} images, {result['n_predictions']} boxes at conf >= "
+        f"{args.conf}{reused}"
+    )
+    print(
+        f"best Kaggle score {result['score']:.4f} at conf {result['conf']:.2f}, scale {result['scale']:.2f}"
+    )
+    if result["map50"] is not None:
+        print(f"Ultralytics mAP50 {result['map50']:.4f}, mAP50-95 {result['map50_95']:.4f}")
+    for line in format_breakdown(result["breakdown"]):
+        print(line)
+    print(f"written to {result['run_dir']}: kaggle.json, {result['predictions']}, kaggle_threshold.png")
+    return 0

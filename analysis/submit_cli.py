@@ -1,0 +1,103 @@
+"""``python -m analysis submit --weights W --images DIR --out submission.csv``: a Kaggle submission."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from analysis.predict import predict_images
+from analysis.submission import image_ids, validate_submission, write_submission
+from convert.cli import UserError
+
+DEFAULT_CONF = 0.25
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``analysis submit``."""
+    parser.description = (
+        "Predict a folder of test DICOMs (or converted PNGs) in batches and write one row per image in the "
+        "Kaggle format (patientId,PredictionString with 'conf x y w h' in 1024-px source coordinates, empty "
+        "when no box). The threshold and box scale come from a run's kaggle.json (--from-run) or --conf. "
+        "Several --weights are fused with weighted box fusion; --tta adds horizontal flips. An unreadable "
+        "image is reported and still gets an (empty) row. The file is validated before success is reported."
+    )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        action="append",
+        required=True,
+        help=".pt weights or a run folder (repeatable)",
+    )
+    parser.add_argument("--images", type=Path, required=True, help="folder of test .dcm (or .png) files")
+    parser.add_argument("--out", type=Path, required=True, help="submission CSV to write")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument(
+        "--conf", type=float, help=f"confidence threshold (default {DEFAULT_CONF} without --from-run)"
+    )
+    how.add_argument(
+        "--from-run", type=Path, help="run folder (or kaggle.json) whose tuned conf and scale to use"
+    )
+    parser.add_argument("--scale", type=float, help="box scale about the centre (default 1, or the run's)")
+    parser.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation")
+    parser.add_argument("--imgsz", type=int, help="inference size (default: the weights' training size)")
+    parser.add_argument("--batch", type=int, default=16, help="images per inference batch")
+    parser.add_argument("--device", help="cpu, 0, ... (default: Ultralytics' choice)")
+    parser.add_argument(
+        "--scales-from",
+        type=Path,
+        help="manifest.csv of converted PNGs (their scale column); DICOMs need nothing",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def tuned_settings(from_run: Path) -> tuple[float, float]:
+    """``(conf, scale)`` from a run's ``kaggle.json``."""
+    path = from_run / "kaggle.json" if from_run.is_dir() else from_run
+    try:
+        data = json.loads(path.read_text())
+        return float(data["conf"]), float(data.get("scale") or 1.0)
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise UserError(
+            f"{path}: no tuned conf/scale ({exc}); run `python -m analysis rescore` first"
+        ) from exc
+
+
+def main(args: argparse.Namespace) -> int:
+    """Predict, write, validate, report."""
+    from analysis.rescore import read_manifest, resolve_weights
+
+    conf, scale = tuned_settings(args.from_run) if args.from_run else (DEFAULT_CONF, 1.0)
+    if args.conf is not None:
+        conf = args.conf
+    if args.scale is not None:
+        scale = args.scale
+    weights = [resolve_weights(w)[0] for w in args.weights]
+    images = image_ids(args.images)
+    scales = None
+    if args.scales_from:
+        manifest = read_manifest(args.scales_from)
+        scales = dict(zip(manifest["patientId"].astype(str), manifest["scale"].astype(float), strict=True))
+    frame = predict_images(
+        weights,
+        list(images.values()),
+        imgsz=args.imgsz,
+        conf=min(conf, 0.01) if len(weights) > 1 or args.tta else conf,  # fusion needs the weak boxes too
+        batch=args.batch,
+        tta=args.tta,
+        device=args.device,
+        scales=scales,
+        progress=not args.quiet,
+    )
+    failed = frame.attrs.get("failed", {})
+    for pid, reason in failed.items():
+        print(f"warning: {pid}: {reason} -> empty row")
+    write_submission(args.out, list(images), frame, conf=conf, scale=scale)
+    sub = validate_submission(args.out, images)
+    n_boxes = len(sub.boxes)
+    with_boxes = sub.boxes["patientId"].nunique()
+    print(
+        f"{args.out}: {len(sub.ids)} patients ({with_boxes} with boxes, {n_boxes} boxes) at conf >= "
+        f"{conf:g}, scale {scale:g}; {len(failed)} unreadable image(s); validated"
+    )
+    return 0
