@@ -1,0 +1,180 @@
+"""`python -m train`: yolo-compatible arguments, Kaggle rescoring + W&B in one run, resume, clear errors.
+
+Training runs are tiny real runs (imgsz 64, 8-12 images, 1-3 epochs). Runs that must show W&B logging go
+through a subprocess without ``PYTEST_CURRENT_TEST`` (Ultralytics switches its W&B callback off under pytest).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO_ROOT, subprocess_env
+from tiny_yolo_data import make_tiny_dataset
+
+from convert.cli import UserError
+from train.args import TrainOptions, parse_key_values, resolve_model
+from train.resume import completed_epochs, finished_reason
+
+TINY = ["model=yolo11n.yaml", "imgsz=64", "batch=4", "workers=0", "plots=False"]
+
+
+def run_train(*argv: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "train", *argv],
+        cwd=REPO_ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny"), n_train=8, n_val=4)
+
+
+# ------------------------------------------------------------------------------------------- arguments
+def test_key_values_are_typed_like_the_yolo_cli():
+    args, opts = parse_key_values(
+        ["epochs=3", "lr0=1e-3", "cos_lr=True", "imgsz", "=", "[64,", "64]", "name=007"]
+    )
+    assert args == {"epochs": 3, "lr0": 0.001, "cos_lr": True, "imgsz": [64, 64], "name": "007"}
+    assert opts == TrainOptions()
+
+
+def test_our_keys_are_removed_before_ultralytics():
+    args, opts = parse_key_values(
+        ["detect", "train", "kaggle_every=2", "wandb=False", "wandb_group=g", "epochs=1"]
+    )
+    assert args == {"epochs": 1}
+    assert (opts.kaggle_every, opts.wandb, opts.wandb_group, opts.rescore) == (2, False, "g", True)
+
+
+def test_cfg_fills_in_and_explicit_keys_win_in_any_position():
+    before, _ = parse_key_values(["mosaic=0.0", "cfg=yolo_configs/hyp/xray.yaml", "lr0=0.02"])
+    after, _ = parse_key_values(["cfg=yolo_configs/hyp/xray.yaml", "mosaic=0.0", "lr0=0.02"])
+    assert before == after
+    assert (before["mosaic"], before["lr0"], before["hsv_s"], before["scale"]) == (0.0, 0.02, 0.0, 0.25)
+    assert before["cfg"] == str(REPO_ROOT / "yolo_configs/hyp/xray.yaml")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["lr_0=0.1"], "'lr_0' is not a valid YOLO argument. Similar arguments are i.e. ['lr0=0.01']"),
+        (["epochs"], "'epochs': expected key=value"),
+        (["cfg=nope.yaml"], "cfg=nope.yaml: file not found"),
+        (["kaggle_every=-1"], "kaggle_every=-1"),
+        (["task=segment"], "only trains detection models"),
+    ],
+)
+def test_bad_arguments_are_one_clear_error(argv, message):
+    with pytest.raises(UserError) as err:
+        parse_key_values(argv)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_model_kinds(tmp_path: Path):
+    assert resolve_model("yolo11n.yaml") == "yolo11n.yaml"  # from scratch: Ultralytics finds the YAML
+    weights = tmp_path / "best.pt"
+    weights.write_bytes(b"")
+    assert resolve_model(str(weights)) == str(weights.resolve())  # local transfer learning
+    with pytest.raises(UserError, match="not found"):
+        resolve_model(str(tmp_path / "missing.pt"))
+
+
+def test_hub_model_offline_is_one_clear_message(tiny_data: Path):
+    from ultralytics.utils import SETTINGS
+
+    assert not (Path(SETTINGS["weights_dir"]) / "yolo11s.pt").exists()
+    proc = run_train(f"data={tiny_data}", "model=yolo11s.pt", "epochs=1", timeout=120)
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "yolo11s.pt" in err[0] and "offline" in err[0]
+    assert "RSNA_YOLO_ONLINE=1" in err[0] and "model=/path/to/yolo11s.pt" in err[0]
+
+
+def test_missing_data_is_one_clear_message(tmp_path: Path):
+    proc = run_train(f"data={tmp_path / 'nope.yaml'}", "model=yolo11n.yaml", timeout=120)
+    assert proc.returncode == 2 and "nope.yaml: file not found" in proc.stderr
+
+
+# --------------------------------------------------------------------------------- resume, unit level
+def test_finished_reason():
+    assert finished_reason({"epoch": 0, "optimizer": {"state": 1}, "train_args": {"epochs": 3}}, 1) is None
+    assert "no optimizer state" in finished_reason({"epoch": -1, "optimizer": None, "train_args": {}}, 5)
+    assert "all 5 planned" in finished_reason({"epoch": -1, "optimizer": None, "train_args": {}}, 5)
+
+
+def test_completed_epochs(tmp_path: Path):
+    csv = tmp_path / "results.csv"
+    assert completed_epochs(csv) == 0
+    csv.write_text("epoch,loss\n1,0.5\n2,0.4\n\n")
+    assert completed_epochs(csv) == 2
+
+
+# ------------------------------------------------------------------------------------ real tiny runs
+@pytest.mark.slow
+def test_train_writes_kaggle_json_and_logs_it_to_the_same_offline_wandb_run(tiny_data: Path, tmp_path: Path):
+    proc = run_train(
+        f"data={tiny_data}", "mosaic=0.0", "cfg=yolo_configs/hyp/xray.yaml", *TINY, "epochs=2",
+        "kaggle_every=1", f"project={tmp_path}", "name=run",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = tmp_path / "run"
+    result = json.loads((run / "kaggle.json").read_text())
+    assert 0.0 <= result["score"] <= 1.0 and result["split"] == "val" and result["n_images"] == 4
+    assert {"conf", "scale", "sweep", "predictions"} <= set(result)
+    assert Path(result["weights"]) == run / "weights" / "best.pt"
+    args = yaml.safe_load((run / "args.yaml").read_text())  # the resolved config Ultralytics saved
+    assert (args["mosaic"], args["hsv_s"], args["epochs"]) == (0.0, 0.0, 2)
+    assert args["cfg"] == str(REPO_ROOT / "yolo_configs/hyp/xray.yaml")
+    assert "Kaggle mAP (val):" in proc.stdout
+    # One offline W&B run under the run folder holds Ultralytics' metrics and ours.
+    (wandb_file,) = run.glob("wandb/offline-run-*/run-*.wandb")
+    blob = wandb_file.read_bytes()
+    for key in (b"kaggle/mAP", b"kaggle/conf", b"kaggle/scale", b"metrics/mAP50(B)", b"train/box_loss"):
+        assert key in blob, key
+    hint = (run / "WANDB_SYNC.txt").read_text()
+    assert f"wandb sync {wandb_file.parent}" in hint
+    assert json.loads((run / "train_options.json").read_text())["kaggle_every"] == 1
+
+
+@pytest.mark.slow
+def test_kill_and_resume_finishes_the_planned_epochs(tiny_data: Path, tmp_path: Path):
+    # SIGKILL from inside, right after epoch 1's checkpoint (deterministic, unlike a timed kill).
+    script = f"""
+import os, signal
+import offline
+from train.args import parse_key_values
+from train.run import train
+args, opts = parse_key_values({[f"data={tiny_data}", *TINY, "epochs=3", f"project={tmp_path}", "name=run"]!r})
+train(args, opts, on_epoch=lambda epoch, value: epoch == 1 and os.kill(os.getpid(), signal.SIGKILL))
+"""
+    killed = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, timeout=300
+    )
+    run = tmp_path / "run"
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert completed_epochs(run / "results.csv") == 1 and not (run / "kaggle.json").exists()
+
+    proc = run_train("resume", str(run))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert completed_epochs(run / "results.csv") == 3
+    assert json.loads((run / "kaggle.json").read_text())["split"] == "val"
+    ids = {p.stem for p in run.glob("wandb/offline-run-*/run-*.wandb")}
+    assert len(ids) == 1, "the resumed run continues the same W&B run id"
+
+    # Resuming the now finished run: a clear message, not Ultralytics' silent fresh default run.
+    again = run_train("resume", str(run), timeout=120)
+    assert again.returncode == 2
+    assert "cannot be resumed: it finished all 3 planned epochs" in again.stderr
+    assert f"model={run / 'weights' / 'best.pt'}" in again.stderr
+    assert completed_epochs(run / "results.csv") == 3
+    assert not any(p.name != "run" for p in tmp_path.iterdir() if p.is_dir())  # no new run folder appeared
