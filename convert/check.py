@@ -249,8 +249,11 @@ def _check_source(out: Path, src, manifest: list[dict], boxes: dict, problems: l
     except Exception as exc:  # the check reports, it does not crash
         problems.append(f"source {src}: cannot read its CSVs ({exc})")
         return
-    truth = labels.boxes.groupby("patientId")
-    truth_boxes = {pid: g[list(BOX_COLUMNS)].to_numpy(dtype=np.float64) for pid, g in truth}
+    wanted = {row["patientId"] for row in manifest if row["split"] != "test"}
+    truth = labels.boxes[labels.boxes["patientId"].isin(wanted)]
+    truth_boxes = {
+        pid: g[list(BOX_COLUMNS)].to_numpy(dtype=np.float64) for pid, g in truth.groupby("patientId")
+    }
     for row in manifest:
         pid = row["patientId"]
         if row["split"] == "test":

@@ -281,9 +281,10 @@ def plan(
             skips.append(Skip(rel(path), None, pid, why))
         else:
             train_files[pid] = path
+    no_dicom = f"no DICOM in {rel(source.train_dir)}/"
     for pid, row in labels.patients["row"].items():
         if pid not in train_files:
-            skips.append(Skip(labels.label_file, int(row), pid, f"no DICOM in {rel(source.train_dir)}/"))
+            skips.append(Skip(labels.label_file, int(row), pid, no_dicom))
 
     test_files: dict[str, Path] = {}
     if source.test_dir is not None:
