@@ -53,7 +53,7 @@ def test_kill_and_resume_gives_identical_bytes(tmp_path: Path):
     done = {}
     for png in out.glob("images/*/*.png"):
         label = out / "labels" / png.parent.name / f"{png.stem}.txt"
-        if label.exists():
+        if label.exists() or png.parent.name == "test":  # test images have no label
             done[png] = (png.stat().st_ino, png.stat().st_mtime_ns)
     assert 0 < len(done) < 44
 
