@@ -1,0 +1,189 @@
+"""``rescore`` and ``submit`` end to end on a tiny model trained here on generated data.
+
+Synthetic Kaggle download (:func:`convert.synth.generate`, 256-px DICOMs) -> converted dataset at 64 px
+(:func:`convert.rsna.convert_rsna`, manifest scale 0.25) -> yolov8n from its YAML, 1 epoch on CPU. The model
+is barely trained, so the assertions are on what is known whatever it predicts: files and keys, counts,
+the score recomputed independently from the cached predictions, frames that must coincide (DICOM vs PNG
+inference), one row per test image, the corrupt DICOM's empty row.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.metric import frame_to_preds, frame_to_truth, kaggle_map
+from analysis.predict import predict_images
+from analysis.rescore import SWEEP_CONFS, SWEEP_SCALES, rescore
+from analysis.submission import read_submission
+from tests.conftest import REPO_ROOT, subprocess_env
+
+pytestmark = pytest.mark.slow
+KAGGLE_KEYS = {"split", "weights", "data", "n_images", "score", "conf", "scale", "map50", "map50_95", "sweep"}
+KAGGLE_KEYS |= {"breakdown", "predictions"}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> dict:
+    from ultralytics import YOLO
+
+    from convert.rsna import convert_rsna
+    from convert.synth import generate
+
+    root = tmp_path_factory.mktemp("e2e")
+    generate(root / "kaggle", patients=24, test_patients=5, seed=1, imgsz=256)
+    convert_rsna(
+        root / "kaggle",
+        root / "ds",
+        imgsz=64,
+        val_fraction=0.34,
+        workers=1,
+        progress=False,
+        echo=lambda *a: None,
+    )
+    data = root / "ds" / "data.yaml"
+    YOLO("yolov8n.yaml").train(
+        data=str(data), imgsz=64, epochs=1, batch=4, workers=0, device="cpu", project=str(root / "runs"),
+        name="tiny", plots=False, val=False, verbose=False, exist_ok=True,
+    )  # fmt: skip
+    run = root / "runs" / "tiny"
+    assert (run / "weights" / "best.pt").is_file()
+    manifest = pd.read_csv(root / "ds" / "manifest.csv", dtype={"patientId": str})
+    return {"root": root, "data": data, "run": run, "manifest": manifest}
+
+
+def run_analysis(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "analysis", *map(str, args)],
+        cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+
+
+def test_rescore_writes_the_contract_and_the_right_score(project):
+    run, manifest = project["run"], project["manifest"]
+    result = rescore(run, project["data"], progress=False)
+    saved = json.loads((run / "kaggle.json").read_text())
+    assert set(saved) >= KAGGLE_KEYS
+    assert (run / "kaggle_threshold.png").stat().st_size > 1000
+    val = manifest[manifest["split"] == "val"]
+    assert saved["n_images"] == len(val) and saved["split"] == "val"
+    assert saved["weights"] == str(run / "weights" / "best.pt")
+    assert len(saved["sweep"]) == len(SWEEP_CONFS) * len(SWEEP_SCALES) == 115
+    assert 0.0 <= saved["map50"] <= 1.0 and 0.0 <= saved["map50_95"] <= saved["map50"] + 1e-12
+
+    # the cached predictions: val patients only, source pixels (256-px DICOMs), conf >= 0.01
+    preds = pd.read_csv(run / saved["predictions"], dtype={"patientId": str})
+    assert list(preds.columns) == ["patientId", "conf", "x", "y", "width", "height"]
+    assert set(preds["patientId"]) <= set(val["patientId"])
+    assert (preds["conf"] >= 0.01).all()
+    assert (preds["x"] >= -1e-6).all() and (preds["x"] + preds["width"] <= 256 + 1e-6).all()
+
+    # the best pair is the table's maximum, and its score is what an independent scoring gives
+    table = pd.DataFrame(saved["sweep"])
+    assert saved["score"] == table["score"].max()
+    boxes = pd.read_csv(project["root"] / "ds" / "boxes.csv", dtype={"patientId": str})
+    truth = frame_to_truth(boxes, val["patientId"])
+    kept = preds[preds["conf"] >= saved["conf"]]
+    assert kaggle_map(truth, frame_to_preds(kept), scale=saved["scale"]) == pytest.approx(
+        saved["score"], abs=1e-12
+    )
+    for row in table.sample(5, random_state=0).itertuples():
+        expected = kaggle_map(truth, frame_to_preds(preds[preds["conf"] >= row.conf]), scale=row.scale)
+        assert row.score == pytest.approx(expected, abs=1e-12) or (np.isnan(row.score) and np.isnan(expected))
+
+    # breakdown counts come from the manifest
+    classes = saved["breakdown"]["classes"]
+    assert {k: v["n_images"] for k, v in classes.items()} == val["class"].value_counts().to_dict()
+    n_positive_scored = classes.get("Lung Opacity", {}).get("n_scored", 0)
+    assert n_positive_scored == (val["class"] == "Lung Opacity").sum()  # positives always count
+    assert sum(v["loss"] for v in classes.values()) == pytest.approx(1 - saved["score"])
+
+    # a second rescore reuses the predictions (same weights content, size, TTA) and agrees
+    again = rescore(run, project["data"], progress=False, ultralytics_val=False)
+    assert again["predictions_reused"] and not result["predictions_reused"]
+    assert again["score"] == result["score"] and again["map50"] is None
+
+
+def test_dicom_and_png_inference_agree_in_source_pixels(project):
+    """The same patients from their 256-px DICOMs (decoded + resized like the converter) and from the 64-px
+    PNGs (divided by the manifest scale) give the same boxes in source pixels."""
+    root, manifest = project["root"], project["manifest"]
+    val = manifest[manifest["split"] == "val"]
+    weights = project["run"] / "weights" / "best.pt"
+    dicoms = [root / "kaggle" / "stage_2_train_images" / f"{p}.dcm" for p in val["patientId"]]
+    pngs = [root / "ds" / p for p in val["png"]]
+    scales = dict(zip(val["patientId"], val["scale"], strict=True))
+    from_dcm = predict_images(weights, dicoms, imgsz=64, conf=0.001, progress=False)
+    from_png = predict_images(weights, pngs, imgsz=64, conf=0.001, scales=scales, progress=False)
+    assert from_dcm.attrs["failed"] == {} and from_png.attrs["failed"] == {}
+    pd.testing.assert_frame_equal(from_dcm, from_png, atol=1e-6, rtol=0)
+
+
+def test_submit_and_validate_on_test_dicoms_with_a_corrupt_file(project, tmp_path):
+    root, run = project["root"], project["run"]
+    test_dir = tmp_path / "test_images"
+    shutil.copytree(root / "kaggle" / "stage_2_test_images", test_dir)
+    first = sorted(test_dir.glob("*.dcm"))[0]
+    (test_dir / "corrupt-patient.dcm").write_bytes(first.read_bytes()[:400])  # truncated: header only
+    out = tmp_path / "submission.csv"
+    res = run_analysis(
+        "submit", "--weights", run, "--images", test_dir, "--out", out, "--from-run", run, "--quiet"
+    )
+    assert res.returncode == 0, res.stderr
+    assert "corrupt-patient" in res.stdout and "empty row" in res.stdout and "validated" in res.stdout
+    sub = read_submission(out)
+    assert sorted(sub.ids) == sorted(p.stem for p in test_dir.glob("*.dcm")) and len(sub.ids) == 6
+    assert (sub.boxes["patientId"] != "corrupt-patient").all()
+    tuned = json.loads((run / "kaggle.json").read_text())
+    assert (sub.boxes["conf"] >= tuned["conf"] - 5e-5).all()  # 4 decimals written
+    ok = run_analysis("validate", out, "--images", test_dir)
+    assert ok.returncode == 0 and "valid, 6 patients" in ok.stdout
+    (test_dir / "extra-patient.dcm").write_bytes(b"")
+    bad = run_analysis("validate", out, "--images", test_dir)
+    assert bad.returncode == 2 and "missing, e.g. extra-patient" in bad.stderr
+
+
+def test_ensemble_tta_submission_scores_like_its_predictions(project, tmp_path):
+    """Two weights + flip TTA on the val PNGs: the submission's score (``analysis score --subset``) equals the
+    metric on the fused prediction frame it was written from."""
+    root, run, manifest = project["root"], project["run"], project["manifest"]
+    val = manifest[manifest["split"] == "val"]
+    images = tmp_path / "val_png"
+    shutil.copytree(root / "ds" / "images" / "val", images)
+    weights = [run / "weights" / "best.pt", run / "weights" / "last.pt"]
+    out = tmp_path / "val_submission.csv"
+    args = ["--weights", weights[0], "--weights", weights[1], "--tta", "--conf", "0.01"]
+    res = run_analysis(
+        "submit",
+        *args,
+        "--images",
+        images,
+        "--out",
+        out,
+        "--scales-from",
+        root / "ds" / "manifest.csv",
+        "--quiet",
+    )
+    assert res.returncode == 0, res.stderr
+    sub = read_submission(out)
+    assert sorted(sub.ids) == sorted(val["patientId"])
+    scored = run_analysis(
+        "score", "--truth", project["data"], "--split", "val", "--submission", out, "--subset"
+    )
+    assert scored.returncode == 0, scored.stderr
+    printed = float(re.search(r"Kaggle score ([0-9.]+|nan)", scored.stdout).group(1))
+    frame = predict_images(
+        weights, sorted(images.glob("*.png")), imgsz=64, conf=0.01, tta=True,
+        scales=dict(zip(val["patientId"], val["scale"], strict=True)), progress=False,
+    )  # fmt: skip
+    boxes = pd.read_csv(root / "ds" / "boxes.csv", dtype={"patientId": str})
+    expected = kaggle_map(frame_to_truth(boxes, val["patientId"]), frame_to_preds(frame))
+    assert printed == pytest.approx(expected, abs=2e-6) or (np.isnan(printed) and np.isnan(expected))
+    assert len(sub.boxes) == len(frame)
