@@ -23,6 +23,7 @@ import argparse
 import math
 import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -279,12 +280,14 @@ def run_sweep(
     epochs = pinned.get("epochs", spec.fixed.get("epochs"))
     # A trial killed without a chance to record it (power loss, SIGKILL) stops sending heartbeats; after the
     # grace period it is marked failed and retried once, by this machine or another sharing the storage.
-    rdb = optuna.storages.RDBStorage(
-        storage_url,
-        heartbeat_interval=30,
-        grace_period=120,
-        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
-    )
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5 (and have been since 2.8)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        rdb = optuna.storages.RDBStorage(
+            storage_url,
+            heartbeat_interval=30,
+            grace_period=120,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+        )
     study = optuna.create_study(
         storage=rdb,
         study_name=spec.name,

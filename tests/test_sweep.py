@@ -1,0 +1,89 @@
+"""`python -m train sweep`: W&B sweep specs -> Optuna, a real two-trial local sweep, and its continuation."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO_ROOT
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from tiny_yolo_data import make_tiny_dataset
+
+from convert.cli import UserError
+from train.sweep import distribution, load_sweep, make_pruner, make_sampler, run_sweep
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"values": ["SGD", "AdamW"]}, CategoricalDistribution(["SGD", "AdamW"])),
+        ({"min": 1, "max": 4}, IntDistribution(1, 4)),
+        ({"min": 0.1, "max": 1}, FloatDistribution(0.1, 1.0)),
+        ({"distribution": "q_uniform", "min": 0, "max": 10, "q": 2}, IntDistribution(0, 10, step=2)),
+        (
+            {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-1},
+            FloatDistribution(1e-4, 0.1, log=True),
+        ),
+        ({"distribution": "log_uniform", "min": 0, "max": 1}, FloatDistribution(1.0, math.e, log=True)),
+        ({"value": 3}, ("value", 3)),
+    ],
+)
+def test_wandb_parameter_specs_map_to_optuna(spec, expected):
+    assert distribution("p", spec) == expected
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [{"distribution": "normal", "mu": 0, "sigma": 1}, {"min": 2, "max": 1}, {"values": []}, {"q": 1}],
+)
+def test_unsupported_or_bad_specs_are_clear_errors(spec):
+    with pytest.raises(UserError, match="parameter p"):
+        distribution("p", spec)
+
+
+def test_methods_and_hyperband_map_to_optuna_samplers_and_pruner():
+    kinds = {}
+    for name in ("models", "bayes"):
+        spec = load_sweep(REPO_ROOT / f"yolo_configs/sweeps/{name}.yaml")
+        kinds[name] = type(make_sampler(spec, seed=0))
+    assert kinds == {"models": optuna.samplers.GridSampler, "bayes": optuna.samplers.TPESampler}
+    bayes = load_sweep(REPO_ROOT / "yolo_configs/sweeps/bayes.yaml")
+    pruner = make_pruner(bayes, epochs=30)
+    assert isinstance(pruner, optuna.pruners.HyperbandPruner)
+    # W&B's min_iter 3 / eta 3 over the 30 epochs of the file (private attributes: Optuna has no getters)
+    assert (pruner._min_resource, pruner._max_resource, pruner._reduction_factor) == (3, 30, 3)
+    assert isinstance(
+        make_pruner(load_sweep(REPO_ROOT / "yolo_configs/sweeps/models.yaml"), 50), optuna.pruners.NopPruner
+    )
+
+
+@pytest.mark.slow
+def test_two_trial_local_sweep_runs_and_continues(tmp_path: Path):
+    data = make_tiny_dataset(tmp_path / "data", n_train=8, n_val=4)
+    sweep_file = REPO_ROOT / "yolo_configs/sweeps/optimizers.yaml"  # grid of 4 hyp files, used as is
+    common = dict(
+        data=str(data),
+        overrides=[("model", "yolo11n.yaml"), ("epochs", 1), ("imgsz", 64), ("batch", 4), ("workers", 0),
+                   ("plots", False), ("wandb", False)],
+        out_dir=tmp_path / "sweep",
+    )  # fmt: skip
+    table = run_sweep(sweep_file, count=2, **common)
+    assert len(table) == 2 and (table["state"] == "COMPLETE").all()
+    assert table["kaggle/mAP"].between(0, 1).all()
+    grid = yaml.safe_load(sweep_file.read_text())["parameters"]["cfg"]["values"]
+    assert set(table["cfg"]) <= set(grid) and table["cfg"].nunique() == 2
+    csv = pd.read_csv(tmp_path / "sweep" / "trials.csv")
+    assert len(csv) == 2 and csv["kaggle/mAP"].notna().all()
+    for run_dir in csv["run_dir"]:  # each trial is an ordinary run folder with its own kaggle.json
+        args = yaml.safe_load((Path(run_dir) / "args.yaml").read_text())
+        assert args["optimizer"] == yaml.safe_load((REPO_ROOT / args["cfg"]).read_text())["optimizer"]
+        assert (Path(run_dir) / "kaggle.json").is_file() and args["epochs"] == 1
+    assert (tmp_path / "sweep" / "optuna.db").is_file()
+
+    # Same study again with --count 3: only the missing trial runs, on a grid point not yet tried.
+    table = run_sweep(sweep_file, count=3, **common)
+    assert len(table) == 3 and table["cfg"].nunique() == 3 and (table["state"] == "COMPLETE").all()
