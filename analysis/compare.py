@@ -246,7 +246,7 @@ def comparison_table(runs: list[Run], varying: list[str]) -> pd.DataFrame:
     rows = []
     for run in runs:
         row = summarize_run(run)
-        hp = {k: _display(run.args.get(k)) for k in varying}
+        hp = {k: _display(run.args.get(k)) for k in varying if k != "epochs"}
         head = {c: row.pop(c) for c in ("run", "family", "size", "init")}
         rows.append({**head, **hp, **row})
     return pd.DataFrame(rows)
@@ -261,18 +261,30 @@ def _display(v):
 
 
 def score_column(table: pd.DataFrame) -> tuple[str, str]:
-    """The score to judge by: Kaggle mAP when every run has one, else best mAP50-95 (and why)."""
-    if table["Kaggle mAP"].notna().all():
-        return "Kaggle mAP", ""
-    missing = ", ".join(table.loc[table["Kaggle mAP"].isna(), "run"])
-    return "best mAP50-95", f"Kaggle mAP is missing for {missing}, so runs are compared on best mAP50-95"
+    """The score to judge by: Kaggle mAP when any run has one, else best mAP50-95; and a note on runs
+    that lack it (they are left out of the observations)."""
+    if table["Kaggle mAP"].notna().any():
+        missing = ", ".join(table.loc[table["Kaggle mAP"].isna(), "run"])
+        return "Kaggle mAP", f"No Kaggle mAP for {missing}: left out of the observations" if missing else ""
+    return "best mAP50-95", "No run has a Kaggle mAP (kaggle.json), so runs are compared on best mAP50-95"
+
+
+def _column(factor: str) -> str:
+    """Table column of a hyperparameter (``epochs`` is shown as "epochs planned")."""
+    return "epochs planned" if factor == "epochs" else factor
 
 
 def effects(table: pd.DataFrame, varying: list[str], score: str) -> list[str]:
     """For each varying hyperparameter (and model size), sentences on its effect on ``score`` among runs that
-    agree on every other varying hyperparameter; says so when no such pair exists or evidence is thin."""
-    factors = [*varying] + (["size"] if table["size"].nunique() > 1 else [])
-    factors += ["family"] if table["family"].nunique() > 1 else []
+    agree on every other varying hyperparameter; says so when no such pair exists or evidence is thin.
+
+    Runs without ``score`` and interrupted runs (whose planned epochs were not run) are left out.
+    """
+    table = table[table[score].notna() & (table["status"] != "interrupted")].rename(
+        columns={"epochs planned": "epochs"}
+    )
+    factors = [f for f in varying if table[f].map(_hashable).nunique() > 1]
+    factors += [f for f in ("size", "family") if table[f].nunique() > 1]
     out = []
     for f in factors:
         others = [g for g in factors if g != f]
@@ -403,7 +415,7 @@ def fig_score_vs_hyperparameters(table: pd.DataFrame, varying: list[str], score:
     fig = Figure(figsize=(4.2 * cols, 3.5 * rows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False).ravel())
     for ax, hp in zip(axes, varying, strict=False):
-        values = table[hp]
+        values = table[_column(hp)]
         numeric = pd.to_numeric(values, errors="coerce")
         if numeric.notna().all() and values.map(lambda v: not isinstance(v, bool)).all():
             x = numeric.to_numpy(float)
@@ -531,7 +543,11 @@ def build_report(runs: list[Run], problems: list[tuple[str, str]], out_dir: Path
                 )
                 + "."
             )
-        late = table[(table["best epoch"] == table["epochs run"]) & (table["status"] == "complete")]
+        late = table[
+            (table["best epoch"] == table["epochs run"])
+            & (table["status"] == "complete")
+            & (table["best mAP50-95"] > 0)  # with zero fitness the rule makes the last epoch "best"
+        ]
         if len(late):
             obs.append(
                 f"{', '.join(late['run'])}: best epoch is the last one, so more epochs may still help."

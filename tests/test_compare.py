@@ -1,0 +1,140 @@
+"""``analysis compare`` on tiny real runs trained here with different hyperparameters, plus broken folders."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from analysis import compare
+from tests.conftest import REPO_ROOT, subprocess_env
+
+RUNS = {  # name -> overrides; everything else is shared
+    "sgd_lr01": {"optimizer": "SGD", "lr0": 0.01, "epochs": 2},
+    "sgd_lr05": {"optimizer": "SGD", "lr0": 0.05, "epochs": 2},
+    "adamw_lr01": {"optimizer": "AdamW", "lr0": 0.01, "epochs": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    """A converted synthetic dataset (24 patients, 64 px) and three 1-2 epoch yolo11n runs on it."""
+    from ultralytics import YOLO
+
+    from convert.rsna import convert_rsna
+    from convert.synth import generate
+
+    root = tmp_path_factory.mktemp("compare")
+    generate(root / "kaggle", patients=24, test_patients=0, seed=0, imgsz=256)
+    convert_rsna(root / "kaggle", root / "ds", imgsz=64, workers=1, progress=False, echo=lambda *a: None)
+    runs = {}
+    for name, overrides in RUNS.items():
+        YOLO("yolo11n.yaml").train(
+            data=str(root / "ds" / "data.yaml"), imgsz=64, batch=8, workers=0, device="cpu", plots=False,
+            project=str(root / "runs"), name=name, exist_ok=True, verbose=False, **overrides,
+        )  # fmt: skip
+        runs[name] = root / "runs" / name
+    return {"root": root, "data": root / "ds" / "data.yaml", **runs}
+
+
+def read_results(run: Path) -> list[dict]:
+    """results.csv rows as floats, read with the csv module (independently of pandas)."""
+    with open(run / "results.csv", newline="") as f:
+        return [{k.strip(): float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def test_table_holds_the_runs_real_values(trained: dict[str, Path], tmp_path: Path) -> None:
+    runs_dir = trained["root"] / "runs"
+    # Malformed folders beside the real runs: listed with their reason, never fatal.
+    (runs_dir / "no_results").mkdir()
+    shutil.copyfile(trained["sgd_lr01"] / "args.yaml", runs_dir / "no_results" / "args.yaml")
+    (runs_dir / "no_args").mkdir()
+    shutil.copyfile(trained["sgd_lr01"] / "results.csv", runs_dir / "no_args" / "results.csv")
+    # An interrupted run: planned 5 epochs, 2 done, no early stop (patience 100).
+    shutil.copytree(trained["sgd_lr01"], runs_dir / "interrupted", ignore=shutil.ignore_patterns("weights"))
+    args = yaml.safe_load((runs_dir / "interrupted" / "args.yaml").read_text())
+    (runs_dir / "interrupted" / "args.yaml").write_text(yaml.safe_dump({**args, "epochs": 5}))
+
+    paths, table = compare.run_compare([runs_dir], tmp_path / "out", progress=False)
+    table = table.set_index("run")
+    assert sorted(table.index) == ["adamw_lr01", "interrupted", "sgd_lr01", "sgd_lr05"]
+    # Only epochs, optimizer and lr0 were set differently (args.yaml order).
+    assert compare.varying_hyperparameters([compare.read_run(trained[n]) for n in RUNS]) == [
+        "epochs", "optimizer", "lr0"]  # fmt: skip
+    for name, overrides in RUNS.items():
+        args = yaml.safe_load((trained[name] / "args.yaml").read_text())
+        rows = read_results(trained[name])
+        row = table.loc[name]
+        assert (row["family"], row["size"], row["init"]) == ("yolo11", "n", "scratch")
+        assert row["optimizer"] == args["optimizer"] == overrides["optimizer"]
+        assert row["lr0"] == args["lr0"] == overrides["lr0"]
+        assert row["epochs planned"] == args["epochs"] == overrides["epochs"]
+        assert row["epochs run"] == len(rows) == overrides["epochs"]
+        assert row["status"] == "complete" and not row["early-stopped"] and not row["resumed"]
+        assert row["train time (s)"] == pytest.approx(rows[-1]["time"])
+        assert row["final mAP50"] == pytest.approx(rows[-1]["metrics/mAP50(B)"])
+        assert row["final mAP50-95"] == pytest.approx(rows[-1]["metrics/mAP50-95(B)"])
+        best = max(rows, key=lambda r: r["metrics/mAP50-95(B)"])
+        assert row["best mAP50-95"] == pytest.approx(best["metrics/mAP50-95(B)"])
+        # Kaggle mAP was computed now with analysis rescore (no kaggle.json before) and written to the run.
+        kaggle = json.loads((trained[name] / "kaggle.json").read_text())
+        assert row["Kaggle mAP"] == pytest.approx(kaggle["score"])
+        assert row["Kaggle conf"] == pytest.approx(kaggle["conf"]) and row["Kaggle split"] == "val"
+        assert 0.0 <= kaggle["score"] <= 1.0
+    assert table.loc["interrupted", "status"] == "interrupted"
+    assert table.loc["interrupted", "epochs planned"] == 5
+
+    md = paths["markdown"].read_text()
+    assert "no_results" in md and "no results.csv" in md
+    assert "no_args" in md and "no args.yaml" in md
+    assert "stopped after epoch 2 of 5 without early stopping" in md
+    # Observations: lr0 differs alone between the two SGD runs; optimizer alone between the lr0=0.01 runs
+    # only when epochs agree, which they do not, so it cannot be separated.
+    assert "lr0 (Kaggle mAP): lr0=" in md and "(sgd_lr01)" in md and "(sgd_lr05)" in md
+    assert "optimizer: no two runs differ only in optimizer" in md
+    for name in ("metrics", "losses", "score_vs_hyperparameters", "score_vs_size"):
+        assert paths[name].stat().st_size > 5_000
+    assert pd.read_csv(tmp_path / "out" / "runs.csv")["run"].tolist() == sorted(table.index)
+
+
+def test_cli_without_rescore(trained: dict[str, Path], tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "analysis", "compare", str(trained["sgd_lr01"]), str(trained["sgd_lr05"]),
+           "--out", str(tmp_path / "o"), "--no-rescore", "--quiet"]  # fmt: skip
+    done = subprocess.run(
+        cmd, cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "compared 2 run(s)" in done.stdout
+    bad = subprocess.run([*cmd[:4], str(tmp_path / "nothing"), "--out", str(tmp_path / "x")], cwd=REPO_ROOT,
+                         env=subprocess_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "no readable run" in bad.stderr
+
+
+def frame(epochs, maps, times=None) -> pd.DataFrame:
+    return pd.DataFrame({"epoch": epochs, "time": times or [float(e) for e in epochs],
+                         compare.MAP50_95: maps, compare.MAP50: maps})  # fmt: skip
+
+
+def test_best_epoch_and_status_follow_ultralytics_rules(tmp_path: Path) -> None:
+    # Fitness is mAP50-95; a tie keeps the earlier epoch; zero fitness lets later epochs take over.
+    assert compare.best_epoch(frame([1, 2, 3, 4], [0.0, 0.2, 0.2, 0.1])) == 2
+    assert compare.best_epoch(frame([1, 2, 3], [0.0, 0.0, 0.0])) == 3
+    run = compare.Run(tmp_path, {"epochs": 10, "patience": 2}, frame([1, 2, 3, 4], [0.1, 0.3, 0.2, 0.25]))
+    assert compare.run_status(run)[0] == "early-stopped"
+    run.args["patience"] = 3
+    assert compare.run_status(run)[0] == "interrupted"
+    run.args["epochs"] = 4
+    assert compare.run_status(run)[0] == "complete"
+    # A resumed run restarts the time column: both segments count, and the run is marked resumed.
+    resumed = compare.Run(tmp_path, {"epochs": 4, "model": "yolov8s.pt"},
+                          frame([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4], [10.0, 20.0, 9.0, 18.0]))  # fmt: skip
+    row = compare.summarize_run(resumed)
+    assert row["resumed"] and row["train time (s)"] == 38.0
+    assert (row["family"], row["size"], row["init"]) == ("yolov8", "s", "weights")
