@@ -1,14 +1,20 @@
 """Realistic synthetic RSNA data: DICOMs and CSVs in the exact Kaggle layout.
 
-Two layers:
+Three layers, each usable alone:
 
 - :func:`write_dicom` writes one DICOM with the tag set of the real challenge files (JPEG Baseline,
   MONOCHROME2, 8-bit, PatientAge as a bare number string, ...), or an uncompressed variant with other
   bit depths, MONOCHROME1 and rescale/VOI tags for the converter's edge cases.
+- Sampling (:func:`sample_patients`): pure functions of a NumPy generator that pick each patient's
+  class with the real class mix, a whole real patient's box set for Lung Opacity, age/sex/view and the
+  boxless findings of Not Normal images, into a :class:`PatientSpec`.
+- :func:`render_radiograph` draws a chest-radiograph-like image from a spec (pure), and
+  :func:`generate` writes the whole Kaggle download (``python -m convert synth`` wraps it).
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +34,7 @@ from pydicom.uid import (
 )
 from tqdm import tqdm
 
+import offline
 from convert.boxes import NATIVE_SIZE
 
 TRANSFER_SYNTAXES = {"jpeg": JPEGBaseline8Bit, "explicit": ExplicitVRLittleEndian}
@@ -233,10 +240,10 @@ BOGUS_AGE_RATE = 5 / 26684
 FINDINGS = ("nodule", "lines", "pacemaker", "cardiomegaly", "ecg_leads")
 """Visible abnormalities without a box, drawn on Not Normal images (and lines/leads on some others)."""
 
-DEFAULT_LABELS_CSV = (
-    Path(__file__).resolve().parents[2] / "shared" / "rsna_sample" / "stage_2_train_labels.csv"
-)
-"""The real labels file beside the repository; box sets are drawn from it when present."""
+SAMPLE_DIR = Path(os.environ.get("RSNA_SAMPLE_DIR", offline.REPO_ROOT.parent / "shared" / "rsna_sample"))
+DEFAULT_LABELS_CSV = SAMPLE_DIR / "stage_2_train_labels.csv"
+"""The real labels file beside the repository (``$RSNA_SAMPLE_DIR`` overrides the folder, as for the
+tests); box sets are drawn from it when present."""
 
 EMBEDDED_BOX_SETS: tuple[tuple[tuple[int, int, int, int], ...], ...] = (
     ((316, 240, 152, 134),),
