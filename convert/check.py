@@ -169,6 +169,9 @@ def check_dataset(out: str | Path, src: str | Path | None = None) -> CheckResult
     _check_folds(out, manifest, problems)
 
     result.counts = {split: sum(1 for s in seen.values() if s == split) for split in SPLITS}
+    for split in LABEL_SPLITS:
+        if not result.counts[split]:
+            problems.append(f"{manifest_path}: no {split} images (Ultralytics needs both train and val)")
     result.counts["boxes"] = sum(len(boxes.get(pid, [])) for pid in labelled)
     return result
 

@@ -27,6 +27,7 @@ import io
 import json
 import math
 import os
+import signal
 import struct
 import time
 from collections import Counter
@@ -210,8 +211,10 @@ def _reuse(job: Job) -> dict | None:
 
 
 def _init_worker() -> None:
-    # One OpenCV thread per process: the processes are the parallelism.
+    # One OpenCV thread per process: the processes are the parallelism. Ctrl-C is the parent's to
+    # handle (it stops the pool); workers ignoring it avoids a traceback from every process.
     cv2.setNumThreads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run_jobs(jobs: list[Job], workers: int, progress: bool = True) -> list[dict]:
@@ -229,10 +232,16 @@ def run_jobs(jobs: list[Job], workers: int, progress: bool = True) -> list[dict]
             cv2.setNumThreads(threads)
     else:
         chunksize = max(1, min(32, len(jobs) // (workers * 8)))
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker)
+        try:
             for result in pool.map(convert_one, jobs, chunksize=chunksize):
                 results.append(result)
                 bar.update()
+        except BaseException:
+            # Interrupted: drop the queued work now; finished files are complete, a rerun resumes.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     bar.close()
     return results
 
@@ -453,8 +462,11 @@ def convert_rsna(
     started = time.perf_counter()
     source = find_source(src)
     out = Path(out).expanduser().resolve()
-    if out == source.root or source.root.is_relative_to(out):
-        raise UserError(f"--out {out} must not contain --src {source.root}")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+    # Stale-file clean-up works in out/{images,labels,folds}: the source must not live there.
+    if out == source.root or any(source.root.is_relative_to(out / d) for d in ("images", "labels", "folds")):
+        raise UserError(f"--out {out} must not be --src or hold it in images/, labels/ or folds/")
     labels = read_labels(source.label_csv, source.class_csv)
     jobs, rows, skips = plan(
         source, labels, out, imgsz=imgsz, val_fraction=val_fraction, folds=folds, seed=seed

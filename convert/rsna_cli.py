@@ -24,25 +24,37 @@ example:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--src", required=True, help="Kaggle-layout folder with the DICOMs and CSVs")
-    parser.add_argument("--out", required=True, help="output dataset folder (created; reruns resume)")
     parser.add_argument(
-        "--imgsz", type=int, default=1024, help="longer side of the PNGs in pixels (default 1024 = native)"
+        "--src", required=True, metavar="DIR", help="Kaggle-layout folder with the DICOMs and CSVs"
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="output dataset folder (created; reruns resume)"
+    )
+    parser.add_argument(
+        "--imgsz",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="longer side of the PNGs in pixels (default 1024 = native)",
     )
     parser.add_argument(
         "--val-fraction",
         type=float,
+        metavar="F",
         default=0.2,
         help="share of each class in the val split (default 0.2; with --folds, fold 0 is val instead)",
     )
     parser.add_argument(
         "--folds",
         type=int,
+        metavar="K",
         default=0,
         help="K >= 2: also write folds/fold<k>.yaml for K-fold cross-validation (default 0: none)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPU cores)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the split (default 0)")
+    parser.add_argument(
+        "--workers", type=int, default=None, metavar="W", help="processes (default: all CPU cores)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
