@@ -381,6 +381,13 @@ def ultralytics_map(
     return {"map50": float(metrics.box.map50), "map50_95": float(metrics.box.map)}
 
 
+def default_out_dir(run_dir: Path, n_weights: int, tta: bool) -> Path:
+    """The run folder itself for one model without TTA, else a subfolder (``kaggle_ensemble3_tta`` ...) so
+    that the run's own ``kaggle.json`` keeps describing the run's own weights."""
+    parts = ([f"ensemble{n_weights}"] if n_weights > 1 else []) + (["tta"] if tta else [])
+    return run_dir / f"kaggle_{'_'.join(parts)}" if parts else run_dir
+
+
 def rescore(
     weights_or_run: str | Path | Sequence[str | Path],
     data_yaml: str | Path,
@@ -399,7 +406,8 @@ def rescore(
 ) -> dict:
     """Predict ``split`` once with the run's weights (several: WBF ensemble), sweep threshold x scale with the
     Kaggle metric, and write ``kaggle.json``, ``predictions_<split>.csv`` and ``kaggle_threshold.png`` into
-    the run folder (``out_dir`` if given). Returns the ``kaggle.json`` dict (docs/ARCHITECTURE.md).
+    the run folder (``out_dir`` if given; with several weights or TTA, a subfolder of the first run folder,
+    see :func:`default_out_dir`). Returns the ``kaggle.json`` dict (docs/ARCHITECTURE.md) plus ``run_dir``.
 
     ``conf`` is the prediction threshold (only thresholds ``>= conf`` are swept); mAP50 / mAP50-95 come from
     Ultralytics' validator for a single model without TTA (None otherwise, or with ``ultralytics_val=False``).
@@ -409,7 +417,7 @@ def rescore(
         raise UserError("no weights given")
     resolved = [resolve_weights(w) for w in items]
     weights = [w for w, _ in resolved]
-    run_dir = Path(out_dir) if out_dir else resolved[0][1]
+    run_dir = Path(out_dir) if out_dir else default_out_dir(resolved[0][1], len(weights), tta)
     run_dir.mkdir(parents=True, exist_ok=True)
     data_yaml = Path(data_yaml)
     root, manifest = read_dataset(data_yaml)

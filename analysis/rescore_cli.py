@@ -30,7 +30,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=16, help="images per inference batch")
     parser.add_argument("--device", help="cpu, 0, ... (default: Ultralytics' choice)")
     parser.add_argument("--tta", action="store_true", help="add horizontal-flip test-time augmentation")
-    parser.add_argument("--out", type=Path, help="folder for the outputs (default: the first run folder)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="folder for the outputs (default: the run folder; with several weights or --tta a subfolder of "
+        "the first one, e.g. kaggle_ensemble2_tta, so the run's own kaggle.json is not overwritten)",
+    )
     parser.add_argument(
         "--conf", type=float, default=PREDICT_CONF, help="lowest confidence kept (default 0.01)"
     )

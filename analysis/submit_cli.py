@@ -51,11 +51,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def tuned_settings(from_run: Path) -> tuple[float, float]:
-    """``(conf, scale)`` from a run's ``kaggle.json``."""
+def tuned_settings(from_run: Path, tta: bool = False, n_weights: int = 1) -> tuple[float, float]:
+    """``(conf, scale)`` from a run's ``kaggle.json``; warns when it was tuned with other TTA / ensembling."""
     path = from_run / "kaggle.json" if from_run.is_dir() else from_run
     try:
         data = json.loads(path.read_text())
+        tuned_tta = bool(data.get("tta", False))
+        tuned_n = len(data["weights"]) if isinstance(data.get("weights"), list) else 1
+        if (tuned_tta, tuned_n) != (tta, n_weights):
+            print(
+                f"warning: {path} was tuned with {tuned_n} model(s), TTA {tuned_tta}; this submission uses "
+                f"{n_weights}, TTA {tta} (rescore the same combination with --tta / several weights)"
+            )
         return float(data["conf"]), float(data.get("scale") or 1.0)
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise UserError(
@@ -67,7 +74,8 @@ def main(args: argparse.Namespace) -> int:
     """Predict, write, validate, report."""
     from analysis.rescore import read_manifest, resolve_weights
 
-    conf, scale = tuned_settings(args.from_run) if args.from_run else (DEFAULT_CONF, 1.0)
+    n_weights = len(args.weights)
+    conf, scale = tuned_settings(args.from_run, args.tta, n_weights) if args.from_run else (DEFAULT_CONF, 1.0)
     if args.conf is not None:
         conf = args.conf
     if args.scale is not None:

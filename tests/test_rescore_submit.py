@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -123,6 +124,7 @@ def test_dicom_and_png_inference_agree_in_source_pixels(project):
     from_dcm = predict_images(weights, dicoms, imgsz=64, conf=0.001, progress=False)
     from_png = predict_images(weights, pngs, imgsz=64, conf=0.001, scales=scales, progress=False)
     assert from_dcm.attrs["failed"] == {} and from_png.attrs["failed"] == {}
+    assert len(from_png) > 0  # an untrained net still proposes low-confidence boxes: the check is not vacuous
     pd.testing.assert_frame_equal(from_dcm, from_png, atol=1e-6, rtol=0)
 
 
@@ -187,3 +189,17 @@ def test_ensemble_tta_submission_scores_like_its_predictions(project, tmp_path):
     expected = kaggle_map(frame_to_truth(boxes, val["patientId"]), frame_to_preds(frame))
     assert printed == pytest.approx(expected, abs=2e-6) or (np.isnan(printed) and np.isnan(expected))
     assert len(sub.boxes) == len(frame)
+
+    # rescore of the same combination goes to a subfolder and caches exactly these predictions
+    own = (run / "kaggle.json").read_text()
+    result = rescore(weights, project["data"], tta=True, ultralytics_val=False, progress=False)
+    assert Path(result["run_dir"]) == run / "kaggle_ensemble2_tta"
+    assert (run / "kaggle.json").read_text() == own
+    assert result["weights"] == [str(w) for w in weights] and result["tta"] is True
+    cached = pd.read_csv(run / "kaggle_ensemble2_tta" / "predictions_val.csv", dtype={"patientId": str})
+    by_id = ["patientId", "conf", "x", "y"]
+    pd.testing.assert_frame_equal(
+        cached.sort_values(by_id).reset_index(drop=True),
+        frame.sort_values(by_id).reset_index(drop=True),
+        atol=1e-9,
+    )
