@@ -1,0 +1,244 @@
+"""Prediction pictures: ground truth beside predictions at the tuned threshold, worst images first.
+
+Inputs are the files a rescored run holds (docs/ARCHITECTURE.md): ``kaggle.json`` (tuned ``conf`` and box
+``scale``, the ``data`` YAML) and ``predictions_<split>.csv`` (source pixels, conf >= 0.01), plus the
+dataset's ``manifest.csv`` (PNG paths and their scale) and ``boxes.csv`` (the truth). A run without them
+is rescored first when it has weights (:func:`analysis.rescore.rescore`).
+
+- :func:`image_table` -> one row per image of the split: ground-truth and predicted box counts at the
+  tuned threshold, highest confidence, Kaggle score (NaN when the metric leaves the image out) and kind;
+- :func:`worst_sections` -> the worst false positives on healthy lungs (most confident first), the
+  worst images with opacities (lowest score first) and the whole ranking;
+- :func:`fig_pairs` draws each image twice: ground truth (green) | predictions (red, with confidence;
+  ground truth dashed for reference); :func:`run_show` is the whole command.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import yaml
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from analysis.metric import frame_to_preds, per_image_scores
+from analysis.report import Report
+from convert.boxes import scale_about_centre
+from convert.cli import UserError
+
+KINDS = {
+    "false positive": "no opacity, boxes predicted (scores 0)",
+    "miss": "opacity, no box predicted (scores 0)",
+    "partial": "opacity and boxes, imperfect match",
+    "perfect": "every box matched at every IoU threshold (scores 1)",
+    "true negative": "no opacity, no box (left out of the Kaggle mean)",
+}
+
+
+def load_inputs(run_dir: Path, split: str, data: Path | None = None, *, progress: bool = True):
+    """``(kaggle, predictions, root, manifest, truth)`` for ``split`` of a run folder.
+
+    ``kaggle`` is kaggle.json (rescored now when missing and weights exist); ``predictions`` the frame of
+    ``predictions_<split>.csv``; ``truth`` maps every image of the split to its ``(G, 4)`` xywh_px boxes.
+    """
+    from analysis.rescore import dataset_truth, read_dataset
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: not a run folder")
+    kaggle_path = run_dir / "kaggle.json"
+    kaggle = json.loads(kaggle_path.read_text()) if kaggle_path.is_file() else None
+    if kaggle is not None and kaggle.get("split") != split:
+        kaggle = None  # tuned on another split: rescore this one
+    data_yaml = Path(data) if data else _data_yaml(run_dir, kaggle)
+    if kaggle is None or not (run_dir / f"predictions_{split}.csv").is_file():
+        weights = run_dir / "weights"
+        if not ((weights / "best.pt").is_file() or (weights / "last.pt").is_file()):
+            raise UserError(f"{run_dir}: no kaggle.json for split {split!r} and no weights to compute it")
+        if data_yaml is None:
+            raise UserError(f"{run_dir}: no data YAML known for rescoring; pass --data")
+        from analysis.rescore import rescore
+
+        kaggle = rescore(run_dir, data_yaml, split=split, progress=progress)
+    if data_yaml is None:
+        raise UserError(f"{run_dir}: kaggle.json names no data YAML; pass --data")
+    root, manifest = read_dataset(data_yaml)
+    preds_path = run_dir / kaggle.get("predictions", f"predictions_{split}.csv")
+    if not preds_path.is_file():
+        raise UserError(f"{preds_path}: missing (run `python -m analysis rescore {run_dir}`)")
+    preds = pd.read_csv(preds_path, dtype={"patientId": str})
+    missing = {"patientId", "conf", "x", "y", "width", "height"} - set(preds.columns)
+    if missing:
+        raise UserError(f"{preds_path}: missing column(s) {sorted(missing)}")
+    truth = dataset_truth(root, manifest, split)
+    return kaggle, preds, root, manifest, truth
+
+
+def _data_yaml(run_dir: Path, kaggle: dict | None) -> Path | None:
+    """The data YAML named by kaggle.json, else by the run's args.yaml (when the file exists)."""
+    candidates = [kaggle.get("data")] if kaggle else []
+    if (run_dir / "args.yaml").is_file():
+        candidates.append((yaml.safe_load((run_dir / "args.yaml").read_text()) or {}).get("data"))
+    for c in candidates:
+        if c and Path(c).is_file():
+            return Path(c)
+    return None
+
+
+def image_table(
+    truth: dict[str, np.ndarray], preds: pd.DataFrame, conf: float, scale: float, classes: dict[str, str]
+) -> pd.DataFrame:
+    """One row per image of ``truth``: ``patientId, class, n_gt, n_pred`` (conf >= ``conf``), ``max_conf``,
+    ``score`` (Kaggle score at ``conf``/``scale``; NaN when left out) and ``kind`` (see :data:`KINDS`)."""
+    kept = preds[preds["conf"] >= conf]
+    scores = per_image_scores(truth, frame_to_preds(kept), conf=conf, scale=scale)
+    n_pred = kept.groupby("patientId").size()
+    max_conf = kept.groupby("patientId")["conf"].max()
+    ids = list(truth)
+    table = pd.DataFrame(
+        {
+            "patientId": ids,
+            "class": [classes.get(i, "") for i in ids],
+            "n_gt": [len(truth[i]) for i in ids],
+            "n_pred": n_pred.reindex(ids).fillna(0).astype(int).to_numpy(),
+            "max_conf": max_conf.reindex(ids).to_numpy(dtype=float),
+            "score": [scores.get(i, np.nan) for i in ids],
+        }
+    )
+    has_gt, has_pred = table["n_gt"] > 0, table["n_pred"] > 0
+    kind = np.select(
+        [~has_gt & has_pred, has_gt & ~has_pred, has_gt & (table["score"] >= 1.0), has_gt],
+        ["false positive", "miss", "perfect", "partial"],
+        default="true negative",
+    )
+    return table.assign(kind=kind)
+
+
+def worst_sections(table: pd.DataFrame, n: int) -> dict[str, pd.DataFrame]:
+    """The ``n`` worst of each kind of error.
+
+    - "false positives": images without opacity that received boxes, highest confidence first (the most
+      convincing false alarms on healthy lungs);
+    - "opacities": images with opacity, lowest score first (misses at 0 before poor matches), more ground
+      truth boxes first among equals;
+    - "ranking": every scored image, worst score first.
+    """
+    fp = table[table["kind"] == "false positive"].sort_values(
+        ["max_conf", "patientId"], ascending=[False, True]
+    )
+    opac = table[table["n_gt"] > 0].sort_values(["score", "n_gt", "patientId"], ascending=[True, False, True])
+    ranked = table[table["score"].notna()].sort_values(["score", "max_conf", "patientId"],
+                                                       ascending=[True, False, True])  # fmt: skip
+    return {"false positives": fp.head(n), "opacities": opac.head(n), "ranking": ranked}
+
+
+def _draw(ax, img: np.ndarray, boxes_png: np.ndarray, colour: str, labels=None, dashed=False) -> None:
+    ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+    for k, (x, y, w, h) in enumerate(boxes_png):
+        ax.add_patch(Rectangle((x, y), w, h, fill=False, edgecolor=colour, linewidth=1.0 if dashed else 1.8,
+                               linestyle="--" if dashed else "-"))  # fmt: skip
+        if labels is not None:
+            ax.text(x, y - 2, labels[k], color="white", fontsize=7,
+                    bbox={"facecolor": colour, "pad": 1, "edgecolor": "none"})  # fmt: skip
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def fig_pairs(
+    rows: pd.DataFrame,
+    root: Path,
+    manifest: pd.DataFrame,
+    truth: dict[str, np.ndarray],
+    preds: pd.DataFrame,
+    conf: float,
+    scale: float,
+    title: str,
+    *,
+    per_row: int = 2,
+) -> Figure:
+    """Each image of ``rows`` twice, side by side: ground truth (green) | predictions at ``conf`` with boxes
+    scaled by ``scale`` (red, confidence on each; ground truth dashed green). ``per_row`` pairs per line."""
+    info = manifest.set_index("patientId")
+    n = max(len(rows), 1)
+    lines = int(np.ceil(n / per_row))
+    fig = Figure(figsize=(6.4 * per_row, 3.4 * lines + 0.5), layout="constrained")
+    axes = fig.subplots(lines, 2 * per_row, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    kept = preds[preds["conf"] >= conf]
+    for k, row in enumerate(rows.rename(columns={"class": "cls"}).itertuples()):
+        ax_gt, ax_pr = axes[k // per_row, 2 * (k % per_row)], axes[k // per_row, 2 * (k % per_row) + 1]
+        ax_gt.axis("on")
+        ax_pr.axis("on")
+        entry = info.loc[row.patientId]
+        img = cv2.imread(str(root / entry["png"]), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            ax_gt.set_title(f"{row.patientId[:8]}: image missing", fontsize=8)
+            continue
+        f = float(entry["scale"])  # PNG pixels per source pixel
+        gt = truth.get(row.patientId, np.zeros((0, 4))) * f
+        mine = kept[kept["patientId"] == row.patientId].sort_values("conf", ascending=False)
+        boxes = scale_about_centre(mine[["x", "y", "width", "height"]].to_numpy(float), scale) * f
+        _draw(ax_gt, img, gt, "#2ca02c")
+        _draw(ax_pr, img, gt, "#2ca02c", dashed=True)
+        _draw(ax_pr, img, boxes, "#d62728", labels=[f"{c:.2f}" for c in mine["conf"]])
+        score = "left out" if np.isnan(row.score) else f"score {row.score:.3f}"
+        ax_gt.set_title(f"{row.patientId[:8]} · {row.cls or '?'} · truth ({row.n_gt})", fontsize=8)
+        ax_pr.set_title(f"predicted ({row.n_pred}) · {score}", fontsize=8)
+    if not len(rows):
+        axes[0, 0].text(0, 0.5, "none", fontsize=12)
+    fig.suptitle(title)
+    return fig
+
+
+def run_show(
+    run_dir: Path,
+    split: str = "val",
+    *,
+    worst: int = 12,
+    data: Path | None = None,
+    out: Path | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, Path], pd.DataFrame]:
+    """Write the prediction pictures of ``run_dir`` on ``split`` (into ``out``, default
+    ``<run_dir>/show_<split>``). Returns ``(paths, image table)``."""
+    run_dir = Path(run_dir)
+    kaggle, preds, root, manifest, truth = load_inputs(run_dir, split, data, progress=progress)
+    conf, scale = float(kaggle["conf"]), float(kaggle["scale"])
+    classes = dict(zip(manifest["patientId"].astype(str), manifest["class"].fillna(""), strict=True))
+    table = image_table(truth.truth, preds, conf, scale, classes)
+    sections = worst_sections(table, worst)
+    out = Path(out) if out else run_dir / f"show_{split}"
+    report = Report(f"Predictions of {run_dir.name} on {split}: worst first", out)
+    counted = table["score"].notna()
+    report.text(
+        f"Tuned threshold conf >= {conf:g} and box scale {scale:g} (from kaggle.json); Kaggle mAP "
+        f"{table.loc[counted, 'score'].mean():.4f} over {int(counted.sum())} scored images of {len(table)}. "
+        "Left: ground truth (green). Right: predictions (red, with confidence) over the ground truth "
+        "(dashed)."
+    )
+    kinds = table["kind"].value_counts().reindex(list(KINDS)).fillna(0).astype(int)
+    report.table(
+        pd.DataFrame({"kind": list(KINDS), "images": kinds.to_numpy(), "meaning": list(KINDS.values())})
+    )
+    report.heading("Worst false positives on healthy lungs")
+    report.text("Images without opacity that received boxes, most confident false alarm first.")
+    report.figure(fig_pairs(sections["false positives"], root, manifest, truth.truth, preds, conf, scale,
+                            "False positives on images without opacity (most confident first)"),
+                  "worst_false_positives", "Worst false positives")  # fmt: skip
+    report.heading("Worst images with opacities")
+    report.text("Images with ground-truth boxes, lowest Kaggle score first (complete misses score 0).")
+    report.figure(fig_pairs(sections["opacities"], root, manifest, truth.truth, preds, conf, scale,
+                            "Images with opacity, lowest score first"), "worst_opacities",
+                  "Worst misses and poor matches")  # fmt: skip
+    report.heading("Ranking")
+    report.table(sections["ranking"].head(max(3 * worst, 30)).round(4),
+                 caption="Scored images, worst first (the full list is in images.csv)")  # fmt: skip
+    paths = report.write()
+    table.sort_values(["score", "patientId"]).to_csv(out / "images.csv", index=False)
+    paths["images"] = out / "images.csv"
+    return paths, table

@@ -1,0 +1,133 @@
+"""``analysis show``: hand-made predictions with known per-image scores, then a tiny real run end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import show
+from convert.boxes import scale_about_centre
+from tests.conftest import REPO_ROOT, subprocess_env
+
+CONF, SCALE = 0.5, 0.8
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """A converted synthetic dataset: 24 patients at 64 px (19 train with 6 positives, 5 val)."""
+    from convert.rsna import convert_rsna
+    from convert.synth import generate
+
+    root = tmp_path_factory.mktemp("show")
+    generate(root / "kaggle", patients=24, test_patients=0, seed=0, imgsz=256)
+    convert_rsna(root / "kaggle", root / "ds", imgsz=64, workers=1, progress=False, echo=lambda *a: None)
+    return root / "ds"
+
+
+def handmade_run(dataset: Path, run: Path) -> dict[str, str]:
+    """A run folder with kaggle.json (conf 0.5, scale 0.8) and predictions_train.csv built from the truth.
+
+    Returns the role of each patient used: A perfect (boxes grown by 1/0.8, so the tuned scale restores
+    them exactly), B no box, C only a box below the threshold, D its first box only (1 of n matched at every
+    IoU threshold: score 1/n), E and F negatives with false boxes at conf 0.8 and 0.6, G a negative whose
+    only box is below the threshold (a true negative).
+    """
+    manifest = pd.read_csv(dataset / "manifest.csv", dtype={"patientId": str})
+    boxes = pd.read_csv(dataset / "boxes.csv", dtype={"patientId": str})
+    train = manifest[manifest["split"] == "train"]
+    pos = train[train["Target"] == 1].sort_values(["n_boxes", "patientId"], ascending=[False, True])
+    neg = train[train["Target"] == 0].sort_values("patientId")
+    roles = {"D": pos["patientId"].iloc[0], "A": pos["patientId"].iloc[1], "B": pos["patientId"].iloc[2],
+             "C": pos["patientId"].iloc[3], "E": neg["patientId"].iloc[0], "F": neg["patientId"].iloc[1],
+             "G": neg["patientId"].iloc[2]}  # fmt: skip
+    gt = {p: g[["x", "y", "width", "height"]].to_numpy(float) for p, g in boxes.groupby("patientId")}
+    rows = []
+    for x, y, w, h in scale_about_centre(gt[roles["A"]], 1 / SCALE):
+        rows.append((roles["A"], 0.9, x, y, w, h))
+    rows.append((roles["C"], 0.3, *gt[roles["C"]][0]))
+    rows.append((roles["D"], 0.7, *scale_about_centre(gt[roles["D"]][:1], 1 / SCALE)[0]))
+    rows += [
+        (roles["E"], 0.8, 10, 10, 50, 80),
+        (roles["F"], 0.6, 100, 20, 60, 60),
+        (roles["G"], 0.2, 5, 5, 9, 9),
+    ]
+    run.mkdir(parents=True)
+    pd.DataFrame(rows, columns=["patientId", "conf", "x", "y", "width", "height"]).to_csv(
+        run / "predictions_train.csv", index=False
+    )
+    kaggle = {"split": "train", "data": str(dataset / "data.yaml"), "score": None, "conf": CONF,
+              "scale": SCALE, "predictions": "predictions_train.csv"}  # fmt: skip
+    (run / "kaggle.json").write_text(json.dumps(kaggle))
+    return {**roles, "n_D": len(gt[roles["D"]])}
+
+
+def test_ranking_and_sections_match_hand_computed_scores(dataset: Path, tmp_path: Path) -> None:
+    roles = handmade_run(dataset, tmp_path / "run")
+    paths, table = show.run_show(tmp_path / "run", "train", worst=6, progress=False)
+    t = table.set_index("patientId")
+    assert len(t) == 19
+    assert t.loc[roles["A"], "score"] == pytest.approx(1.0) and t.loc[roles["A"], "kind"] == "perfect"
+    assert t.loc[roles["B"], "score"] == 0.0 and t.loc[roles["B"], "kind"] == "miss"
+    assert t.loc[roles["C"], "score"] == 0.0 and t.loc[roles["C"], "n_pred"] == 0  # below conf 0.5
+    assert (
+        t.loc[roles["D"], "score"] == pytest.approx(1 / roles["n_D"])
+        and t.loc[roles["D"], "kind"] == "partial"
+    )
+    assert t.loc[roles["E"], "kind"] == "false positive" and t.loc[roles["E"], "score"] == 0.0
+    assert t.loc[roles["G"], "kind"] == "true negative" and np.isnan(t.loc[roles["G"], "score"])
+    # Every negative without a box above the threshold is a true negative (left out of the mean).
+    assert (t["kind"] == "true negative").sum() == 13 - 2
+    sections = show.worst_sections(table, 6)
+    assert sections["false positives"]["patientId"].tolist() == [roles["E"], roles["F"]]
+    opac = sections["opacities"]["patientId"].tolist()
+    # 6 positives: the 4 scoring 0 (B, C and two without any box), then D (1/n), then A (1).
+    assert opac[-2:] == [roles["D"], roles["A"]] and {roles["B"], roles["C"]} <= set(opac[:4])
+    # Files: the two grids, the report pages and the per-image CSV.
+    for name in ("worst_false_positives", "worst_opacities"):
+        img = cv2.imread(str(paths[name]))
+        assert img is not None and img.shape[0] > 200 and img.std() > 0
+    html = paths["html"].read_text()
+    assert html.count("data:image/png;base64,") == 2
+    md = paths["markdown"].read_text()
+    assert f"conf >= {CONF:g} and box scale {SCALE:g}" in md
+    mean = np.mean([1.0, 1 / roles["n_D"], 0, 0, 0, 0, 0, 0])  # 4 positives + 2 remaining positives + E + F
+    assert f"Kaggle mAP {mean:.4f} over 8 scored images of 19" in md
+    assert pd.read_csv(paths["images"])["patientId"].nunique() == 19
+
+
+def test_end_to_end_on_a_trained_run(dataset: Path, tmp_path: Path) -> None:
+    """A 1-epoch run without kaggle.json: show rescores it through the CLI, then draws the val split."""
+    from ultralytics import YOLO
+
+    YOLO("yolo11n.yaml").train(
+        data=str(dataset / "data.yaml"), epochs=1, imgsz=64, batch=8, workers=0, device="cpu", plots=False,
+        project=str(tmp_path), name="r", verbose=False,
+    )  # fmt: skip
+    run = tmp_path / "r"
+    cmd = [sys.executable, "-m", "analysis", "show", str(run), "--split", "val", "--worst", "3", "--quiet"]
+    done = subprocess.run(
+        cmd, cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    kaggle = json.loads((run / "kaggle.json").read_text())
+    assert kaggle["split"] == "val" and (run / "predictions_val.csv").is_file()
+    images = pd.read_csv(run / "show_val" / "images.csv")
+    assert len(images) == 5 and (run / "show_val" / "report.html").stat().st_size > 5_000
+    # The page's overall score is the metric's mean over the images it scores: the rescore's own score.
+    scored = images["score"].dropna()
+    if len(scored):
+        assert scored.mean() == pytest.approx(kaggle["score"], abs=1e-9)
+
+
+def test_missing_inputs_are_one_line_errors(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    done = subprocess.run([sys.executable, "-m", "analysis", "show", str(tmp_path / "empty")], cwd=REPO_ROOT,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2 and "no kaggle.json" in done.stderr and done.stderr.count("\n") == 1
