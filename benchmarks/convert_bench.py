@@ -156,7 +156,7 @@ def main() -> int:
         )
         print(
             f"target {cores} workers >= 0.8 x {cores} x 1 worker: wall {scaling:.2f} "
-            f"(CPU cost per image, {cores} workers vs 1: {cpu_scaling:.2f}; the wall figure needs idle cores)"
+            f"(img/CPU-s, {cores} workers / 1 worker: {cpu_scaling:.2f}; wall scaling needs idle cores)"
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
