@@ -226,3 +226,21 @@ def test_cli(csv_only: Path, tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "neither a Kaggle-layout folder" in bad.stderr
+
+
+def test_dataset_written_by_the_converter(real_kaggle: Path, tmp_path: Path) -> None:
+    """EDA of `convert rsna`'s own output for the 12 real DICOMs agrees with their headers and boxes."""
+    from convert.rsna import convert_rsna
+
+    convert_rsna(real_kaggle, tmp_path / "ds", imgsz=128, workers=1, progress=False, echo=lambda *a: None)
+    data = eda.load(tmp_path / "ds", progress=False)
+    assert data.kind == "converted" and len(data.patients) == 12 and len(data.boxes) == 6
+    assert (data.checks["violations"] == 0).all(), data.checks
+    for dcm in sorted((real_kaggle / eda.TRAIN_DICOM_DIR).glob("*.dcm")):
+        ds = pydicom.dcmread(dcm, stop_before_pixels=True)
+        row = data.patients.set_index("patientId").loc[dcm.stem]
+        assert (row["PatientAge"], row["PatientSex"], row["ViewPosition"]) == (
+            int(ds.PatientAge), ds.PatientSex, ds.ViewPosition)  # fmt: skip
+    paths = eda.run_eda(tmp_path / "ds", tmp_path / "out", progress=False)
+    assert {"samples", "headers", "intensity"} <= set(paths)
+    assert_valid_pngs([p for k, p in paths.items() if k not in {"markdown", "html"}])
