@@ -33,6 +33,7 @@ from pydicom.pixels import apply_modality_lut, pixel_array
 from pydicom.uid import JPEGBaseline8Bit, UncompressedTransferSyntaxes
 
 UINT8_MAX = 255
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 class DicomError(ValueError):
@@ -104,7 +105,9 @@ def decode_pixels(ds: Dataset) -> np.ndarray:
     except DicomError:
         raise
     except Exception as exc:  # decoders raise anything (OSError, SyntaxError, ...); all mean "corrupt"
-        raise DicomError(f"cannot decode pixel data ({type(exc).__name__}: {exc})") from exc
+        # Drop object addresses ("<_io.BytesIO object at 0x7f...>") so reports are reproducible.
+        detail = _ADDRESS.sub("", f"{type(exc).__name__}: {exc}")
+        raise DicomError(f"cannot decode pixel data ({detail})") from exc
     rows, cols = int(ds.Rows), int(ds.Columns)
     if arr.shape[:2] != (rows, cols):
         raise DicomError(f"decoded image is {arr.shape[:2]}, header says {(rows, cols)}")
