@@ -27,6 +27,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import struct
 import time
@@ -185,7 +186,8 @@ def convert_one(job: Job) -> dict:
         reason = str(exc).replace(f"{job.dicom}: ", "")
         return {"patientId": job.patient_id, "ok": False, "reason": reason}
     except Exception as exc:  # one odd file must not stop thousands of others: record it and go on
-        return {"patientId": job.patient_id, "ok": False, "reason": f"{type(exc).__name__}: {exc}"}
+        reason = re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(exc).__name__}: {exc}")  # reproducible reports
+        return {"patientId": job.patient_id, "ok": False, "reason": reason}
 
 
 def _reuse(job: Job) -> dict | None:
