@@ -344,3 +344,18 @@ def test_cli_errors_are_one_line(tmp_path: Path):
         convert(tmp_path / "missing", tmp_path / "o")
     with pytest.raises(UserError, match="--folds must be 0"):
         convert(tmp_path / "src", tmp_path / "o", folds=1)
+
+
+def test_stage1_layout(synthetic: Path, tmp_path: Path):
+    for stage2, stage1 in [
+        (LABELS_CSV, "stage_1_train_labels.csv"),
+        (CLASSES_CSV, "stage_1_detailed_class_info.csv"),
+        (TRAIN, "stage_1_train_images"),
+        ("stage_2_test_images", "stage_1_test_images"),
+    ]:
+        (synthetic / stage2).rename(synthetic / stage1)
+    report = convert(synthetic, tmp_path / "out", imgsz=64)
+    assert report["source"]["labels"] == "stage_1_train_labels.csv"
+    assert report["source"]["test_images"] == "stage_1_test_images"
+    assert report["counts"]["converted"] == 14 + 3 and report["counts"]["skipped"] == 0
+    assert report["check"]["ok"]
