@@ -494,6 +494,26 @@ def ensure_kaggle(run: Run, data: Path | None, split: str, *, progress: bool = T
     return f"{run.name}: kaggle.json computed now with analysis rescore on {split}"
 
 
+def best_run_sentence(scored: pd.DataFrame, score: str) -> str:
+    """Which run scores best (runs sorted best first), or that they all tie."""
+    if scored.empty:
+        return f"No run has a {score}."
+    best = scored.iloc[0]
+    if len(scored) > 1 and scored[score].max() - scored[score].min() < 1e-9:
+        return f"All {len(scored)} runs score the same {score}, {best[score]:.4f}: nothing to choose between."
+    where = (
+        f" at conf {best['Kaggle conf']:g}, box scale {best['Kaggle scale']:g}"
+        if score == "Kaggle mAP"
+        else ""
+    )
+    margin = (
+        f", {best[score] - scored.iloc[1][score]:.4f} ahead of {scored.iloc[1]['run']}"
+        if len(scored) > 1
+        else ""
+    )
+    return f"Best run by {score}: {best['run']} ({best[score]:.4f}{where}{margin})."
+
+
 def build_report(runs: list[Run], problems: list[tuple[str, str]], out_dir: Path, notes: list[str]) -> Report:
     """The comparison report of readable ``runs``; ``problems`` are ``(folder, reason)`` pairs."""
     report = Report(f"Comparison of {len(runs)} training run{'s' * (len(runs) != 1)}", out_dir)
@@ -522,16 +542,8 @@ def build_report(runs: list[Run], problems: list[tuple[str, str]], out_dir: Path
         )
         report.figure(fig_size(table, score), "score_vs_size", f"{score} against model size and train time")
         report.heading("Observations")
-        best = table.sort_values(score, ascending=False).iloc[0]
-        obs = [
-            f"Best run by {score}: {best['run']} ({best[score]:.4f}"
-            + (
-                f" at conf {best['Kaggle conf']:g}, box scale {best['Kaggle scale']:g}"
-                if score == "Kaggle mAP"
-                else ""
-            )
-            + ")."
-        ]
+        scored = table[table[score].notna()].sort_values(score, ascending=False)
+        obs = [best_run_sentence(scored, score)]
         obs += effects(table, varying, score)
         stopped = table[table["early-stopped"]]
         if len(stopped):

@@ -138,3 +138,28 @@ def test_best_epoch_and_status_follow_ultralytics_rules(tmp_path: Path) -> None:
     row = compare.summarize_run(resumed)
     assert row["resumed"] and row["train time (s)"] == 38.0
     assert (row["family"], row["size"], row["init"]) == ("yolov8", "s", "weights")
+
+
+def test_effects_compare_only_otherwise_equal_runs() -> None:
+    table = pd.DataFrame({
+        "run": ["a", "b", "c", "d", "e"], "family": "yolo11", "size": ["n", "n", "n", "n", "s"],
+        "optimizer": ["SGD", "SGD", "AdamW", "AdamW", "SGD"], "lr0": [0.01, 0.05, 0.01, 0.05, 0.01],
+        "epochs planned": 10, "status": "complete", "Kaggle mAP": [0.20, 0.15, 0.18, 0.10, 0.25],
+    })  # fmt: skip
+    lines = compare.effects(table, ["optimizer", "lr0"], "Kaggle mAP")
+    by_factor = {line.split(" ")[0]: line for line in lines}
+    # lr0: two comparable sets (SGD: a vs b, AdamW: c vs d); 0.01 wins in both.
+    assert "lr0=0.01 → 0.2000 (a), lr0=0.05 → 0.1500 (b) (spread 0.0500)" in by_factor["lr0"]
+    assert "Best at lr0=0.01 in every comparable set." in by_factor["lr0"]
+    assert "Thin evidence" not in by_factor["lr0"]
+    # size: only a vs e differ in size alone; one pair is thin evidence.
+    assert "size=s → 0.2500 (e), size=n → 0.2000 (a)" in by_factor["size"]
+    assert "Thin evidence: 2 runs" in by_factor["size"]
+    # Runs without a score are left out: with d unscored, optimizer is compared on a vs c only.
+    table.loc[3, "Kaggle mAP"] = float("nan")
+    opt = next(
+        line
+        for line in compare.effects(table, ["optimizer", "lr0"], "Kaggle mAP")
+        if line.startswith("optimizer")
+    )
+    assert "(d)" not in opt and "optimizer=SGD → 0.2000 (a), optimizer=AdamW → 0.1800 (c)" in opt
