@@ -66,6 +66,8 @@ THRESHOLDS = np.array([0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75], dtype=np
 """IoU thresholds of the challenge, as float64 literals (``arange(0.4, 0.76, 0.05)`` gives 0.6499999...)."""
 
 NO_MATCH = np.iinfo(np.int64).max
+MIN_BUCKET = 4
+"""Smallest padded prediction count of a group of images evaluated together."""
 """Rank recorded for a ground-truth box that no prediction matches."""
 
 Truth = Mapping[str, np.ndarray]
@@ -112,7 +114,17 @@ class _Flat:
 
 
 def _rows(v) -> np.ndarray:
+    """``(N, 4)`` float64 view of ``v``; arrays already in that form pass untouched (the per-image cost)."""
+    if type(v) is np.ndarray and v.dtype == np.float64 and v.ndim == 2 and v.shape[1] == 4:
+        return v
     return np.asarray(v, dtype=np.float64).reshape(-1, 4)
+
+
+def _vector(v) -> np.ndarray:
+    """``(N,)`` float64 view of ``v``."""
+    if type(v) is np.ndarray and v.dtype == np.float64 and v.ndim == 1:
+        return v
+    return np.asarray(v, dtype=np.float64).reshape(-1)
 
 
 def _flatten(truth: Truth, preds: Preds) -> _Flat:
@@ -129,7 +141,7 @@ def _flatten(truth: Truth, preds: Preds) -> _Flat:
     none = (np.zeros((0, 4)), np.zeros(0))
     pr_items = [preds.get(i, none) for i in ids]
     box_list = [_rows(b) for b, _ in pr_items]
-    conf_list = [np.asarray(c, dtype=np.float64).reshape(-1) for _, c in pr_items]
+    conf_list = [_vector(c) for _, c in pr_items]
     n_pr = np.fromiter(map(len, box_list), np.int64, n)
     n_conf = np.fromiter(map(len, conf_list), np.int64, n)
     if (bad := np.flatnonzero(n_pr != n_conf)).size:
@@ -204,7 +216,9 @@ def _evaluate_flat(flat: _Flat, scale: float) -> ImageEvaluation:
     g_max = int(flat.n_gt.max(initial=0))
     match_rank = np.full((n, g_max, len(THRESHOLDS)), NO_MATCH, dtype=np.int64)
     both = np.flatnonzero((flat.n_gt > 0) & (flat.n_pr > 0))
-    p_bucket = 1 << np.ceil(np.log2(np.maximum(flat.n_pr[both], 1))).astype(np.int64)
+    # Groups: exact ground-truth count x prediction count rounded up to a power of two (at least MIN_BUCKET):
+    # few groups, little padding even when some images carry hundreds of low-confidence boxes.
+    p_bucket = np.maximum(MIN_BUCKET, 1 << np.ceil(np.log2(np.maximum(flat.n_pr[both], 1))).astype(np.int64))
     keys = flat.n_gt[both] * (1 << 32) + p_bucket
     key_of = np.full(n, -1, dtype=np.int64)
     key_of[both] = keys
@@ -241,7 +255,9 @@ def accumulate(ev: ImageEvaluation, confs: Iterable[float]) -> np.ndarray:
     """
     confs = np.atleast_1d(np.asarray(confs if np.isscalar(confs) else list(confs), dtype=np.float64))
     kept = np.stack([ev.n_kept(c) for c in confs])  # (C, n)
-    tp = (ev.match_rank[None] < kept[:, :, None, None]).sum(axis=2)  # (C, n, T)
+    tp = np.zeros((len(confs), len(ev.ids), len(THRESHOLDS)), dtype=np.int64)  # (C, n, T)
+    for g in range(ev.match_rank.shape[1]):  # a few ground-truth slots: contiguous (C, n, T) operations
+        tp += ev.match_rank[None, :, g, :] < kept[:, :, None]
     denom = ev.n_gt[None, :, None] + kept[:, :, None] - tp
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = tp / denom  # 0/0 -> NaN exactly for images with neither truth nor kept prediction
