@@ -462,23 +462,41 @@ def load(src: Path, *, progress: bool = True) -> EdaData:
 # ------------------------------------------------------------------------------------- statistics
 
 
-def box_geometry(boxes: pd.DataFrame) -> pd.DataFrame:
-    """Per box: ``width, height, area`` (px, px²), ``aspect`` (height / width), centre ``cx, cy`` and
-    ``side`` ("image left" when ``cx < 512``: the patient's right lung on a chest radiograph)."""
+def box_geometry(boxes: pd.DataFrame, patients: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per box: ``width, height, area`` (px, px²), ``aspect`` (height / width), centre ``cx, cy``, the
+    image's ``frame_w, frame_h`` (its header ``cols, rows`` when ``patients`` knows them, else 1024) and
+    ``side`` ("image left" when ``cx < frame_w / 2``: the patient's right lung on a chest radiograph)."""
     b = boxes[BOX_COLUMNS].astype(float)
-    cx = b["x"] + b["width"] / 2
+    frame_w = np.full(len(b), float(NATIVE_SIZE))
+    frame_h = np.full(len(b), float(NATIVE_SIZE))
+    if patients is not None and {"rows", "cols"} <= set(patients.columns):
+        dims = patients.set_index("patientId")[["cols", "rows"]].apply(pd.to_numeric, errors="coerce")
+        dims = dims.reindex(boxes["patientId"]).to_numpy(float)
+        frame_w = np.where(np.isnan(dims[:, 0]), frame_w, dims[:, 0])
+        frame_h = np.where(np.isnan(dims[:, 1]), frame_h, dims[:, 1])
+    cx = (b["x"] + b["width"] / 2).to_numpy()
     return pd.DataFrame(
         {
             "patientId": boxes["patientId"].values,
+            "x": b["x"].values,
+            "y": b["y"].values,
             "width": b["width"].values,
             "height": b["height"].values,
             "area": (b["width"] * b["height"]).values,
             "aspect": (b["height"] / b["width"]).values,
-            "cx": cx.values,
+            "cx": cx,
             "cy": (b["y"] + b["height"] / 2).values,
-            "side": np.where(cx < NATIVE_SIZE / 2, "image left", "image right"),
+            "frame_w": frame_w,
+            "frame_h": frame_h,
+            "side": np.where(cx < frame_w / 2, "image left", "image right"),
         }
     )
+
+
+def boxes_in_native_frame(geom: pd.DataFrame) -> np.ndarray:
+    """``(N, 4)`` xywh boxes of :func:`box_geometry` rescaled into the 1024-px frame (a no-op for RSNA)."""
+    f = np.stack([NATIVE_SIZE / geom["frame_w"], NATIVE_SIZE / geom["frame_h"]] * 2, axis=1)
+    return geom[BOX_COLUMNS].to_numpy(float) * f
 
 
 def coverage_heatmap(
@@ -673,7 +691,9 @@ def fig_box_geometry(geom: pd.DataFrame) -> Figure:
             ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel("boxes")
-    fig.suptitle(f"Box geometry ({len(geom):,} boxes, 1024-px frame)")
+    sizes = sorted({f"{int(w)} x {int(h)}" for w, h in zip(geom["frame_w"], geom["frame_h"], strict=True)})
+    frames = sizes[0] if len(sizes) == 1 else f"{len(sizes)} image sizes"
+    fig.suptitle(f"Box geometry ({len(geom):,} boxes in source pixels, images {frames})")
     return fig
 
 
@@ -720,7 +740,8 @@ def fig_headers(patients: pd.DataFrame) -> Figure:
                 label=f"{SHORT_CLASS[cls]} (n={len(a):,})",
             )
     n_out = int((age > AGE_OUTLIER).fillna(False).sum())
-    ax1.set_title(f"Age by class ({n_out} outlier{'s' * (n_out != 1)} > {AGE_OUTLIER} y not shown)")
+    hidden = f" ({n_out} outlier{'s' * (n_out != 1)} > {AGE_OUTLIER} y not shown)" if n_out else ""
+    ax1.set_title(f"Age by class{hidden}")
     ax1.set_xlabel("PatientAge (years)")
     ax1.set_ylabel("patients")
     ax1.legend(fontsize=8)
@@ -872,11 +893,12 @@ def observations(data: EdaData, geom: pd.DataFrame, means: pd.DataFrame | None) 
     if len(geom):
         w, h, a = geom["width"], geom["height"], geom["area"]
         q5, q95 = np.percentile(a, [5, 95])
+        share = 100 * (a / (geom["frame_w"] * geom["frame_h"])).median()
+        aspect, tall = geom["aspect"].median(), 100 * (geom["aspect"] > 1).mean()
         out.append(
-            f"Median box {w.median():.0f} x {h.median():.0f} px "
-            f"({100 * a.median() / NATIVE_SIZE**2:.1f}% of the frame); 90% of areas lie between "
-            f"{q5:,.0f} and {q95:,.0f} px²; median height/width {geom['aspect'].median():.2f} "
-            f"(taller than wide in {100 * (geom['aspect'] > 1).mean():.0f}% of boxes)."
+            f"Median box {w.median():.0f} x {h.median():.0f} px ({share:.1f}% of the image); "
+            f"90% of areas lie between {q5:,.0f} and {q95:,.0f} px²; "
+            f"median height/width {aspect:.2f} (taller than wide in {tall:.0f}% of boxes)."
         )
         left = (geom["side"] == "image left").mean()
         n_left = int((geom["side"] == "image left").sum())
@@ -885,24 +907,18 @@ def observations(data: EdaData, geom: pd.DataFrame, means: pd.DataFrame | None) 
             f"{100 * (1 - left):.1f}% on the image right ({n_left:,} : {len(geom) - n_left:,}, "
             f"{n_left / max(len(geom) - n_left, 1):.2f} to 1)."
         )
-        outside = (
-            (geom["cx"] < 0) | (geom["cx"] > NATIVE_SIZE) | (geom["cy"] < 0) | (geom["cy"] > NATIVE_SIZE)
-        ).sum()
-        b = data.boxes[BOX_COLUMNS].astype(float)
-        crossing = int(
-            (
-                (b["x"] < 0)
-                | (b["y"] < 0)
-                | (b["x"] + b["width"] > NATIVE_SIZE)
-                | (b["y"] + b["height"] > NATIVE_SIZE)
-            ).sum()
+        g = geom
+        outside = int(
+            ((g["cx"] < 0) | (g["cx"] > g["frame_w"]) | (g["cy"] < 0) | (g["cy"] > g["frame_h"])).sum()
         )
+        past_x = (g["x"] < 0) | (g["x"] + g["width"] > g["frame_w"])
+        crossing = int((past_x | (g["y"] < 0) | (g["y"] + g["height"] > g["frame_h"])).sum())
         out.append(
-            f"{crossing:,} boxes extend past the 1024-px frame ({int(outside)} with the centre outside); "
-            "the converter clips them for YOLO labels and keeps the CSV values as the Kaggle truth."
+            f"{crossing:,} boxes extend past their image ({outside} with the centre outside); the converter "
+            "clips them for YOLO labels and keeps the CSV values as the Kaggle truth."
             if crossing
-            else f"All {len(geom):,} boxes lie inside the 1024-px frame, so clipping them for YOLO labels "
-            "changes nothing."
+            else f"All {len(geom):,} boxes lie inside their image, so clipping them for YOLO labels changes "
+            "nothing."
         )
     if data.has_headers:
         hp = data.patients[data.patients["PatientAge"].notna()]  # test images have ages too
@@ -996,7 +1012,7 @@ def build_report(
         fig_classes(p), "classes", "Patients per class (with their Target) and boxes per positive image"
     )
 
-    geom = box_geometry(data.boxes)
+    geom = box_geometry(data.boxes, p)
     if len(geom):
         report.heading("Box geometry")
         desc = geom[["width", "height", "area", "aspect"]].describe(percentiles=[0.05, 0.5, 0.95]).T
@@ -1006,7 +1022,7 @@ def build_report(
         report.figure(
             fig_box_geometry(geom), "box_geometry", "Width, height, area and aspect ratio of the boxes"
         )
-        heat = coverage_heatmap(data.boxes[BOX_COLUMNS].to_numpy(float))
+        heat = coverage_heatmap(boxes_in_native_frame(geom))
         n_pos = int((p["Target"] == 1).sum())
         report.figure(
             fig_coverage(heat, geom, n_pos),
