@@ -138,6 +138,11 @@ def test_box_geometry_sides_and_sizes() -> None:
     assert geom["area"].tolist() == [80_000.0, 5_000.0]
     assert geom["aspect"].tolist() == [2.0, 0.5]
     assert geom["side"].tolist() == ["image left", "image right"]
+    # With header sizes, each box is judged in its own image (a 256-px image's middle is x = 128).
+    small = pd.DataFrame({"patientId": ["a", "b"], "rows": [256, 1024], "cols": [256, 1024]})
+    geom = eda.box_geometry(boxes, small)
+    assert geom["side"].tolist() == ["image right", "image right"]
+    assert eda.boxes_in_native_frame(geom)[0].tolist() == [400.0, 0.0, 800.0, 1600.0]
 
 
 def write_converted(root: Path) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import pandas as pd
 import pytest
+import yaml
 from matplotlib.figure import Figure
 
 from analysis import eda
@@ -79,6 +80,44 @@ def test_figures_render_in_chromium(eda_report: dict[str, Path]) -> None:
     for name, complete, width, height in images:
         png = cv2.imread(str(figures[name]), cv2.IMREAD_UNCHANGED)
         assert complete and (height, width) == png.shape[:2], f"{name} did not render: {width}x{height}"
+
+
+def write_run(run: Path, lr0: float, maps: list[float]) -> None:
+    """A finished run folder as Ultralytics 8.4 writes it (args.yaml + results.csv), without weights."""
+    run.mkdir(parents=True)
+    args = {"task": "detect", "model": "yolo11n.yaml", "epochs": len(maps), "patience": 100,
+            "optimizer": "SGD", "lr0": lr0, "imgsz": 64}  # fmt: skip
+    (run / "args.yaml").write_text(yaml.safe_dump(args, sort_keys=False))
+    rows = [{"epoch": e + 1, "time": 2.0 * (e + 1), "train/box_loss": 2 - m, "train/cls_loss": 3 - m,
+             "train/dfl_loss": 1.5 - m, "metrics/precision(B)": m, "metrics/recall(B)": m,
+             "metrics/mAP50(B)": 1.5 * m, "metrics/mAP50-95(B)": m, "val/box_loss": 2.2 - m,
+             "val/cls_loss": 3.1 - m, "val/dfl_loss": 1.6 - m} for e, m in enumerate(maps)]  # fmt: skip
+    pd.DataFrame(rows).to_csv(run / "results.csv", index=False)
+
+
+@needs_chromium
+def test_compare_and_show_pages_render(tmp_path: Path) -> None:
+    from analysis.compare import run_compare
+    from analysis.show import run_show
+    from convert.rsna import convert_rsna
+    from convert.synth import generate
+    from tests.test_show import handmade_run
+
+    write_run(tmp_path / "runs" / "lr01", 0.01, [0.1, 0.2, 0.25])
+    write_run(tmp_path / "runs" / "lr05", 0.05, [0.05, 0.1, 0.3])
+    compared, _ = run_compare([tmp_path / "runs"], tmp_path / "cmp", progress=False)
+    generate(tmp_path / "kaggle", patients=24, test_patients=0, seed=0, imgsz=256)
+    convert_rsna(
+        tmp_path / "kaggle", tmp_path / "ds", imgsz=64, workers=1, progress=False, echo=lambda *a: None
+    )
+    handmade_run(tmp_path / "ds", tmp_path / "run")
+    shown, _ = run_show(tmp_path / "run", "train", worst=4, progress=False)
+    for paths, n in ((compared, 4), (shown, 2)):
+        images = rendered_images(paths["html"])
+        assert len(images) == n
+        for name, complete, width, height in images:
+            png = cv2.imread(str(paths["html"].parent / name), cv2.IMREAD_UNCHANGED)
+            assert complete and (height, width) == png.shape[:2], f"{name} did not render"
 
 
 @needs_chromium
