@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import offline
+from convert.cli import UserError
 from train import kaggle, wandb_log
 from train.args import TrainOptions, resolve_data, resolve_model
 
@@ -156,7 +157,12 @@ def _fit(model, args: dict[str, Any], session: _Session, resume: bool) -> RunRes
         metrics = {k: float(v) for k, v in (trainer.metrics or {}).items()}
         result = None
         if session.options.rescore and not session.stopped_by_hook:
-            result = kaggle.final_score(trainer, session.data)
+            try:
+                result = kaggle.final_score(trainer, session.data)
+            except UserError as exc:  # e.g. no manifest.csv/boxes.csv: say the training itself is safe
+                raise UserError(
+                    f"training finished ({run_dir}) but the Kaggle rescoring failed: {exc}"
+                ) from None
             print(report_score(result, run_dir))
             values = {f"kaggle/{k}": result[k] for k in ("conf", "scale", "map50", "map50_95") if k in result}
             values["kaggle/mAP"] = result["score"]

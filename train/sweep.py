@@ -264,7 +264,7 @@ def run_sweep(
     """
     import optuna
 
-    from train.args import split_values
+    from train.args import resolve_data, split_values
     from train.run import train
 
     spec = load_sweep(Path(sweep_file), study_name)
@@ -274,6 +274,8 @@ def run_sweep(
     spec = SweepSpec(
         **{**spec.__dict__, "space": {k: v for k, v in spec.space.items() if k not in pinned}},
     )
+    # Check the dataset before creating a study whose every trial would fail on it.
+    pinned["data"] = str(resolve_data({"data": pinned.get("data") or spec.fixed.get("data")}))
     folder = Path(out_dir or DEFAULT_SWEEPS_DIR / spec.name).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     storage_url = storage or f"sqlite:///{folder / 'optuna.db'}"
@@ -374,9 +376,11 @@ def main(argv: list[str], prog: str = "python -m train sweep") -> int:
     ns = parser.parse_args(argv)
     from ultralytics.cfg import merge_equals_args, parse_key_value_pair
 
-    pairs = [parse_key_value_pair(t) for t in merge_equals_args(ns.overrides) if "=" in t]
-    if len(pairs) != len(ns.overrides):
-        raise UserError(f"overrides must be key=value (got {' '.join(ns.overrides)})")
+    pairs = []
+    for token in merge_equals_args(ns.overrides):
+        if "=" not in token:
+            raise UserError(f"'{token}': extra arguments must be key=value, e.g. epochs=5")
+        pairs.append(parse_key_value_pair(token.removeprefix("--")))
     run_sweep(
         ns.sweep_file,
         count=ns.count,
