@@ -427,6 +427,7 @@ def fig_score_vs_hyperparameters(table: pd.DataFrame, varying: list[str], score:
             ax.set_xticks(range(len(labels)), labels, rotation=20)
         ax.scatter(x, table[score], s=40, zorder=3)
         _label_points(ax, x, table[score], table["run"])
+        ax.margins(x=0.15)  # room for the run names
         ax.set_xlabel(hp)
         ax.set_ylabel(score)
         ax.set_title(f"{score} vs {hp}")
