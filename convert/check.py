@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from convert.labels import BOX_COLUMNS, POSITIVE_CLASS, find_labels
+from convert.labels import BOX_COLUMNS, POSITIVE_CLASS, Labels, find_labels
 from convert.rsna import MANIFEST_COLUMNS, SPLITS, label_text, png_header
 
 LABEL_SPLITS = ("train", "val")
@@ -108,11 +108,14 @@ def _check_data_yaml(out: Path, problems: list[str]) -> None:
         problems.append(f"{path}: names {data.get('names')!r}, expected {{0: opacity}}")
 
 
-def check_dataset(out: str | Path, src: str | Path | None = None) -> CheckResult:
+def check_dataset(
+    out: str | Path, src: str | Path | None = None, *, labels: Labels | None = None
+) -> CheckResult:
     """Verify the converted dataset in ``out`` (see the module docstring); never modifies anything.
 
     ``src``: the Kaggle folder it came from, to compare labels with the source CSVs; by default taken
-    from ``report.json`` when that folder still exists.
+    from ``report.json`` when that folder still exists. ``labels``: that folder's CSVs already parsed
+    (:func:`convert.labels.find_labels`), to save reading them again.
     """
     out = Path(out).expanduser().resolve()
     result = CheckResult()
@@ -165,7 +168,7 @@ def check_dataset(out: str | Path, src: str | Path | None = None) -> CheckResult
     for pid in sorted(set(boxes) - labelled):
         problems.append(f"boxes.csv: patient {pid} is not a train/val image of the manifest")
     _check_files_on_disk(out, seen, problems)
-    _check_source(out, src, manifest, boxes, problems)
+    _check_source(out, src, manifest, boxes, problems, labels)
     _check_folds(out, manifest, problems)
 
     result.counts = {split: sum(1 for s in seen.values() if s == split) for split in SPLITS}
@@ -238,8 +241,13 @@ def _check_files_on_disk(out: Path, seen: dict[str, str], problems: list[str]) -
             problems.append(f"patient {pid} has images in several splits: {', '.join(splits)}")
 
 
-def _check_source(out: Path, src, manifest: list[dict], boxes: dict, problems: list[str]) -> None:
+def _check_source(
+    out: Path, src, manifest: list[dict], boxes: dict, problems: list[str], labels: Labels | None
+) -> None:
     """Compare Target, class and boxes of every train/val patient with the source CSVs."""
+    if labels is not None:
+        _compare_with_source(labels, src, manifest, boxes, problems)
+        return
     if src is None:
         try:
             src = json.loads((out / "report.json").read_text())["source"]["src"]
@@ -252,6 +260,11 @@ def _check_source(out: Path, src, manifest: list[dict], boxes: dict, problems: l
     except Exception as exc:  # the check reports, it does not crash
         problems.append(f"source {src}: cannot read its CSVs ({exc})")
         return
+    _compare_with_source(labels, src, manifest, boxes, problems)
+
+
+def _compare_with_source(labels: Labels, src, manifest: list[dict], boxes: dict, problems: list[str]) -> None:
+    """Target, class and boxes of each train/val patient of the manifest against ``labels``."""
     wanted = {row["patientId"] for row in manifest if row["split"] != "test"}
     truth = labels.boxes[labels.boxes["patientId"].isin(wanted)]
     truth_boxes = {

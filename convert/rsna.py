@@ -97,8 +97,19 @@ def inside(out: Path, relative: str | Path) -> Path:
     """``out / relative`` resolved, refusing anything that would land outside ``out`` (already resolved)."""
     path = (out / relative).resolve()
     if not path.is_relative_to(out):
-        raise ValueError(f"refusing to write outside the output folder: {path}")
+        raise UserError(f"refusing to write outside --out {out}: {relative} resolves to {path}")
     return path
+
+
+def in_folder(folder: Path, name: str) -> Path:
+    """``folder / name`` for a plain file name; ``folder`` was checked with :func:`inside` already.
+
+    A name without separators that is not ``.``/``..`` cannot leave ``folder``, and files are replaced
+    by rename, which replaces a symlink itself rather than writing through it.
+    """
+    if "/" in name or "\\" in name or name in {".", ".."}:
+        raise ValueError(f"not a plain file name: {name!r}")
+    return folder / name
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -316,6 +327,12 @@ def plan(
         pid: tuple(map(tuple, grp[list(BOX_COLUMNS)].to_numpy(dtype=np.float64).tolist()))
         for pid, grp in labels.boxes[labels.boxes["patientId"].isin(train_files)].groupby("patientId")
     }
+    folders = {
+        (kind, split): inside(out, f"{kind}/{split}")
+        for kind in ("images", "labels")
+        for split in SPLITS
+        if (kind, split) != ("labels", "test")
+    }
     jobs: list[Job] = []
     rows: dict[str, dict] = {}
     for pid, rec in patients.iterrows():
@@ -331,15 +348,16 @@ def plan(
             Job(
                 pid,
                 train_files[pid],
-                inside(out, f"images/{split}/{pid}.png"),
-                inside(out, f"labels/{split}/{pid}.txt"),
+                in_folder(folders["images", split], f"{pid}.png"),
+                in_folder(folders["labels", split], f"{pid}.txt"),
                 boxes_by_id.get(pid, ()),
                 imgsz,
             )
         )
     for pid in sorted(test_files):
         rows[pid] = {"split": "test", "fold": None, "class": None, "Target": None, "n_boxes": None}
-        jobs.append(Job(pid, test_files[pid], inside(out, f"images/test/{pid}.png"), None, (), imgsz))
+        png = in_folder(folders["images", "test"], f"{pid}.png")
+        jobs.append(Job(pid, test_files[pid], png, None, (), imgsz))
     return jobs, rows, skips
 
 
@@ -394,7 +412,8 @@ def remove_stale(out: Path, keep: set[Path]) -> int:
             continue
         for path in folder.rglob("*"):
             owned = path.suffix in {".png", ".txt", ".yaml"} or path.name.endswith(TMP_SUFFIX)
-            if path.is_file() and owned and path.resolve() not in keep:
+            # rglob yields paths under the resolved ``out``, spelled as the kept ones are.
+            if path.is_file() and owned and path not in keep:
                 path.unlink()
                 removed += 1
     for path in out.glob(f".*{TMP_SUFFIX}"):
@@ -543,7 +562,7 @@ def convert_rsna(
         "skipped_by_reason": dict(sorted(Counter(_reason_kind(s.reason) for s in all_skips).items())),
         "skips": [s.as_dict() for s in all_skips],
     }
-    result = check_dataset(out, src=source.root)
+    result = check_dataset(out, src=source.root, labels=labels)
     report["check"] = {"ok": result.ok, "problems": result.problems}
     write_atomic(inside(out, "report.json"), (json.dumps(report, indent=1) + "\n").encode())
 
