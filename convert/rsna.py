@@ -10,9 +10,11 @@ Guarantees:
 
 - bad input never stops the run: every DICOM, CSV row or patient left out becomes one skip line in the
   printed summary and in ``report.json``;
-- nothing is written outside ``out``: every output path is resolved and checked to lie inside it;
+- nothing is written outside ``out``: every output folder is resolved and checked to lie inside it, and
+  the files in it are named by patientIds that passed :func:`convert.labels.is_safe_id`;
 - interrupt-safe and resumable: each file is written to a temporary file in its folder and renamed into
-  place, so a file that exists is complete; a rerun reuses every image whose PNG (right size) and label
+  place, so a file that exists is complete (after a killed process; there is no fsync against power
+  loss); a rerun reuses every image whose PNG (right size) and label
   (right content) are already there, and ends with the same bytes as an uninterrupted run. The files
   hold no timestamps; ``data.yaml`` and the fold lists hold the absolute dataset path (Ultralytics needs
   it), ``report.json`` the absolute source path. Timings are printed, never written;
@@ -204,10 +206,16 @@ def convert_one(job: Job) -> dict:
 def _reuse(job: Job) -> dict | None:
     """The result for a job whose outputs a previous run already finished, else None.
 
-    Reused when the PNG exists with the expected size (8-bit grayscale) and the label file (train/val)
-    exists; a label whose content differs (same image, other boxes) is rewritten. Only the header is read.
+    Reused when the PNG exists, is newer than its DICOM (a replaced DICOM is converted again) and has the
+    expected size (8-bit grayscale), and the label file (train/val) exists; a label whose content differs
+    (same image, other boxes) is rewritten. Only the DICOM header is read.
     """
-    if not job.png.exists() or (job.label is not None and not job.label.exists()):
+    try:
+        if job.png.stat().st_mtime_ns < job.dicom.stat().st_mtime_ns:
+            return None
+    except OSError:  # no PNG yet (or no DICOM: the full conversion reports that)
+        return None
+    if job.label is not None and not job.label.exists():
         return None
     ds = read_dicom(job.dicom, headers_only=True)
     meta = header_metadata(ds)

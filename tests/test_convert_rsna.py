@@ -292,6 +292,17 @@ def test_rerun_reuses_and_cleans_up(synthetic: Path, tmp_path: Path):
     n = len(read_manifest(out))
     assert any(line.startswith(f"0 images converted and {n} reused") for line in lines), lines
 
+    # A DICOM replaced after its conversion is converted again, and only that one.
+    manifest = read_manifest(out)
+    pid = manifest.index[manifest["split"] == "train"][0]
+    dicom = synthetic / TRAIN / f"{pid}.dcm"
+    write_dicom(dicom, np.full((80, 40), 7, np.uint8), patient_id=pid, transfer_syntax="explicit")
+    lines.clear()
+    convert_rsna(synthetic, out, imgsz=64, workers=1, progress=False, echo=lines.append)
+    assert any(line.startswith(f"1 images converted and {n - 1} reused") for line in lines), lines
+    png = cv2.imread(str(out / "images" / "train" / f"{pid}.png"), cv2.IMREAD_UNCHANGED)
+    assert png.shape == (64, 32) and (png == 7).all()
+
     # Other settings: a new seed moves patients between splits, a new imgsz redoes every image;
     # nothing stale stays.
     report = convert(synthetic, out, imgsz=96, seed=9, workers=2)
