@@ -607,10 +607,11 @@ def render_radiograph(
         for x, y, w, h in spec.boxes_xywh_px / NATIVE_SIZE:
             cu, cv, ru, rv = x + w / 2, y + h / 2, w / 2, h / 2
             rr = ((u - cu) / ru) ** 2 + ((v - cv) / rv) ** 2
-            edge = rr + 0.3 * _noise(opacity_rng, size, 10)
-            fill = _smoothstep(1.1, 0.4, edge)
-            texture = 0.72 + 0.28 * np.clip(_noise(opacity_rng, size, 24), -1.5, 1.5) / 1.5
-            img = _screen(img, opacity_rng.uniform(0.35, 0.48) * fill * texture)
+            # Irregular but box-filling extent: a detector is scored on IoU with the box.
+            edge = rr + 0.2 * _noise(opacity_rng, size, 10)
+            fill = _smoothstep(1.15, 0.5, edge)
+            texture = 0.8 + 0.2 * np.clip(_noise(opacity_rng, size, 24), -1.5, 1.5) / 1.5
+            img = _screen(img, opacity_rng.uniform(0.45, 0.6) * fill * texture)
 
     if with_findings:
         _draw_findings(findings_rng, img, u, v, spec, a)
