@@ -316,7 +316,7 @@ random within each box count (28 with 1 box, 34 with 2, one each with 3 and 4): 
 real labels file is absent."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PatientSpec:
     """Everything about one synthetic patient; rendering it is a pure function of this record.
 
@@ -493,9 +493,19 @@ def _anatomy(rng: np.random.Generator, spec: PatientSpec, cardiomegaly: bool) ->
     }
 
 
-def _draw_findings(rng: np.random.Generator, img: np.ndarray, u: np.ndarray, v: np.ndarray, spec, a) -> None:
-    """Draw the boxless abnormalities of ``spec.findings`` onto ``img`` (``(R, R)`` float32) in place."""
+def _draw_findings(
+    rng: np.random.Generator, img: np.ndarray, u: np.ndarray, v: np.ndarray, spec: PatientSpec, a: dict
+) -> None:
+    """Draw the boxless abnormalities of ``spec.findings`` onto ``img`` (``(R, R)``, 0..1) in place.
+
+    ``u``, ``v`` are the ``(R, R)`` column and row coordinates (0..1); ``a`` is the :func:`_anatomy`.
+    """
     size = img.shape[0]
+
+    def px(points: list[tuple[float, float]]) -> np.ndarray:
+        """Normalised ``(x, y)`` points -> ``(n, 2)`` int32 pixel points for cv2 drawing."""
+        return (np.array(points) * size).astype(np.int32)
+
     for finding in spec.findings:
         if finding == "nodule":
             side = rng.choice([-1, 1])
@@ -506,7 +516,6 @@ def _draw_findings(rng: np.random.Generator, img: np.ndarray, u: np.ndarray, v: 
             img[:] = _screen(img, 0.45 * _smoothstep(r, r * 0.7, d))  # small, sharp, round: not pneumonia
         elif finding in ("lines", "pacemaker"):
             canvas = np.zeros_like(img)
-            px = lambda pts: (np.array(pts) * size).astype(np.int32)  # noqa: E731
             if finding == "lines":
                 cx = a["cx"] + rng.normal(0, 0.005)
                 tip = rng.uniform(0.28, 0.36)

@@ -115,6 +115,7 @@ def test_explicit_dicom_8bit_identical(tmp_path: Path):
     ds = _read(tmp_path / "c.dcm")
     assert (ds.BitsAllocated, ds.BitsStored) == (8, 8)
     np.testing.assert_array_equal(ds.pixel_array, pixels)
+    np.testing.assert_array_equal(synth.read_pixels(tmp_path / "c.dcm"), pixels)
 
 
 def test_write_dicom_rejects_what_jpeg_cannot_hold(tmp_path: Path):
