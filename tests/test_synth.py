@@ -16,6 +16,7 @@ import pytest
 from conftest import REPO_ROOT, subprocess_env
 
 from convert import synth
+from convert.boxes import xywh_to_xyxy
 from convert.synth import write_dicom
 
 UUID = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
@@ -310,6 +311,15 @@ def test_sampled_patients_follow_the_real_distributions(real_labels: pd.DataFram
     for boxes in (1, 2, 3):
         assert k[boxes] == pytest.approx(real_k[boxes], abs=0.02)
     assert all(len(s.boxes_xywh_px) == 0 for s in specs if s.cls != synth.LUNG_OPACITY)
+    # No two boxes of one image overlap heavily (whole real box sets never exceed IoU 0.06).
+    for spec in pos:
+        xyxy = xywh_to_xyxy(spec.boxes_xywh_px)
+        for i in range(len(xyxy)):
+            for j in range(i + 1, len(xyxy)):
+                lo, hi = np.maximum(xyxy[i, :2], xyxy[j, :2]), np.minimum(xyxy[i, 2:], xyxy[j, 2:])
+                inter = np.prod(np.clip(hi - lo, 0, None))
+                union = np.prod(spec.boxes_xywh_px[i, 2:]) + np.prod(spec.boxes_xywh_px[j, 2:]) - inter
+                assert inter / union < 0.1
     # Not Normal patients carry a finding, Normal ones none; AP more common among positives.
     assert all(s.findings for s in specs if s.cls == synth.NOT_NORMAL)
     assert not any(s.findings for s in specs if s.cls == synth.NORMAL)
