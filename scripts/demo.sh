@@ -1,18 +1,89 @@
 #!/usr/bin/env bash
-# The whole pipeline on generated data (or, with a second argument, on a real Kaggle download).
+# The whole pipeline on generated data (or, with a second argument, on a real Kaggle download):
+# synthetic DICOMs -> YOLO dataset -> check -> train + Kaggle rescoring -> test-set submission -> validation.
 # Called by `make demo [DATA=...]`; every step is a plain command you can run yourself.
+#
+#   bash scripts/demo.sh [OUT] [KAGGLE_DIR]      OUT defaults to demo/
+#
+# Defaults (override with environment variables):
+#   synthetic:  DEMO_MODEL=yolov8n.yaml (from scratch, offline)  DEMO_IMGSZ=192  DEMO_EPOCHS=30
+#               DEMO_HYP=yolo_configs/hyp/small_data.yaml (batch 8 = nominal batch, 1-epoch warmup, mosaic)
+#   real data:  DEMO_MODEL=yolo11s.pt (COCO-pretrained: needs RSNA_YOLO_ONLINE=1 or a local .pt path)
+#               DEMO_IMGSZ=640 (the 1024-px films are converted to 640)  DEMO_EPOCHS=30
+#               DEMO_HYP=yolo_configs/hyp/xray.yaml
+#   DEMO_ARGS="key=value ..." is appended to the training command (e.g. "device=0 batch=32").
+# A GPU, when present, is used by Ultralytics automatically (set device=cpu in DEMO_ARGS to avoid it).
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 OUT=${1:-demo}
 DATA=${2:-}
+START=$(date +%s)
 
 if [ -z "$DATA" ]; then
-  echo "== 1/3 generating synthetic Kaggle-layout data in $OUT/kaggle"
-  $PY -m convert synth --out "$OUT/kaggle" --patients 300 --test-patients 40 --seed 0
-  DATA="$OUT/kaggle"
+  MODEL=${DEMO_MODEL:-yolov8n.yaml}
+  IMGSZ=${DEMO_IMGSZ:-192}
+  EPOCHS=${DEMO_EPOCHS:-30}
+  HYP=${DEMO_HYP:-yolo_configs/hyp/small_data.yaml}
+  TEST_DIR="$OUT/kaggle/stage_2_test_images"
+else
+  MODEL=${DEMO_MODEL:-yolo11s.pt}
+  IMGSZ=${DEMO_IMGSZ:-640}
+  EPOCHS=${DEMO_EPOCHS:-30}
+  HYP=${DEMO_HYP:-yolo_configs/hyp/xray.yaml}
+  TEST_DIR="$DATA/stage_2_test_images"
+  # Fail before converting ~30k films if the pretrained weights cannot be had (python -m train says the same).
+  if [[ "$MODEL" == *.pt && ! -f "$MODEL" && "${RSNA_YOLO_ONLINE:-0}" != "1" ]]; then
+    echo "demo: $MODEL is downloaded by Ultralytics, which needs RSNA_YOLO_ONLINE=1; or download it on a" >&2
+    echo "      connected machine and pass DEMO_MODEL=/path/to/$MODEL (or DEMO_MODEL=yolo11s.yaml: from scratch)" >&2
+    exit 2
+  fi
 fi
-echo "== 2/3 converting $DATA to a YOLO dataset in $OUT/dataset"
-$PY -m convert rsna --src "$DATA" --out "$OUT/dataset" --imgsz 256
-echo "== 3/3 checking the dataset"
+mkdir -p "$OUT"
+ABS_OUT=$(cd "$OUT" && pwd)
+RUN="$ABS_OUT/runs/train"
+
+if [ -z "$DATA" ]; then
+  if [ -f "$OUT/kaggle/stage_2_train_labels.csv" ]; then
+    echo "== 1/6 reusing the synthetic Kaggle-layout data in $OUT/kaggle"
+  else
+    echo "== 1/6 generating synthetic Kaggle-layout data in $OUT/kaggle (300 patients + 40 test)"
+    $PY -m convert synth --out "$OUT/kaggle" --patients 300 --test-patients 40 --seed 0
+  fi
+  DATA="$OUT/kaggle"
+else
+  echo "== 1/6 using the Kaggle download in $DATA"
+fi
+
+echo "== 2/6 converting $DATA to a YOLO dataset in $OUT/dataset (longer side $IMGSZ px)"
+$PY -m convert rsna --src "$DATA" --out "$OUT/dataset" --imgsz "$IMGSZ"
+
+echo "== 3/6 checking the dataset"
 $PY -m convert check "$OUT/dataset"
-echo "dataset: $OUT/dataset/data.yaml"
+
+echo "== 4/6 training $MODEL ($HYP) for $EPOCHS epochs, then rescoring best.pt on val with the Kaggle metric"
+rm -rf "$RUN"  # a rerun of the demo starts its training afresh
+# shellcheck disable=SC2086  # DEMO_ARGS is a list of key=value words
+$PY -m train data="$OUT/dataset/data.yaml" cfg="$HYP" model="$MODEL" imgsz="$IMGSZ" \
+  epochs="$EPOCHS" project="$ABS_OUT/runs" name=train ${DEMO_ARGS:-}
+# (python -m train wrote kaggle.json; to redo the rescoring alone: python -m analysis rescore RUN --data ...)
+
+echo "== 5/6 predicting the test set into a submission with the tuned threshold and box scale"
+$PY -m analysis submit --weights "$RUN" --from-run "$RUN" --images "$TEST_DIR" --out "$OUT/submission.csv" \
+  --imgsz "$IMGSZ" --quiet
+
+echo "== 6/6 validating the submission"
+$PY -m analysis validate --images "$TEST_DIR" "$OUT/submission.csv"
+
+SCORE=$($PY -c "import json,sys; k=json.load(open(sys.argv[1])); \
+print(f\"{k['score']:.4f} (conf {k['conf']:.2f}, box scale {k['scale']:.2f}, {k['n_images']} val images)\")" \
+  "$RUN/kaggle.json")
+echo
+echo "== done in $(($(date +%s) - START)) s"
+echo "dataset:          $OUT/dataset/data.yaml   (report: $OUT/dataset/report.json)"
+echo "training run:     $RUN   (args.yaml, results.csv, weights/best.pt)"
+echo "Kaggle score:     $RUN/kaggle.json   (threshold sweep: $RUN/kaggle_threshold.png)"
+echo "submission:       $OUT/submission.csv"
+if [ -f "$RUN/WANDB_SYNC.txt" ]; then
+  echo "W&B (offline):    $(tail -n 1 "$RUN/WANDB_SYNC.txt")"
+fi
+echo "Kaggle mAP on the validation split: $SCORE"
