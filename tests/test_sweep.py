@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import REPO_ROOT
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from tiny_yolo_data import make_tiny_dataset
+from tiny_yolo_data import make_synthetic_dataset
 
 from convert.cli import UserError
 from train.sweep import distribution, load_sweep, make_pruner, make_sampler, run_sweep
@@ -63,7 +63,7 @@ def test_methods_and_hyperband_map_to_optuna_samplers_and_pruner():
 
 @pytest.mark.slow
 def test_two_trial_local_sweep_runs_and_continues(tmp_path: Path):
-    data = make_tiny_dataset(tmp_path / "data", n_train=8, n_val=4)
+    data = make_synthetic_dataset(tmp_path / "data", patients=20)
     sweep_file = REPO_ROOT / "yolo_configs/sweeps/optimizers.yaml"  # grid of 4 hyp files, used as is
     common = dict(
         data=str(data),

@@ -57,3 +57,17 @@ def make_tiny_dataset(
     data = root / "data.yaml"
     data.write_text(f"path: {root.resolve()}\ntrain: images/train\nval: images/val\nnames:\n  0: opacity\n")
     return data
+
+
+def make_synthetic_dataset(root: Path, *, patients: int = 20, imgsz: int = 64, seed: int = 0) -> Path:
+    """The project's own pipeline in miniature: ``convert.synth`` DICOMs (256 px) -> ``convert.rsna`` at
+    ``imgsz``; returns data.yaml. About half a second for 20 patients."""
+    from convert.rsna import convert_rsna
+    from convert.synth import generate
+
+    root = Path(root)
+    generate(root / "kaggle", patients, 0, seed, imgsz=256)
+    convert_rsna(
+        root / "kaggle", root / "dataset", imgsz=imgsz, workers=1, progress=False, echo=lambda *a, **k: None
+    )
+    return root / "dataset" / "data.yaml"

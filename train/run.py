@@ -1,8 +1,11 @@
 """Train with Ultralytics, then score with the competition's metric: the API behind `python -m train`.
 
->>> from train.run import train, TrainOptions            # doctest: +SKIP
->>> result = train({"data": "demo/dataset/data.yaml", "model": "yolo11n.yaml", "epochs": 5, "imgsz": 256})
->>> result.kaggle["score"], result.run_dir                # doctest: +SKIP
+Example (needs a converted dataset, e.g. from `make demo`)::
+
+    from train.run import train, TrainOptions
+    result = train({"data": "demo/dataset/data.yaml", "model": "yolo11n.yaml", "epochs": 5, "imgsz": 192},
+                   TrainOptions(kaggle_every=1, wandb=False))
+    result.kaggle["score"], result.run_dir, result.epoch_scores
 
 Ultralytics does the training exactly as `yolo detect train` would (same arguments, same run folder with
 ``args.yaml``, ``results.csv`` and ``weights/``); this module adds, through Ultralytics callbacks:
