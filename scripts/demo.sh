@@ -67,12 +67,17 @@ $PY -m train data="$OUT/dataset/data.yaml" cfg="$HYP" model="$MODEL" imgsz="$IMG
   epochs="$EPOCHS" project="$ABS_OUT/runs" name=train ${DEMO_ARGS:-}
 # (python -m train wrote kaggle.json; to redo the rescoring alone: python -m analysis rescore RUN --data ...)
 
-echo "== 5/6 predicting the test set into a submission with the tuned threshold and box scale"
-$PY -m analysis submit --weights "$RUN" --from-run "$RUN" --images "$TEST_DIR" --out "$OUT/submission.csv" \
-  --imgsz "$IMGSZ" --quiet
-
-echo "== 6/6 validating the submission"
-$PY -m analysis validate --images "$TEST_DIR" "$OUT/submission.csv"
+if [ -d "$TEST_DIR" ]; then
+  echo "== 5/6 predicting the test set into a submission with the tuned threshold and box scale"
+  $PY -m analysis submit --weights "$RUN" --from-run "$RUN" --images "$TEST_DIR" --out "$OUT/submission.csv" \
+    --imgsz "$IMGSZ" --quiet
+  echo "== 6/6 validating the submission"
+  $PY -m analysis validate --images "$TEST_DIR" "$OUT/submission.csv"
+  SUBMISSION="$OUT/submission.csv"
+else
+  echo "== 5/6, 6/6 skipped: no test images in $TEST_DIR"
+  SUBMISSION="(none: no $TEST_DIR)"
+fi
 
 SCORE=$($PY -c "import json,sys; k=json.load(open(sys.argv[1])); \
 print(f\"{k['score']:.4f} (conf {k['conf']:.2f}, box scale {k['scale']:.2f}, {k['n_images']} val images)\")" \
@@ -82,7 +87,7 @@ echo "== done in $(($(date +%s) - START)) s"
 echo "dataset:          $OUT/dataset/data.yaml   (report: $OUT/dataset/report.json)"
 echo "training run:     $RUN   (args.yaml, results.csv, weights/best.pt)"
 echo "Kaggle score:     $RUN/kaggle.json   (threshold sweep: $RUN/kaggle_threshold.png)"
-echo "submission:       $OUT/submission.csv"
+echo "submission:       $SUBMISSION"
 if [ -f "$RUN/WANDB_SYNC.txt" ]; then
   echo "W&B (offline):    $(tail -n 1 "$RUN/WANDB_SYNC.txt")"
 fi
