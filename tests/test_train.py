@@ -121,14 +121,21 @@ def test_completed_epochs(tmp_path: Path):
 
 
 # ------------------------------------------------------------------------------------ real tiny runs
-@pytest.mark.slow
-def test_train_writes_kaggle_json_and_logs_it_to_the_same_offline_wandb_run(tiny_data: Path, tmp_path: Path):
+@pytest.fixture(scope="module")
+def trained(tiny_data: Path, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """One `python -m train` run (2 epochs, per-epoch Kaggle score, offline W&B): its process and folder."""
+    project = tmp_path_factory.mktemp("runs")
     proc = run_train(
         f"data={tiny_data}", "mosaic=0.0", "cfg=yolo_configs/hyp/xray.yaml", *TINY, "epochs=2",
-        "kaggle_every=1", f"project={tmp_path}", "name=run",
+        "kaggle_every=1", f"project={project}", "name=run",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    run = tmp_path / "run"
+    return proc, project / "run"
+
+
+@pytest.mark.slow
+def test_train_writes_kaggle_json_and_logs_it_to_the_same_offline_wandb_run(tiny_data: Path, trained):
+    proc, run = trained
     result = json.loads((run / "kaggle.json").read_text())
     n_val = (pd.read_csv(tiny_data.parent / "manifest.csv")["split"] == "val").sum()
     assert 0.0 <= result["score"] <= 1.0 and result["split"] == "val" and result["n_images"] == n_val > 0
@@ -146,6 +153,29 @@ def test_train_writes_kaggle_json_and_logs_it_to_the_same_offline_wandb_run(tiny
     hint = (run / "WANDB_SYNC.txt").read_text()
     assert f"wandb sync {wandb_file.parent}" in hint
     assert json.loads((run / "train_options.json").read_text())["kaggle_every"] == 1
+
+
+@pytest.mark.slow
+def test_transfer_learning_from_local_weights_with_freeze(tiny_data: Path, trained, tmp_path: Path):
+    from train.run import train
+
+    best = trained[1] / "weights" / "best.pt"
+    args, _ = parse_key_values(
+        [
+            f"data={tiny_data}",
+            f"model={best}",
+            "freeze=3",
+            *TINY[1:],
+            "epochs=1",
+            f"project={tmp_path}",
+            "name=ft",
+        ]
+    )
+    result = train(args, TrainOptions(wandb=False, rescore=False))
+    saved = yaml.safe_load((result.run_dir / "args.yaml").read_text())
+    assert (saved["model"], saved["freeze"], saved["epochs"]) == (str(best), 3, 1)
+    assert result.kaggle is None and result.epochs_done == 1
+    assert completed_epochs(result.run_dir / "results.csv") == 1
 
 
 @pytest.mark.slow
