@@ -52,7 +52,11 @@ def start_run(
     run_dir = Path(run_dir)
     run_id = previous_run_id(run_dir) if resume else None
     name = run_dir.name
-    if run_id is None:
+    # Started by `wandb agent`: the agent has chosen the run id (WANDB_RUN_ID) that ties this run to the
+    # sweep; an id of our own would create a run outside the sweep.
+    if os.environ.get("WANDB_RUN_ID") or os.environ.get("WANDB_SWEEP_ID"):
+        run_id, resume = None, False
+    elif run_id is None:
         stamp = datetime.now().astimezone().strftime("%Y%m%d_%H%M%S")
         run_id = f"{re.sub('[^A-Za-z0-9_.-]', '_', name)[:64]}_{stamp}"
     try:
