@@ -54,15 +54,17 @@ class RunResult:
 
 @contextlib.contextmanager
 def ultralytics_wandb(enabled: bool) -> Iterator[None]:
-    """Switch Ultralytics' W&B callback on or off for this run only, restoring the setting afterwards."""
-    from ultralytics.utils import SETTINGS
+    """Switch Ultralytics' W&B callback on or off for this run only.
 
-    before = SETTINGS.get("wandb", False)
+    The setting lives in the project's settings file; it goes back to off (the project's default, so plain
+    Ultralytics use never starts W&B runs) when the run ends. A run killed outright leaves it on until the
+    next `python -m train` sets it again, so it is also set at the start of every run.
+    """
     offline.ultralytics_settings(wandb=enabled)
     try:
         yield
     finally:
-        offline.ultralytics_settings(wandb=before)
+        offline.ultralytics_settings(wandb=False)
 
 
 class _Session:
