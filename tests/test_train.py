@@ -210,3 +210,25 @@ train(args, opts, on_epoch=lambda epoch, value: epoch == 1 and os.kill(os.getpid
     assert f"model={run / 'weights' / 'best.pt'}" in again.stderr
     assert completed_epochs(run / "results.csv") == 3
     assert not any(p.name != "run" for p in tmp_path.iterdir() if p.is_dir())  # no new run folder appeared
+
+
+@pytest.mark.slow
+def test_epoch_hook_sees_each_epoch_and_can_stop_the_run(tiny_data: Path, tmp_path: Path):
+    """What sweep pruning relies on: one call per trained epoch (not for the final validation), and True stops
+    training after that epoch, without the final rescoring."""
+    from train.run import train
+
+    seen = []
+
+    def hook(epoch: int, value: float) -> bool:
+        seen.append((epoch, value))
+        return epoch == 2
+
+    args, _ = parse_key_values([f"data={tiny_data}", *TINY, "epochs=4", f"project={tmp_path}", "name=stop"])
+    result = train(args, TrainOptions(wandb=False, kaggle_every=2), on_epoch=hook)
+    assert [e for e, _ in seen] == [1, 2] and result.stopped_by_hook and result.epochs_done == 2
+    assert set(result.epoch_scores) == {2} and seen[1][1] == result.epoch_scores[2]  # kaggle/mAP fed the hook
+    assert (
+        0.0 <= seen[1][1] <= 1.0 and result.kaggle is None and not (result.run_dir / "kaggle.json").exists()
+    )
+    assert completed_epochs(result.run_dir / "results.csv") == 2

@@ -373,7 +373,7 @@ def main(argv: list[str], prog: str = "python -m train sweep") -> int:
     )
     parser.add_argument("--out", type=Path, help="sweep folder (default: runs/sweeps/<study name>)")
     parser.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
-    ns = parser.parse_args(argv)
+    ns = parser.parse_intermixed_args(argv)  # key=value words may come before or after the options
     from ultralytics.cfg import merge_equals_args, parse_key_value_pair
 
     pairs = []
