@@ -196,9 +196,12 @@ train(args, opts, on_epoch=lambda epoch, value: epoch == 1 and os.kill(os.getpid
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert completed_epochs(run / "results.csv") == 1 and not (run / "kaggle.json").exists()
 
-    proc = run_train("resume", str(run))
+    assert json.loads((run / "train_options.json").read_text())["kaggle_every"] == 0
+    proc = run_train("resume", str(run), "kaggle_every=1")  # our keys may change on resume
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert completed_epochs(run / "results.csv") == 3
+    assert json.loads((run / "train_options.json").read_text())["kaggle_every"] == 1
+    assert "kaggle/mAP (val, epoch 2)" in proc.stdout and "kaggle/mAP (val, epoch 1)" not in proc.stdout
     assert json.loads((run / "kaggle.json").read_text())["split"] == "val"
     ids = {p.stem for p in run.glob("wandb/offline-run-*/run-*.wandb")}
     assert len(ids) == 1, "the resumed run continues the same W&B run id"

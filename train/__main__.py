@@ -54,11 +54,12 @@ def _resume(argv: list[str]) -> int:
         help="settings Ultralytics lets a resume change: device, batch...",
     )
     ns = parser.parse_args(argv)
-    from train.args import parse_key_values
+    from train.args import OPTION_KEYS, parse_key_values
     from train.run import resume
 
-    args, _ = parse_key_values(ns.overrides)
-    result = resume(ns.run_dir, args)
+    args, options = parse_key_values(ns.overrides)
+    given = {t.split("=", 1)[0].removeprefix("--") for t in ns.overrides} & OPTION_KEYS  # e.g. wandb=False
+    result = resume(ns.run_dir, args, options={k: getattr(options, k) for k in given})
     print(f"run folder: {result.run_dir}")
     return 0
 

@@ -208,12 +208,18 @@ def train(
 
 
 def resume(
-    run_dir: Path, args: dict[str, Any] | None = None, *, on_epoch: EpochHook | None = None
+    run_dir: Path,
+    args: dict[str, Any] | None = None,
+    *,
+    options: dict[str, Any] | None = None,
+    on_epoch: EpochHook | None = None,
 ) -> RunResult:
     """Continue a killed run from ``run_dir/weights/last.pt`` to its planned epochs, then rescore.
 
-    ``args`` may change what Ultralytics allows on resume (``device``, ``batch``, ``workers``...). A finished
-    run raises ``UserError`` (Ultralytics would otherwise silently start a new default run).
+    ``args`` may change what Ultralytics allows on resume (``device``, ``batch``, ``workers``...); our
+    options are those the run started with (``train_options.json``), updated by ``options``
+    (e.g. ``{"wandb": False}``).
+    A finished run raises ``UserError`` (Ultralytics would otherwise silently start a new default run).
     """
     from ultralytics import YOLO
 
@@ -222,7 +228,8 @@ def resume(
     run_dir = Path(run_dir)
     last, train_args = check_resumable(run_dir)
     saved = run_dir / OPTIONS_FILE
-    options = TrainOptions(**json.loads(saved.read_text())) if saved.is_file() else TrainOptions()
+    before = json.loads(saved.read_text()) if saved.is_file() else {}
+    options = TrainOptions.from_dict({**before, **(options or {})})
     data = resolve_data({"data": (args or {}).get("data") or train_args.get("data")})
     model = YOLO(str(last), task="detect")
     return _fit(model, dict(args or {}), _Session(options, data, on_epoch), resume=True)
