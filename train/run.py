@@ -123,9 +123,8 @@ class _Session:
         if self.on_epoch is not None:
             fitness = float(trainer.fitness) if trainer.fitness is not None else 0.0
             if self.on_epoch(epoch, fitness if value is None else value):
-                self.stopped_by_hook = trainer.stop = (
-                    True  # the trainer checks this right after the callbacks
-                )
+                # The trainer checks `stop` right after these callbacks and ends the run there.
+                self.stopped_by_hook = trainer.stop = True
 
     def epoch_score(self, trainer) -> float:
         """Kaggle mAP on val of the weights saved this epoch (``last.pt``); NaN if none was saved."""
