@@ -1,0 +1,91 @@
+"""The project never reaches the network: environment set by ``offline.py``, and a traced real run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import offline
+from tests.conftest import REPO_ROOT, subprocess_env
+from tests.tiny_yolo_data import make_tiny_dataset
+
+
+def _fresh_env(**extra: str) -> dict[str, str]:
+    """The current environment without any variable offline.py decides (as on a new shell)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YOLO_", "WANDB_", "RSNA_YOLO_"))}
+    env.pop("MPLBACKEND", None)
+    env.pop("PYTEST_CURRENT_TEST", None)
+    env.update(extra)
+    return env
+
+
+def _decided(env: dict[str, str]) -> dict[str, str]:
+    code = "import json, offline; print(json.dumps(offline.ENVIRONMENT))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
+def test_default_is_offline_for_ultralytics_and_wandb(tmp_path: Path):
+    decided = _decided(_fresh_env(YOLO_CONFIG_DIR=str(tmp_path / "cfg")))
+    assert decided["YOLO_OFFLINE"] == "1"
+    assert decided["YOLO_AUTOINSTALL"] == "False"
+    assert decided["WANDB_MODE"] == "offline"
+    # the font Ultralytics would otherwise download for its plots is in place
+    assert (tmp_path / "cfg" / "Ultralytics" / "Arial.ttf").stat().st_size > 100_000
+
+
+def test_online_opt_in_keeps_wandb_offline_without_a_key(tmp_path: Path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = _fresh_env(RSNA_YOLO_ONLINE="1", HOME=str(home), YOLO_CONFIG_DIR=str(tmp_path / "cfg"))
+    decided = _decided(env)
+    assert "YOLO_OFFLINE" not in decided
+    assert decided["WANDB_MODE"] == "offline"  # no key: online W&B would crash after ~4 s
+    decided = _decided({**env, "WANDB_API_KEY": "x" * 40})
+    assert decided["WANDB_MODE"] == "online"
+
+
+def test_user_choices_win(tmp_path: Path):
+    decided = _decided(_fresh_env(WANDB_MODE="disabled", YOLO_CONFIG_DIR=str(tmp_path / "cfg")))
+    assert decided["WANDB_MODE"] == "disabled"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace not installed (.ci/run installs it)")
+def test_training_with_wandb_and_rescoring_opens_no_network_socket(tmp_path: Path):
+    """A whole `python -m train` run (W&B on, Kaggle rescoring, plots) traced with strace: every
+    connect() of every process must be to a local (AF_UNIX) socket."""
+    data = make_tiny_dataset(tmp_path / "data", n_train=8, n_val=4)
+    trace = tmp_path / "trace.txt"
+    cmd = [
+        "strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=connect", "-o", str(trace),
+        sys.executable, "-m", "train", f"data={data}", "model=yolov8n.yaml", "imgsz=64", "epochs=1",
+        "batch=4", "workers=0", "device=cpu", f"project={tmp_path / 'runs'}", "name=traced",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "runs" / "traced" / "kaggle.json").exists()
+    assert list((tmp_path / "runs" / "traced" / "wandb").glob("offline-run-*"))
+    connects = [line for line in trace.read_text().splitlines() if "connect(" in line]
+    network = [line for line in connects if not re.search(r"sa_family=AF_UNIX", line)]
+    assert connects, "strace recorded no connect() at all: the trace did not work"
+    assert network == [], "network connections attempted:\n" + "\n".join(network[:10])
+
+
+def test_offline_module_is_what_packages_import_first():
+    for package in ("convert", "analysis", "train"):
+        init = (REPO_ROOT / package / "__init__.py").read_text()
+        first_import = next(line for line in init.splitlines() if line.startswith(("import", "from")))
+        assert first_import.startswith("import offline"), package
+    assert offline.ENVIRONMENT["YOLO_OFFLINE"] == os.environ["YOLO_OFFLINE"]
