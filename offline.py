@@ -2,22 +2,27 @@
 
 Import this module before anything imports ``ultralytics`` or ``wandb`` (every package of the
 project does so in its ``__init__``, and ``tests/conftest.py`` does so for the tests). Importing it
-only sets environment variables and, once, copies a font; it imports neither library.
+only sets environment variables and, once, copies a font; it imports neither library and opens no
+socket.
 
-By default the project is offline (``RSNA_YOLO_ONLINE`` unset or ``0``):
+Ultralytics is offline by default (``RSNA_YOLO_ONLINE`` unset or ``0``):
 
 - ``YOLO_OFFLINE=1`` stops Ultralytics' online probe at import and its hub downloads;
 - ``YOLO_AUTOINSTALL=False`` stops pip installs of missing packages;
 - ``YOLO_CONFIG_DIR`` points at ``<repo>/.ultralytics`` so settings (``sync``, ``wandb``) and caches stay
   in the project instead of the user's home;
 - a TTF font (matplotlib's DejaVuSans) is placed where Ultralytics looks for ``Arial.ttf`` so plotting
-  never downloads one (``YOLO_OFFLINE`` does not stop that download);
-- ``WANDB_MODE=offline``: runs are written under the run folder and uploaded later with ``wandb sync``.
+  never downloads one (``YOLO_OFFLINE`` does not stop that download).
 
-With ``RSNA_YOLO_ONLINE=1`` (users with internet who want hub weights such as ``yolo11s.pt``), the
-Ultralytics switches are left alone and W&B goes online only when an API key is configured
-(``WANDB_API_KEY`` or a ``~/.netrc`` entry), because without a key W&B would crash and with a key but
-no network it would hang for minutes. Variables the user set explicitly always win.
+``RSNA_YOLO_ONLINE=1`` (users with internet who want hub weights such as ``yolo11s.pt``) leaves
+Ultralytics' network switches alone.
+
+W&B: ``WANDB_MODE=offline`` unless an API key is configured (``WANDB_API_KEY`` or a ``~/.netrc`` entry),
+then ``online``; without a key an online W&B run would crash. A key without a network would make W&B
+hang for minutes: ``train.wandb_log`` checks that the server answers (:func:`wandb_reachable`) before
+it starts an online run that this module chose, and falls back to offline. The tests and the synthetic
+demo set ``WANDB_MODE=offline`` themselves. Variables the user set explicitly always win
+(:data:`USER_SET` names them).
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent
 CONFIG_DIR = REPO_ROOT / ".ultralytics"
 ONLINE_ENV = "RSNA_YOLO_ONLINE"
+DECIDED = ("YOLO_CONFIG_DIR", "YOLO_AUTOINSTALL", "YOLO_OFFLINE", "MPLBACKEND", "WANDB_MODE", "WANDB_SILENT")
+USER_SET = frozenset(name for name in DECIDED if name in os.environ)
+"""The variables of :data:`DECIDED` that were set before this module decided anything."""
 
 
 def is_online() -> bool:
@@ -43,6 +51,23 @@ def wandb_key_configured() -> bool:
     netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
     try:
         return "api.wandb.ai" in netrc.read_text()
+    except OSError:
+        return False
+
+
+def wandb_reachable(timeout: float = 3.0) -> bool:
+    """True when the W&B server (``WANDB_BASE_URL``, default api.wandb.ai) accepts a TCP connection.
+
+    This opens a socket: call it only where an online W&B run is about to start anyway.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        with socket.create_connection((url.hostname or "api.wandb.ai", port), timeout=timeout):
+            return True
     except OSError:
         return False
 
@@ -74,11 +99,9 @@ def configure() -> dict[str, str]:
     default("YOLO_CONFIG_DIR", str(CONFIG_DIR))
     default("YOLO_AUTOINSTALL", "False")
     default("MPLBACKEND", "Agg")
-    if is_online():
-        default("WANDB_MODE", "online" if wandb_key_configured() else "offline")
-    else:
+    if not is_online():
         default("YOLO_OFFLINE", "1")
-        default("WANDB_MODE", "offline")
+    default("WANDB_MODE", "online" if wandb_key_configured() else "offline")
     default("WANDB_SILENT", "true")
     _install_font(Path(os.environ["YOLO_CONFIG_DIR"]))
     return decided

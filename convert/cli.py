@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 class UserError(Exception):
@@ -36,8 +36,13 @@ def run_cli(
             mod.configure_parser(p)
             p.set_defaults(_main=mod.main)
     args = parser.parse_args(argv)
+    return call_reporting_errors(prog, args._main, args)
+
+
+def call_reporting_errors(prog: str, func: Callable[..., int | None], *args) -> int:
+    """Run ``func(*args)``; a ``UserError`` becomes one line and exit status 2, Ctrl-C status 130."""
     try:
-        return int(args._main(args) or 0)
+        return int(func(*args) or 0)
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,8 @@ DATA=${2:-}
 START=$(date +%s)
 
 if [ -z "$DATA" ]; then
+  # The synthetic demo never touches the network: W&B stays offline even where an API key is configured.
+  export WANDB_MODE=${WANDB_MODE:-offline}
   MODEL=${DEMO_MODEL:-yolov8n.yaml}
   IMGSZ=${DEMO_IMGSZ:-192}
   EPOCHS=${DEMO_EPOCHS:-30}

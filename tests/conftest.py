@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# W&B would go online on a developer machine that has an API key; tests never touch the network.
+os.environ.setdefault("WANDB_MODE", "offline")
+
 import offline
 
 REPO_ROOT = offline.REPO_ROOT

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -43,15 +44,48 @@ def test_default_is_offline_for_ultralytics_and_wandb(tmp_path: Path):
     assert (tmp_path / "cfg" / "Ultralytics" / "Arial.ttf").stat().st_size > 100_000
 
 
-def test_online_opt_in_keeps_wandb_offline_without_a_key(tmp_path: Path):
+def test_wandb_goes_online_only_with_a_key(tmp_path: Path):
     home = tmp_path / "home"
     home.mkdir()
-    env = _fresh_env(RSNA_YOLO_ONLINE="1", HOME=str(home), YOLO_CONFIG_DIR=str(tmp_path / "cfg"))
-    decided = _decided(env)
+    env = _fresh_env(HOME=str(home), YOLO_CONFIG_DIR=str(tmp_path / "cfg"))
+    assert _decided(env)["WANDB_MODE"] == "offline"  # no key: online W&B would crash after ~4 s
+    assert _decided({**env, "WANDB_API_KEY": "x" * 40})["WANDB_MODE"] == "online"
+    (home / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "x" * 40 + "\n")
+    assert _decided(env)["WANDB_MODE"] == "online"
+
+
+def test_rsna_yolo_online_lets_ultralytics_reach_the_hub(tmp_path: Path):
+    decided = _decided(_fresh_env(RSNA_YOLO_ONLINE="1", YOLO_CONFIG_DIR=str(tmp_path / "cfg")))
     assert "YOLO_OFFLINE" not in decided
-    assert decided["WANDB_MODE"] == "offline"  # no key: online W&B would crash after ~4 s
-    decided = _decided({**env, "WANDB_API_KEY": "x" * 40})
-    assert decided["WANDB_MODE"] == "online"
+    assert decided["WANDB_MODE"] == "offline"
+
+
+def _closed_loopback_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_online_wandb_without_a_server_falls_back_to_offline(monkeypatch):
+    from train.wandb_log import choose_mode
+
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{_closed_loopback_port()}")
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert offline.wandb_reachable(timeout=1) is False
+    assert choose_mode(user_set=frozenset()) == "offline"
+    assert os.environ["WANDB_MODE"] == "offline"
+    # a mode the user chose is kept as it is
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert choose_mode(user_set=frozenset({"WANDB_MODE"})) == "online"
+
+
+def test_wandb_reachable_sees_a_listening_server(monkeypatch):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert offline.wandb_reachable(timeout=1) is True
 
 
 def test_user_choices_win(tmp_path: Path):

@@ -10,8 +10,8 @@ Training arguments are Ultralytics' (https://docs.ultralytics.com/usage/cfg), e.
 
 Keys added by this project (removed before Ultralytics sees the rest):
   kaggle_every=N      also score the current weights on val every N epochs (logged as kaggle/mAP per epoch)
-  wandb=False         no W&B run (default: a run under RUN_DIR/wandb, offline unless RSNA_YOLO_ONLINE=1 and
-                      an API key; the run folder's WANDB_SYNC.txt holds the `wandb sync` command)
+  wandb=False         no W&B run (default: a run under RUN_DIR/wandb, online when an API key is configured and
+                      the server answers, else offline; the run folder's WANDB_SYNC.txt has `wandb sync`)
   wandb_project=P     W&B project (default $WANDB_PROJECT or rsna-yolo); wandb_group=G
   rescore=False       skip the final Kaggle rescoring
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from convert.cli import UserError
+from convert.cli import call_reporting_errors
 
 PROG = "python -m train"
 
@@ -69,20 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in {"-h", "--help", "help"}:
         print(__doc__)
         return 0
-    try:
-        if argv[0] == "resume":
-            return _resume(argv[1:])
-        if argv[0] == "sweep":
-            from train.sweep import main as sweep_main
+    if argv[0] == "resume":
+        return call_reporting_errors(PROG, _resume, argv[1:])
+    if argv[0] == "sweep":
+        from train.sweep import main as sweep_main
 
-            return sweep_main(argv[1:], prog=f"{PROG} sweep")
-        return _train(argv)
-    except UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return call_reporting_errors(PROG, sweep_main, argv[1:], f"{PROG} sweep")
+    return call_reporting_errors(PROG, _train, argv)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ We start the W&B run ourselves (before Ultralytics' own callback would), so that
 
 - Ultralytics' callback logs its per-epoch metrics into *our* run and leaves it open when training ends,
   which lets the Kaggle score computed afterwards land in the same run (see ../shared/FACTS.md);
-- the run lives in ``<run folder>/wandb/`` and is offline unless ``offline.py`` decided otherwise
-  (``RSNA_YOLO_ONLINE=1`` and an API key), so a missing key or network never crashes or hangs training;
+- the run lives in ``<run folder>/wandb/`` and is offline unless an API key is configured and the W&B
+  server answers (:func:`choose_mode`), so a missing key or network never crashes or hangs training;
 - sweep trials share a W&B ``group`` and a resumed run continues under its old run id.
 
 Everything here is best effort: if W&B fails to start, training goes on without it and says so once.
@@ -19,6 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import offline
+
 SYNC_HINT_FILE = "WANDB_SYNC.txt"
 DEFAULT_PROJECT = "rsna-yolo"
 
@@ -30,6 +32,17 @@ def previous_run_id(run_dir: Path) -> str | None:
     """
     files = sorted(Path(run_dir).glob("wandb/*run-*/run-*.wandb"), key=lambda f: f.stat().st_mtime)
     return files[-1].stem[len("run-") :] if files else None
+
+
+def choose_mode(user_set: frozenset[str] = offline.USER_SET) -> str:
+    """The W&B mode for a run about to start: ``offline.py``'s choice, except that an ``online`` it chose
+    (an API key is configured) falls back to ``offline`` when the server does not answer within seconds,
+    where W&B itself would hang for minutes. A ``WANDB_MODE`` the user set is never second-guessed."""
+    mode = os.environ.get("WANDB_MODE", "offline")
+    if mode == "online" and "WANDB_MODE" not in user_set and not offline.wandb_reachable():
+        print("train: a W&B API key is configured but the W&B server does not answer; logging offline")
+        mode = os.environ["WANDB_MODE"] = "offline"
+    return mode
 
 
 def start_run(
@@ -49,6 +62,7 @@ def start_run(
     except ImportError:
         print("train: wandb is not installed; training without W&B logging")
         return None
+    choose_mode()
     run_dir = Path(run_dir)
     run_id = previous_run_id(run_dir) if resume else None
     name = run_dir.name
