@@ -12,8 +12,11 @@ problem it finds; it never changes a file. Checked:
   width and height > 0; the lines are exactly what ``boxes.csv`` gives for that patient, ``n_boxes``
   equals its rows there, and ``Target``/``class`` agree with ``n_boxes``;
 - ``boxes.csv`` names only train/val patients of the manifest;
+- ``report.json`` (or the report passed in): its counts of converted images per split and of boxes equal
+  the manifest's;
 - with the source folder (argument, or ``source.src`` of ``report.json``): each patient's Target, class
-  and boxes equal the source CSVs;
+  and boxes equal the source CSVs, and every valid patient of the source CSVs is in the manifest or,
+  with a report, among its skips (no patient silently lost);
 - ``folds/fold<k>.yaml``: its lists exist, name every train/val image once, and fold k's ``val`` list is
   exactly the manifest's fold k.
 """
@@ -109,13 +112,18 @@ def _check_data_yaml(out: Path, problems: list[str]) -> None:
 
 
 def check_dataset(
-    out: str | Path, src: str | Path | None = None, *, labels: Labels | None = None
+    out: str | Path,
+    src: str | Path | None = None,
+    *,
+    labels: Labels | None = None,
+    report: dict | None = None,
 ) -> CheckResult:
     """Verify the converted dataset in ``out`` (see the module docstring); never modifies anything.
 
     ``src``: the Kaggle folder it came from, to compare labels with the source CSVs; by default taken
     from ``report.json`` when that folder still exists. ``labels``: that folder's CSVs already parsed
-    (:func:`convert.labels.find_labels`), to save reading them again.
+    (:func:`convert.labels.find_labels`), to save reading them again. ``report``: the conversion report
+    (``counts`` and ``skips``) to compare counts with; by default ``out/report.json`` when present.
     """
     out = Path(out).expanduser().resolve()
     result = CheckResult()
@@ -168,7 +176,11 @@ def check_dataset(
     for pid in sorted(set(boxes) - labelled):
         problems.append(f"boxes.csv: patient {pid} is not a train/val image of the manifest")
     _check_files_on_disk(out, seen, problems)
-    _check_source(out, src, manifest, boxes, problems, labels)
+    if report is None:
+        report = _read_report(out)
+    if report is not None:
+        _check_report_counts(report, seen, boxes, problems)
+    _check_source(out, src, manifest, boxes, problems, labels, report)
     _check_folds(out, manifest, problems)
 
     result.counts = {split: sum(1 for s in seen.values() if s == split) for split in SPLITS}
@@ -241,26 +253,71 @@ def _check_files_on_disk(out: Path, seen: dict[str, str], problems: list[str]) -
             problems.append(f"patient {pid} has images in several splits: {', '.join(splits)}")
 
 
-def _check_source(
-    out: Path, src, manifest: list[dict], boxes: dict, problems: list[str], labels: Labels | None
-) -> None:
-    """Compare Target, class and boxes of every train/val patient with the source CSVs."""
-    if labels is not None:
-        _compare_with_source(labels, src, manifest, boxes, problems)
+def _read_report(out: Path) -> dict | None:
+    """``out/report.json`` as a dict, or None when it is missing or unreadable."""
+    try:
+        report = json.loads((out / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def _check_report_counts(report: dict, seen: dict[str, str], boxes: dict, problems: list[str]) -> None:
+    """The report's image counts per split and box count against the manifest and ``boxes.csv``."""
+    counts = report.get("counts")
+    if not isinstance(counts, dict):
+        problems.append("report.json: no counts")
         return
+    mine = {split: sum(1 for s in seen.values() if s == split) for split in SPLITS}
+    mine["converted"] = len(seen)
+    mine["boxes"] = sum(len(boxes.get(pid, [])) for pid, split in seen.items() if split != "test")
+    for key, value in mine.items():
+        if counts.get(key) != value:
+            problems.append(f"report.json: {key} {counts.get(key)!r}, but the dataset has {value}")
+
+
+def _check_source(
+    out: Path,
+    src,
+    manifest: list[dict],
+    boxes: dict,
+    problems: list[str],
+    labels: Labels | None,
+    report: dict | None = None,
+) -> None:
+    """Compare Target, class and boxes of every train/val patient with the source CSVs, and account for
+    every valid source patient (in the manifest or among the report's skips)."""
+    if labels is None:
+        labels = _source_labels(out, src, problems)
+        if labels is None:
+            return
+    _compare_with_source(labels, src, manifest, boxes, problems)
+    if report is None:  # without the skips, a patient with no DICOM cannot be told from a lost one
+        return
+    in_manifest = {row["patientId"] for row in manifest}
+    skipped = {s.get("patientId") for s in report.get("skips", []) if isinstance(s, dict)}
+    lost = [pid for pid in labels.patients.index if pid not in in_manifest and pid not in skipped]
+    if lost:
+        problems.append(
+            f"{len(lost)} valid patient(s) of the source CSVs neither in manifest.csv nor among "
+            f"report.json's skips, e.g. {lost[0]}"
+        )
+
+
+def _source_labels(out: Path, src, problems: list[str]) -> Labels | None:
+    """The source CSVs of ``src`` (default: ``source.src`` of ``report.json``), or None."""
     if src is None:
         try:
             src = json.loads((out / "report.json").read_text())["source"]["src"]
         except (OSError, ValueError, KeyError, TypeError):
-            return
+            return None
         if not Path(src).is_dir():
-            return
+            return None
     try:
-        labels = find_labels(src)
+        return find_labels(src)
     except Exception as exc:  # the check reports, it does not crash
         problems.append(f"source {src}: cannot read its CSVs ({exc})")
-        return
-    _compare_with_source(labels, src, manifest, boxes, problems)
+        return None
 
 
 def _compare_with_source(labels: Labels, src, manifest: list[dict], boxes: dict, problems: list[str]) -> None:

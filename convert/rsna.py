@@ -306,6 +306,9 @@ def plan(
         pid = path.stem
         if not is_safe_id(pid):
             skips.append(Skip(rel(path), None, pid, "file name is not a plain patientId"))
+        elif pid in train_files:  # a.dcm and a.DCM: keep the first by name, never overwrite silently
+            why = f"second DICOM of this patientId, kept '{rel(train_files[pid])}'"
+            skips.append(Skip(rel(path), None, pid, why))
         elif pid not in labels.patients.index:
             why = "its CSV rows were skipped" if pid in skipped_ids else f"no row in {labels.label_file}"
             skips.append(Skip(rel(path), None, pid, why))
@@ -326,6 +329,9 @@ def plan(
                 skips.append(
                     Skip(rel(path), None, pid, "also a training patientId (no patient in two splits)")
                 )
+            elif pid in test_files:
+                why = f"second DICOM of this patientId, kept '{rel(test_files[pid])}'"
+                skips.append(Skip(rel(path), None, pid, why))
             else:
                 test_files[pid] = path
 
@@ -570,7 +576,7 @@ def convert_rsna(
         "skipped_by_reason": dict(sorted(Counter(_reason_kind(s.reason) for s in all_skips).items())),
         "skips": [s.as_dict() for s in all_skips],
     }
-    result = check_dataset(out, src=source.root, labels=labels)
+    result = check_dataset(out, src=source.root, labels=labels, report=report)
     report["check"] = {"ok": result.ok, "problems": result.problems}
     write_atomic(inside(out, "report.json"), (json.dumps(report, indent=1) + "\n").encode())
 

@@ -196,6 +196,7 @@ def test_bad_input_is_skipped_and_reported(synthetic: Path, tmp_path: Path):
     shutil.copy(src / TRAIN / f"{donor}.dcm", src / TRAIN / "nobox.dcm")
     shutil.copy(src / TRAIN / f"{donor}.dcm", src / TRAIN / "negbox.dcm")
     shutil.copy(src / TRAIN / f"{donor}.dcm", src / "stage_2_test_images" / "x;y.dcm")
+    shutil.copy(src / TRAIN / f"{donor}.dcm", src / TRAIN / f"{donor}.DCM")  # sorts first: it is kept
     dup = labels[labels["patientId"] == positive].iloc[[0]]
     extra = pd.DataFrame(
         [
@@ -230,6 +231,7 @@ def test_bad_input_is_skipped_and_reported(synthetic: Path, tmp_path: Path):
         (f"{TRAIN}/orphan.dcm", None, "orphan", "no row in stage_2_train_labels.csv"),
         (f"{TRAIN}/bad name.dcm", None, "bad name", "file name is not a plain patientId"),
         ("stage_2_test_images/x;y.dcm", None, "x;y", "file name is not a plain patientId"),
+        (f"{TRAIN}/{donor}.dcm", None, donor, f"second DICOM of this patientId, kept '{TRAIN}/{donor}.DCM'"),
         (LABELS_CSV, n + 2, positive, f"duplicate of row {first_row[positive]}"),
         (LABELS_CSV, n + 3, "../../escape", "patientId is not a plain identifier"),
         (LABELS_CSV, n + 4, "nobox", "Target=1 row with a missing or NaN box value" + LOST),
@@ -338,6 +340,39 @@ def test_check_finds_problems(synthetic: Path, tmp_path: Path):
     )  # fmt: skip
     assert proc.returncode == 1
     assert f"problem(s) in {out}" in proc.stdout and "coordinate outside [0, 1]" in proc.stdout
+
+
+def test_check_accounts_for_every_patient(synthetic: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    report = convert(synthetic, out, imgsz=64)
+    assert check_dataset(out).ok  # reads report.json and the source named there
+    # A patient removed from the dataset without a trace: manifest row, image, label and boxes gone.
+    manifest = read_manifest(out)
+    pid = manifest.index[manifest["Target"] == "1"][0]
+    n_boxes = int(manifest.loc[pid, "n_boxes"])
+    split = manifest.loc[pid, "split"]
+    manifest.drop(index=pid).reset_index().to_csv(out / "manifest.csv", index=False)
+    boxes = pd.read_csv(out / "boxes.csv", dtype=str, keep_default_na=False)
+    boxes[boxes["patientId"] != pid].to_csv(out / "boxes.csv", index=False)
+    (out / "images" / split / f"{pid}.png").unlink()
+    (out / "labels" / split / f"{pid}.txt").unlink()
+    problems = check_dataset(out).problems
+    c = report["counts"]
+    assert sorted(problems) == sorted(
+        [
+            f"report.json: {split} {c[split]}, but the dataset has {c[split] - 1}",
+            f"report.json: converted {c['converted']}, but the dataset has {c['converted'] - 1}",
+            f"report.json: boxes {c['boxes']}, but the dataset has {c['boxes'] - n_boxes}",
+            "1 valid patient(s) of the source CSVs neither in manifest.csv nor among report.json's skips, "
+            f"e.g. {pid}",
+        ]
+    )
+    # Listed among the skips, the patient is accounted for; the counts still have to agree.
+    skipped = {**report, "skips": [{"file": "x", "row": None, "patientId": pid, "reason": "r"}]}
+    assert len(check_dataset(out, report=skipped).problems) == 3
+    fixed = {**skipped, "counts": {**c, split: c[split] - 1, "converted": c["converted"] - 1,
+                                   "boxes": c["boxes"] - n_boxes}}  # fmt: skip
+    assert check_dataset(out, report=fixed).problems == []
 
 
 def test_cli_errors_are_one_line(tmp_path: Path):
