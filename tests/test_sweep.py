@@ -87,3 +87,45 @@ def test_two_trial_local_sweep_runs_and_continues(tmp_path: Path):
     # Same study again with --count 3: only the missing trial runs, on a grid point not yet tried.
     table = run_sweep(sweep_file, count=3, **common)
     assert len(table) == 3 and table["cfg"].nunique() == 3 and (table["state"] == "COMPLETE").all()
+
+
+def test_interrupted_grid_sweep_continues_with_the_interrupted_point(tmp_path: Path, monkeypatch):
+    """Ctrl-C in the second trial of a 4-point grid, then the same command again: all 4 grid points end up
+    complete (Optuna alone counts the interrupted point as visited and would skip it). Training is faked
+    here (each trial's score is derived from its cfg); the real two-trial sweep above covers training."""
+    import train.run
+    from train.run import RunResult
+
+    data = tmp_path / "data.yaml"
+    data.write_text("path: /nowhere\n")
+    sweep_file = REPO_ROOT / "yolo_configs/sweeps/optimizers.yaml"
+    grid = yaml.safe_load(sweep_file.read_text())["parameters"]["cfg"]["values"]
+    calls = []
+
+    def fake_train(args, options, on_epoch=None):
+        calls.append(Path(args["cfg"]).name)
+        if len(calls) == 2 and interrupt:
+            raise KeyboardInterrupt
+        run_dir = Path(args["project"]) / args["name"]
+        score = 0.1 * (1 + [Path(g).name for g in grid].index(Path(args["cfg"]).name))
+        return RunResult(run_dir, {"score": score, "conf": 0.3, "scale": 1.0}, epochs_done=1)
+
+    monkeypatch.setattr(train.run, "train", fake_train)
+    common = dict(data=str(data), overrides=[("wandb", False)], out_dir=tmp_path / "sweep")
+    interrupt = True
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(sweep_file, **common)
+    first = pd.read_csv(tmp_path / "sweep" / "trials.csv")  # written on the way out
+    assert list(first["state"]) == ["COMPLETE", "FAIL"] and first["interrupted"].tolist()[1] is True
+    interrupted_cfg = calls[1]
+
+    interrupt = False
+    table = run_sweep(sweep_file, **common)
+    assert calls[2] == interrupted_cfg, "the interrupted grid point runs first"
+    done = table[table["state"] == "COMPLETE"]
+    assert len(done) == 4 and sorted(Path(c).name for c in done["cfg"]) == sorted(Path(g).name for g in grid)
+    assert sorted(done["kaggle/mAP"].round(3)) == [0.1, 0.2, 0.3, 0.4]
+    assert len(calls) == 5  # 1 + interrupted + its rerun + the 2 points not yet tried
+
+    # Run again: nothing left to do, and the interrupted trial is not queued a second time.
+    assert len(run_sweep(sweep_file, **common)) == 5 and len(calls) == 5

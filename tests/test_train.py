@@ -101,6 +101,25 @@ def test_hub_model_offline_is_one_clear_message(tiny_data: Path):
     assert "RSNA_YOLO_ONLINE=1" in err[0] and "model=/path/to/yolo11s.pt" in err[0]
 
 
+def test_hub_download_failure_online_is_one_clear_message(tiny_data: Path, monkeypatch):
+    """RSNA_YOLO_ONLINE=1 on a machine whose network fails: Ultralytics' download error (faked here, so the
+    test opens no socket) becomes one line saying what to do, instead of a traceback."""
+    import ultralytics
+
+    from train.run import train
+
+    def offline_yolo(name, task=None):
+        raise ConnectionError(f"❌  Download failure for https://x/{name}. Environment may be offline.")
+
+    monkeypatch.setenv("RSNA_YOLO_ONLINE", "1")
+    monkeypatch.setattr(ultralytics, "YOLO", offline_yolo)
+    with pytest.raises(UserError) as err:
+        train({"data": str(tiny_data), "model": "yolo11s.pt"}, TrainOptions(wandb=False))
+    message = str(err.value)
+    assert message.startswith("model=yolo11s.pt: downloading the pretrained weights failed (ConnectionError")
+    assert "model=/path/to/yolo11s.pt" in message and "model=yolo11s.yaml" in message and "\n" not in message
+
+
 def test_missing_data_is_one_clear_message(tmp_path: Path):
     proc = run_train(f"data={tmp_path / 'nope.yaml'}", "model=yolo11n.yaml", timeout=120)
     assert proc.returncode == 2 and "nope.yaml: file not found" in proc.stderr

@@ -179,3 +179,14 @@ def resolve_model(value: Any) -> str:
             f"model={path.stem}.yaml)"
         )
     return path.name
+
+
+def hub_download_failed(name: str, exc: BaseException) -> UserError:
+    """The one-line error for hub weights that Ultralytics could not download (online mode, no network)."""
+    stem = Path(name).stem
+    reason = " ".join(str(exc).replace("❌", "").split())
+    return UserError(
+        f"model={name}: downloading the pretrained weights failed ({type(exc).__name__}: {reason}). "
+        f"Download {stem}.pt on a connected machine ({HUB_HELP}) and pass model=/path/to/{stem}.pt, "
+        f"or train from scratch with model={stem}.yaml"
+    )

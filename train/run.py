@@ -30,7 +30,7 @@ from typing import Any
 import offline
 from convert.cli import UserError
 from train import kaggle, wandb_log
-from train.args import TrainOptions, resolve_data, resolve_model
+from train.args import TrainOptions, hub_download_failed, resolve_data, resolve_model
 
 OPTIONS_FILE = "train_options.json"  # our keys, saved beside args.yaml so `resume` restores them
 # on_epoch(epoch (1-based), value) -> True to stop training now (a pruned sweep trial)
@@ -202,7 +202,13 @@ def train(
     args = dict(args)
     data = resolve_data(args)
     args["data"] = str(data)
-    model = YOLO(resolve_model(args.pop("model", None)), task="detect")
+    name = resolve_model(args.pop("model", None))
+    try:
+        model = YOLO(name, task="detect")
+    except OSError as exc:  # a hub name with RSNA_YOLO_ONLINE=1 where the download fails (no network)
+        if Path(name).is_file() or Path(name).suffix in {".yaml", ".yml"}:
+            raise
+        raise hub_download_failed(name, exc) from None
     return _fit(model, args, _Session(options, data, on_epoch), resume=False)
 
 

@@ -246,6 +246,40 @@ def trials_table(study, metric: str) -> pd.DataFrame:  # noqa: F821  (pandas imp
     return df
 
 
+def requeue_interrupted(study) -> list[int]:
+    """Queue again, once, each trial that Ctrl-C interrupted (FAIL with user attribute ``interrupted``).
+
+    Optuna marks an interrupted trial FAIL, and its GridSampler counts a failed grid point as visited, so a
+    rerun would skip it. The retry keeps the trial's parameters and grid point, like Optuna's own retry of a
+    trial killed outright (``RetryHeartbeatStaleTrialCallback``). Returns the numbers of the queued trials.
+    """
+    import optuna
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    queued = []
+    for t in trials:
+        if t.state != optuna.trial.TrialState.FAIL or not t.user_attrs.get("interrupted"):
+            continue
+        if t.number in retried:
+            continue
+        system_attrs = {
+            **t.system_attrs,
+            "failed_trial": t.system_attrs.get("failed_trial", t.number),
+            "retry_history": [*t.system_attrs.get("retry_history", []), t.number],
+        }
+        study.add_trial(
+            optuna.create_trial(
+                state=optuna.trial.TrialState.WAITING,
+                params=t.params,
+                distributions=t.distributions,
+                system_attrs=system_attrs,
+            )
+        )
+        queued.append(t.number)
+    return queued
+
+
 def run_sweep(
     sweep_file: Path,
     *,
@@ -298,6 +332,7 @@ def run_sweep(
         direction=spec.goal,
         load_if_exists=True,
     )
+    requeued = requeue_interrupted(study)
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     wanted = count if count is not None else default_count(spec)
     remaining = max(wanted - len(study.get_trials(deepcopy=False, states=finished)), 0)
@@ -305,6 +340,8 @@ def run_sweep(
         f"sweep {spec.name} ({spec.method}, {spec.metric} {spec.goal}): {remaining} of {wanted} trials to run"
     )
     print(f"  study: {storage_url}   trial runs: {folder}")
+    if requeued:
+        print(f"  trials interrupted last time, run again first: {', '.join(map(str, requeued))}")
 
     def objective(trial) -> float:
         suggested = {key: suggest(trial, key, d) for key, d in spec.space.items()}
@@ -319,7 +356,11 @@ def run_sweep(
             return trial.should_prune()
 
         started = time.time()
-        result = train(args, options, on_epoch=on_epoch)
+        try:
+            result = train(args, options, on_epoch=on_epoch)
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)  # run again first when the sweep continues
+            raise
         trial.set_user_attr("run_dir", str(result.run_dir))
         trial.set_user_attr("epochs_done", result.epochs_done)
         if result.stopped_by_hook:
@@ -331,9 +372,14 @@ def run_sweep(
               f"({time.time() - started:.0f} s, {result.run_dir})")  # fmt: skip
         return objective_value(spec.metric, result)
 
-    if remaining:
-        # UserError (a bad value in the file) stops the sweep; other failures fail one trial and go on.
-        study.optimize(objective, n_trials=remaining, catch=(RuntimeError, ValueError, OSError))
+    try:
+        if remaining:
+            # UserError (a bad value in the file) stops the sweep; other failures fail one trial and go on.
+            study.optimize(objective, n_trials=remaining, catch=(RuntimeError, ValueError, OSError))
+    except KeyboardInterrupt:
+        trials_table(study, spec.metric).to_csv(folder / "trials.csv", index=False)
+        print(f"sweep interrupted; trials so far: {folder / 'trials.csv'}. Rerun the command to continue")
+        raise
     table = trials_table(study, spec.metric)
     table.to_csv(folder / "trials.csv", index=False)
     if not table.empty:
