@@ -16,6 +16,12 @@ Choices the official text leaves open, decided here:
 - **IoU exactly at a threshold matches** (``>=``). IoU is ``intersection / union`` in float64 and the
   thresholds are the float64 literals ``0.45`` etc., so for integer-pixel boxes whose exact IoU is the
   rational ``9/20`` the correctly rounded division gives the very double ``0.45`` and the box matches.
+- **Float64 arithmetic as the community kernel's**: corners ``x + w``, areas ``w * h`` (not
+  ``(x2 - x1) * (y2 - y1)``), ``union = area_truth + area_pred - inter``. With decimal coordinates (a
+  submission's ``453.7``) an IoU that is a threshold in exact arithmetic can land one ulp either side;
+  it is then decided as the kernel decides it, never by a tolerance (``tests/test_metric.py`` pins two
+  such boxes: exact IoU 0.5 matches at 0.50, exact IoU 0.6 rounds to 0.5999999999999999 and does not).
+  About 1 pair in a million 1-decimal box pairs is such a case.
 - **Ties in confidence keep the order given** (a stable sort on descending confidence). The community
   kernel used ``argsort(scores)[::-1]``, which reverses tied predictions; only which tied box is called
   the true positive can differ, never the count, unless tied boxes overlap different ground truths.
@@ -61,30 +67,35 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from convert.boxes import scale_about_centre, xywh_to_xyxy
+from convert.boxes import as_boxes, scale_about_centre
 
 THRESHOLDS = np.array([0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75], dtype=np.float64)
 """IoU thresholds of the challenge, as float64 literals (``arange(0.4, 0.76, 0.05)`` gives 0.6499999...)."""
 
 NO_MATCH = np.iinfo(np.int64).max
+"""Rank recorded for a ground-truth box that no prediction matches."""
 MIN_BUCKET = 4
 """Smallest padded prediction count of a group of images evaluated together."""
-"""Rank recorded for a ground-truth box that no prediction matches."""
 
 Truth = Mapping[str, np.ndarray]
 Preds = Mapping[str, tuple[np.ndarray, np.ndarray]]
 
 
-def _iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of ``a (..., N, 4)`` with ``b (..., M, 4)`` corner boxes -> ``(..., N, M)``; NaN rows give 0."""
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of ``a (..., N, 4)`` with ``b (..., M, 4)`` xywh_px boxes -> ``(..., N, M)``; NaN rows give 0.
+
+    The arithmetic is the community kernel's, operation for operation (corners ``x + w``, areas ``w * h``,
+    ``union = area_a + area_b - inter``), so that a decimal IoU sitting exactly on a threshold is decided
+    by the same float64 rounding as there (see the module docstring).
+    """
     a = a[..., :, None, :]
     b = b[..., None, :, :]
-    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    ax, ay, aw, ah = a[..., 0], a[..., 1], a[..., 2], a[..., 3]
+    bx, by, bw, bh = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
+    iw = np.clip(np.minimum(ax + aw, bx + bw) - np.maximum(ax, bx), 0, None)
+    ih = np.clip(np.minimum(ay + ah, by + bh) - np.maximum(ay, by), 0, None)
     inter = iw * ih
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    union = area_a + area_b - inter
+    union = aw * ah + bw * bh - inter
     with np.errstate(invalid="ignore", divide="ignore"):
         # inter > 0 implies union > 0; a zero-area box (or a NaN padding row) has IoU 0, never 0/0.
         return np.where(inter > 0, inter / np.where(union > 0, union, 1.0), 0.0)
@@ -96,7 +107,7 @@ def iou_xywh(a, b) -> np.ndarray:
     >>> iou_xywh([[0, 0, 10, 10]], [[0, 0, 10, 20], [10, 10, 5, 5]]).tolist()
     [[0.5, 0.0]]
     """
-    return _iou_xyxy(xywh_to_xyxy(a), xywh_to_xyxy(b))
+    return _iou(as_boxes(a), as_boxes(b))
 
 
 @dataclass(frozen=True)
@@ -185,11 +196,11 @@ class ImageEvaluation:
 def _match_group(gt: np.ndarray, pr: np.ndarray) -> np.ndarray:
     """Greedy GT-major matching for ``B`` images at once.
 
-    ``gt (B, G, 4)`` and ``pr (B, P, 4)`` xyxy, predictions sorted by confidence, padding rows NaN (IoU 0:
+    ``gt (B, G, 4)`` and ``pr (B, P, 4)`` xywh_px, predictions sorted by confidence, padding rows NaN (IoU 0:
     they never match). Returns ``(B, G, T)`` ranks, :data:`NO_MATCH` where unmatched.
     """
     n_img, n_gt, n_pr = gt.shape[0], gt.shape[1], pr.shape[1]
-    hit = _iou_xyxy(gt, pr)[..., None] >= THRESHOLDS  # (B, G, P, T); NaN >= t is False
+    hit = _iou(gt, pr)[..., None] >= THRESHOLDS  # (B, G, P, T); NaN >= t is False
     taken = np.zeros((n_img, n_pr, len(THRESHOLDS)), dtype=bool)
     ranks = np.full((n_img, n_gt, len(THRESHOLDS)), NO_MATCH, dtype=np.int64)
     b_idx, t_idx = np.ogrid[:n_img, : len(THRESHOLDS)]
@@ -211,7 +222,6 @@ def _slot(image: np.ndarray, counts: np.ndarray) -> np.ndarray:
 def _evaluate_flat(flat: _Flat, scale: float) -> ImageEvaluation:
     n = len(flat.ids)
     pr_xywh = scale_about_centre(flat.pr_xywh, scale) if scale != 1.0 else flat.pr_xywh
-    gt_xyxy, pr_xyxy = xywh_to_xyxy(flat.gt_xywh), xywh_to_xyxy(pr_xywh)
     gt_slot, pr_slot = _slot(flat.gt_image, flat.n_gt), _slot(flat.pr_image, flat.n_pr)
 
     g_max = int(flat.n_gt.max(initial=0))
@@ -230,10 +240,10 @@ def _evaluate_flat(flat: _Flat, scale: float) -> ImageEvaluation:
         g, p = int(key >> 32), int(key & 0xFFFFFFFF)
         gt_arr = np.empty((len(members), g, 4))
         sel = key_of[flat.gt_image] == key
-        gt_arr[row_of[flat.gt_image[sel]], gt_slot[sel]] = gt_xyxy[sel]
+        gt_arr[row_of[flat.gt_image[sel]], gt_slot[sel]] = flat.gt_xywh[sel]
         pr_arr = np.full((len(members), p, 4), np.nan)
         sel = key_of[flat.pr_image] == key
-        pr_arr[row_of[flat.pr_image[sel]], pr_slot[sel]] = pr_xyxy[sel]
+        pr_arr[row_of[flat.pr_image[sel]], pr_slot[sel]] = pr_xywh[sel]
         match_rank[members, :g] = _match_group(gt_arr, pr_arr)
     return ImageEvaluation(flat.ids, flat.n_gt, match_rank, flat.pr_image, flat.pr_conf, float(scale))
 

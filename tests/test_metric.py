@@ -88,9 +88,10 @@ def loop_kaggle_map(truth, preds, conf_thr=0.0, scale=1.0) -> float:
     return sum(scores.values()) / len(scores) if scores else math.nan
 
 
-def random_dataset(n: int, seed: int, *, max_gt: int = 4, max_pred: int = 10):
+def random_dataset(n: int, seed: int, *, max_gt: int = 4, max_pred: int = 10, decimal: bool = False):
     """Images with 0..max_gt integer-pixel GT boxes and 0..max_pred predictions, many near a GT box, with
-    confidences on a 0.1 grid so ties are common, and integer boxes so IoUs exactly at a threshold occur."""
+    confidences on a 0.1 grid so ties are common, and integer boxes so IoUs exactly at a threshold occur.
+    ``decimal``: predictions on a 0.1-px grid instead, as a submission writes them."""
     rng = np.random.default_rng(seed)
     truth, preds = {}, {}
     for k in range(n):
@@ -104,6 +105,9 @@ def random_dataset(n: int, seed: int, *, max_gt: int = 4, max_pred: int = 10):
             jitter = rng.integers(-6, 7, (p, 4)).astype(float)
             jitter[:, 2:] = np.maximum(src[:, 2:] + jitter[:, 2:], 2) - src[:, 2:]
             boxes = np.where(near[:, None], src + jitter, boxes)
+        if decimal:
+            boxes = np.round(boxes + rng.integers(-9, 10, (p, 4)) / 10, 1)
+            boxes[:, 2:] = np.maximum(boxes[:, 2:], 1.0)
         pid = f"img{k:05d}"
         truth[pid] = gt
         if p or rng.random() < 0.5:  # some images absent from preds, some present with no box
@@ -157,6 +161,18 @@ def test_iou_exactly_at_a_threshold_matches():
     p = np.array([[0.0, 0, 9, 10]])  # IoU 90/200: the double nearest 9/20 is the literal 0.45
     assert iou_xywh(gt2, p)[0, 0] == 0.45
     assert per_image_scores({"a": gt2}, {"a": (p, np.array([1.0]))}) == {"a": 2 / 8}
+
+
+def test_decimal_boxes_on_a_threshold_follow_the_kernel_arithmetic():
+    """1-decimal predictions (as a submission writes them) whose exact IoU is a threshold: float64 decides,
+    with the kernel's operations (areas ``w * h``). Corner-based areas would give 0.49999999999999956 for
+    the first pair (a miss at 0.50) and 0.6000000000000001 for the second (a hit at 0.60)."""
+    gt, pr = np.array([[474.0, 709, 96, 31]]), np.array([[453.7, 700.3, 120, 49.6]])  # exactly 2976 / 5952
+    assert iou_xywh(gt, pr)[0, 0] == 0.5 == loop_iou(gt[0], pr[0])
+    assert per_image_scores({"a": gt}, {"a": (pr, np.array([0.9]))}) == {"a": 3 / 8}
+    gt, pr = np.array([[291.0, 468, 144, 265]]), np.array([[267, 476.3, 128.4, 254.4]])  # exactly 0.6
+    assert iou_xywh(gt, pr)[0, 0] == 0.5999999999999999 == loop_iou(gt[0], pr[0])
+    assert per_image_scores({"a": gt}, {"a": (pr, np.array([0.9]))}) == {"a": 4 / 8}
 
 
 def test_two_predictions_on_one_box():
@@ -268,6 +284,15 @@ def test_agrees_with_loop_on_random_images(conf, scale):
     assert worst <= 1e-9
     expected = loop_kaggle_map(truth, preds, conf, scale)
     assert abs(kaggle_map(truth, preds, conf=conf, scale=scale) - expected) < 1e-9
+
+
+def test_agrees_with_loop_on_random_decimal_boxes():
+    truth, preds = random_dataset(2000, seed=11, decimal=True)
+    assert any(np.any(v[0] % 1 != 0) for v in preds.values())
+    fast = per_image_scores(truth, preds, conf=0.2)
+    slow = loop_per_image(truth, preds, 0.2)
+    assert fast.keys() == slow.keys()
+    assert max(abs(fast[k] - slow[k]) for k in slow) <= 1e-9
 
 
 def test_random_data_exercise_the_rules():
