@@ -43,7 +43,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from convert.boxes import CLASS_NAMES, rsna_boxes_to_yolo
+from convert.boxes import CLASS_NAMES, clip_xywh, rsna_boxes_to_yolo
 from convert.cli import UserError
 from convert.dicom import DicomError, dicom_to_uint8, header_metadata, read_dicom
 from convert.labels import BOX_COLUMNS, Labels, Skip, find_csv, is_safe_id, read_labels
@@ -147,6 +147,17 @@ def label_text(boxes_xywh_px, rows: int, cols: int) -> str:
     """The YOLO label file content for Kaggle boxes ``(N, 4)`` in a ``rows x cols`` source image."""
     lines = rsna_boxes_to_yolo(boxes_xywh_px, width=cols, height=rows)
     return "".join(line + "\n" for line in lines)
+
+
+def outside_boxes(boxes_xywh_px, rows: int, cols: int) -> np.ndarray:
+    """Boolean mask ``(N,)``: the boxes with no area inside a ``rows x cols`` image (left out of the label).
+
+    >>> outside_boxes([[10, 10, 5, 5], [300, 10, 5, 5], [290, 10, 20, 5]], 200, 300).tolist()
+    [False, True, False]
+    """
+    boxes = np.asarray(boxes_xywh_px, dtype=np.float64).reshape(-1, 4)
+    clipped = clip_xywh(boxes, cols, rows)
+    return (clipped[:, 2] <= 0) | (clipped[:, 3] <= 0)
 
 
 def png_header(path: Path) -> tuple[int, int, int, int] | None:
@@ -525,6 +536,11 @@ def convert_rsna(
             continue
         reused += result["reused"]
         meta = result["meta"]
+        outside = outside_boxes(job.boxes, meta["rows"], meta["cols"])
+        if outside.any():  # rare: a box beyond a small image; say so rather than drop it silently
+            csv_rows = labels.boxes.loc[labels.boxes["patientId"] == job.patient_id, "row"].to_numpy()
+            why = "box lies wholly outside the image: left out of the label file (kept in boxes.csv)"
+            skips.extend(Skip(labels.label_file, int(r), job.patient_id, why) for r in csv_rows[outside])
         keep.add(job.png)
         if job.label is not None:
             keep.add(job.label)

@@ -170,6 +170,32 @@ def test_geometry_non_square_clipping_and_pixel_mapping(tmp_path: Path):
     assert boxes.iloc[:, 1:].to_numpy().tolist() == [[250, 150, 100, 100], [10, 20, 30, 40]]  # unclipped
 
 
+def test_box_wholly_outside_the_image_is_reported(tmp_path: Path):
+    src = tmp_path / "src"
+    (src / TRAIN).mkdir(parents=True)
+    for pid in ("small", "n1", "n2"):
+        write_dicom(src / TRAIN / f"{pid}.dcm", np.full((100, 80), 90, np.uint8), patient_id=pid)
+    write_csvs(
+        src,
+        [
+            ("small", 10, 20, 30, 40, 1),
+            ("small", 500, 20, 30, 40, 1),  # a 1024-frame box beyond the 80-px-wide image
+            ("n1", None, None, None, None, 0),
+            ("n2", None, None, None, None, 0),
+        ],
+        [("small", "Lung Opacity"), ("small", "Lung Opacity"), ("n1", "Normal"), ("n2", "Normal")],
+    )
+    out = tmp_path / "out"
+    report = convert(src, out, imgsz=64, val_fraction=0.5)
+    why = "box lies wholly outside the image: left out of the label file (kept in boxes.csv)"
+    assert report["skips"] == [{"file": LABELS_CSV, "row": 3, "patientId": "small", "reason": why}]
+    assert report["check"] == {"ok": True, "problems": []}
+    manifest = read_manifest(out)
+    assert manifest.loc["small", "n_boxes"] == "2"  # the Kaggle truth keeps both boxes
+    label = out / "labels" / manifest.loc["small", "split"] / "small.txt"
+    assert label.read_text() == "0 0.312500 0.400000 0.375000 0.400000\n"
+
+
 @pytest.fixture
 def synthetic(tmp_path: Path) -> Path:
     src = tmp_path / "src"
