@@ -95,6 +95,14 @@ def find_source(src: str | Path) -> Source:
     return Source(root, label_csv, class_csv, train[0], test[0] if test else None)
 
 
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. under ``taskset`` or a container)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def inside(out: Path, relative: str | Path) -> Path:
     """``out / relative`` resolved, refusing anything that would land outside ``out`` (already resolved)."""
     path = (out / relative).resolve()
@@ -522,7 +530,7 @@ def convert_rsna(
         if split != "test":
             inside(out, f"labels/{split}").mkdir(parents=True, exist_ok=True)
 
-    workers = max(1, workers or os.cpu_count() or 1)
+    workers = max(1, workers or available_cpus())
     results = run_jobs(jobs, workers, progress=progress)
 
     manifest: list[dict] = []

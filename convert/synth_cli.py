@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 import time
 from pathlib import Path
 
@@ -11,33 +12,56 @@ from convert.cli import UserError
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
+    parser.description = textwrap.fill(
         "Write a synthetic RSNA Pneumonia Detection Challenge download: stage_2_train_images/*.dcm, "
         "stage_2_test_images/*.dcm (JPEG Baseline DICOMs like the real ones), stage_2_train_labels.csv, "
         "stage_2_detailed_class_info.csv and stage_2_sample_submission.csv, with the real class mix and "
         "boxes drawn from the real labels file. The same arguments give byte-identical files."
     )
-    parser.add_argument("--out", type=Path, required=True, help="folder to write (created if missing)")
-    parser.add_argument("--patients", type=int, required=True, help="number of training patients")
-    parser.add_argument("--test-patients", type=int, default=0, help="number of test patients (default 0)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.epilog = (
+        "example:\n  python -m convert synth --out data/synth --patients 300 --test-patients 40 --seed 0\n"
+        "  python -m convert rsna --src data/synth --out data/synth_yolo --imgsz 640"
+    )
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
-        "--imgsz", type=int, default=NATIVE_SIZE, help=f"image width and height (default {NATIVE_SIZE})"
+        "--out", type=Path, required=True, metavar="DIR", help="folder to write (created if missing)"
+    )
+    parser.add_argument(
+        "--patients", type=int, required=True, metavar="N", help="number of training patients"
+    )
+    parser.add_argument(
+        "--test-patients", type=int, default=0, metavar="M", help="number of test patients (default 0)"
+    )
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    parser.add_argument(
+        "--imgsz",
+        type=int,
+        default=NATIVE_SIZE,
+        metavar="N",
+        help=f"image width and height (default {NATIVE_SIZE}, as the real files)",
     )
     parser.add_argument(
         "--labels-csv",
         type=Path,
         default=None,
+        metavar="CSV",
         help="real stage_2_train_labels.csv to draw box sets from (default: ../shared/rsna_sample's, "
         "or a small embedded table of real boxes when that is absent)",
     )
-    parser.add_argument("--workers", type=int, default=1, help="processes rendering images (default 1)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="W",
+        help="processes rendering images (default: all CPU cores; the files do not depend on it)",
+    )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the DICOMs and CSVs of an earlier run in --out"
     )
 
 
 def main(args: argparse.Namespace) -> int:
+    from convert.rsna import available_cpus
     from convert.synth import generate
 
     if args.patients < 0 or args.test_patients < 0:
@@ -55,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
             args.seed,
             labels_csv=args.labels_csv,
             imgsz=args.imgsz,
-            workers=max(1, args.workers),
+            workers=max(1, args.workers or available_cpus()),
             overwrite=args.overwrite,
             progress=True,
         )

@@ -431,3 +431,11 @@ def test_stage1_layout(synthetic: Path, tmp_path: Path):
     assert report["source"]["test_images"] == "stage_1_test_images"
     assert report["counts"]["converted"] == 14 + 3 and report["counts"]["skipped"] == 0
     assert report["check"]["ok"]
+
+
+def test_default_workers_are_the_cores_this_process_may_use():
+    import os
+
+    from convert.rsna import available_cpus
+
+    assert available_cpus() == len(os.sched_getaffinity(0)) and 1 <= available_cpus() <= os.cpu_count()
