@@ -39,7 +39,7 @@ from PIL import Image
 from pydicom.encaps import generate_frames
 
 import offline  # noqa: F401  (before anything that may import ultralytics)
-from convert.rsna import convert_rsna, resized_shape
+from convert.rsna import available_cpus, convert_rsna, resized_shape
 from convert.synth import generate
 
 
@@ -105,7 +105,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=2, help="runs of each measurement; best kept")
     parser.add_argument("--src", type=Path, default=None, help="reuse (or create) the generated data here")
     args = parser.parse_args()
-    cores = os.cpu_count() or 1
+    cores = available_cpus()  # what convert_rsna uses by default
 
     work = Path(tempfile.mkdtemp(prefix="convert_bench_"))
     src = args.src or work / "src"
