@@ -33,12 +33,10 @@ else
   EPOCHS=${DEMO_EPOCHS:-30}
   HYP=${DEMO_HYP:-yolo_configs/hyp/xray.yaml}
   TEST_DIR="$DATA/stage_2_test_images"
-  # Fail before converting ~30k films if the pretrained weights cannot be had (python -m train says the same).
-  if [[ "$MODEL" == *.pt && ! -f "$MODEL" && "${RSNA_YOLO_ONLINE:-0}" != "1" ]]; then
-    echo "demo: $MODEL is downloaded by Ultralytics, which needs RSNA_YOLO_ONLINE=1; or download it on a" >&2
-    echo "      connected machine and pass DEMO_MODEL=/path/to/$MODEL (or DEMO_MODEL=yolo11s.yaml: from scratch)" >&2
-    exit 2
-  fi
+  # Fail before converting ~30k films if the pretrained weights cannot be had: the same check and message
+  # as python -m train (a local file, Ultralytics' weights folder, or RSNA_YOLO_ONLINE=1 to download).
+  $PY -c "import sys, train; from convert.cli import call_reporting_errors; from train.args import resolve_model
+sys.exit(call_reporting_errors('demo', lambda m: resolve_model(m) and 0, sys.argv[1]))" "$MODEL"
 fi
 mkdir -p "$OUT"
 ABS_OUT=$(cd "$OUT" && pwd)

@@ -49,6 +49,11 @@ def test_key_values_are_typed_like_the_yolo_cli():
     assert opts == TrainOptions()
 
 
+def test_checkpoint_and_transfer_keys_pass_through_to_ultralytics():
+    args, _ = parse_key_values(["save_period=2", "patience=5", "freeze=10", "model=runs/x/weights/best.pt"])
+    assert args == {"save_period": 2, "patience": 5, "freeze": 10, "model": "runs/x/weights/best.pt"}
+
+
 def test_our_keys_are_removed_before_ultralytics():
     args, opts = parse_key_values(
         ["detect", "train", "kaggle_every=2", "wandb=False", "wandb_group=g", "epochs=1"]
