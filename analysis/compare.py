@@ -62,21 +62,31 @@ class Run:
         return self.path.name
 
 
+def _is_run(folder: Path) -> bool:
+    """Any trace of a run: a run killed before writing args.yaml may still have left ``weights/``."""
+    return any((folder / name).exists() for name in ("args.yaml", "results.csv", "weights"))
+
+
 def find_runs(paths: list[Path]) -> list[Path]:
-    """Each path that looks like a run folder, or, for a folder of runs (``runs/detect``, a sweep), each
-    sub-folder holding ``args.yaml`` or ``results.csv``. A path that is neither is kept (and reported)."""
+    """Each path that looks like a run folder, or, for a folder of runs at any depth (``runs/``,
+    ``runs/detect``, ``runs/sweeps/<name>``), each folder below it holding ``args.yaml``, ``results.csv``
+    or ``weights/`` (not looking inside a run). A path that is neither is kept (and reported)."""
     found = []
     for p in map(Path, paths):
-        if p.is_dir() and not (p / "args.yaml").exists() and not (p / "results.csv").exists():
-            subs = sorted(
-                d
-                for d in p.iterdir()
-                if d.is_dir() and ((d / "args.yaml").exists() or (d / "results.csv").exists())
-            )
-            found += subs or [p]
+        if p.is_dir() and not _is_run(p):
+            found += _runs_below(p) or [p]
         else:
             found.append(p)
     return found
+
+
+def _runs_below(folder: Path) -> list[Path]:
+    """Run folders under ``folder``, sorted; a run's own sub-folders (weights, wandb) are not searched."""
+    out = []
+    for d in sorted(folder.iterdir()):
+        if d.is_dir() and not d.is_symlink():
+            out += [d] if _is_run(d) else _runs_below(d)
+    return out
 
 
 def read_run(path: Path) -> Run:
@@ -210,8 +220,20 @@ def summarize_run(run: Run) -> dict:
         "Kaggle conf": _float(k.get("conf")),
         "Kaggle scale": _float(k.get("scale")),
         "Kaggle split": k.get("split", ""),
+        "Kaggle weights": _weights_name(k.get("weights")),
         "status reason": reason,
     }
+
+
+def _weights_name(weights) -> str:
+    """The checkpoint kaggle.json scored: ``best.pt`` / ``last.pt``, or ``ensemble of N`` for a list.
+
+    >>> _weights_name("/r/weights/best.pt"), _weights_name(["a.pt", "b.pt"]), _weights_name(None)
+    ('best.pt', 'ensemble of 2', '')
+    """
+    if isinstance(weights, list):
+        return f"ensemble of {len(weights)}"
+    return Path(weights).name if weights else ""
 
 
 def _float(v) -> float:
@@ -507,6 +529,11 @@ def best_run_sentence(scored: pd.DataFrame, score: str) -> str:
         if score == "Kaggle mAP"
         else ""
     )
+    tied = scored[scored[score] >= best[score] - 1e-9]
+    if len(tied) > 1:
+        after = scored.iloc[len(tied)] if len(scored) > len(tied) else None
+        ahead = f", {best[score] - after[score]:.4f} ahead of {after['run']}" if after is not None else ""
+        return f"Best runs by {score}: {', '.join(tied['run'])}, tied at {best[score]:.4f}{ahead}."
     margin = (
         f", {best[score] - scored.iloc[1][score]:.4f} ahead of {scored.iloc[1]['run']}"
         if len(scored) > 1

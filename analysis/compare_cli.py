@@ -13,12 +13,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``analysis compare``."""
     parser.description = (
         "Compare Ultralytics run folders (from yolo train, python -m train or a sweep): a table of model, "
-        "differing hyperparameters, epochs, early stopping, resume, train time, mAP and Kaggle mAP; metric "
-        "and "
-        "loss curves; score against each varying hyperparameter; observations. A folder holding run folders "
-        "(runs/detect, a sweep) is expanded. Runs without kaggle.json are rescored when they have weights "
-        "and their data YAML exists (use --no-rescore to skip). Writes report.md, report.html, runs.csv and "
-        "PNG figures into --out."
+        "differing hyperparameters, epochs, early stopping, resume, train time, mAP and Kaggle mAP (with the "
+        "tuned threshold and the checkpoint scored); metric and loss curves; score against each varying "
+        "hyperparameter; observations. A folder holding run folders at any depth (runs/, runs/detect, a "
+        "sweep folder) is expanded. Runs without kaggle.json are rescored when they have weights and their "
+        "data YAML exists (use --no-rescore to skip). Writes report.md, report.html, runs.csv and PNG "
+        "figures into --out."
     )
     parser.add_argument(
         "runs", nargs="+", type=Path, metavar="RUN_DIR", help="run folders or folders of runs"

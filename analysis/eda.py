@@ -156,7 +156,10 @@ def kaggle_checks(labels: pd.DataFrame, classes: pd.DataFrame) -> pd.DataFrame:
                 int(
                     (
                         (merged.groupby("patientId").size() > 1)
-                        & (merged.groupby("patientId")["class"].first() != "Lung Opacity")
+                        & (
+                            (merged.groupby("patientId")["class"].first() != "Lung Opacity")
+                            | ~has_box.groupby(merged["patientId"]).all()
+                        )
                     ).sum()
                 ),
             ),
@@ -407,6 +410,7 @@ def load_converted(src: Path) -> EdaData:
     )
     why = {
         "fold": ("test images are not in any fold", "empty cell"),
+        "n_boxes": ("test images have no labels", "empty cell"),
         "class": ("test images have no labels", "empty cell"),
         "Target": ("test images have no labels", "empty cell"),
         "PatientAge": ("tag absent, blank or not a number in the DICOM", "empty cell (never guessed)"),
@@ -1017,7 +1021,9 @@ def build_report(
         report.heading("Box geometry")
         desc = geom[["width", "height", "area", "aspect"]].describe(percentiles=[0.05, 0.5, 0.95]).T
         report.table(
-            desc.drop(columns=["count"]).round(2), caption=f"{len(geom):,} boxes (source pixels)", index=True
+            desc.drop(columns=["count"]).round(2).rename_axis("measure"),
+            caption=f"{len(geom):,} boxes (source pixels)",
+            index=True,
         )
         report.figure(
             fig_box_geometry(geom), "box_geometry", "Width, height, area and aspect ratio of the boxes"

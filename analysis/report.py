@@ -114,8 +114,10 @@ class Report:
             self.blocks.append(("bullets", list(items)))
 
     def table(self, df: pd.DataFrame, caption: str | None = None, index: bool = False) -> None:
-        """A table from a data frame (the index becomes the first column when ``index``)."""
-        frame = df.reset_index() if index else df
+        """A table from a data frame (the index becomes the first column when ``index``; a plain
+        0..n-1 index carries no information and is never shown, an unnamed one gets an empty header)."""
+        plain = isinstance(df.index, pd.RangeIndex) and df.index.name is None
+        frame = df.rename_axis(df.index.name or "").reset_index() if index and not plain else df
         self.blocks.append(("table", (caption, frame.copy())))
 
     def figure(self, fig: Figure, name: str, caption: str) -> Path:

@@ -195,6 +195,20 @@ def fig_pairs(
     return fig
 
 
+def _none_sentence(table: pd.DataFrame, kind: str, preds: pd.DataFrame, conf: float) -> str:
+    """Why a section is empty, with the numbers: how many negatives, and the most confident box below the
+    threshold among them (how close the nearest false alarm came)."""
+    negatives = table.loc[table["n_gt"] == 0, "patientId"]
+    below = preds.loc[preds["patientId"].isin(negatives), "conf"]
+    nearest = (
+        f"; the most confident box on them, {below.max():.3f}, is below the threshold"
+        if len(below)
+        else "; no box was predicted on them at all"
+    )
+    n = len(negatives)
+    return f"No {kind}: none of the {n} images without opacity has a box at conf >= {conf:g}{nearest}."
+
+
 def run_show(
     run_dir: Path,
     split: str = "val",
@@ -226,15 +240,23 @@ def run_show(
         pd.DataFrame({"kind": list(KINDS), "images": kinds.to_numpy(), "meaning": list(KINDS.values())})
     )
     report.heading("Worst false positives on healthy lungs")
-    report.text("Images without opacity that received boxes, most confident false alarm first.")
-    report.figure(fig_pairs(sections["false positives"], root, manifest, truth.truth, preds, conf, scale,
-                            "False positives on images without opacity (most confident first)"),
-                  "worst_false_positives", "Worst false positives")  # fmt: skip
+    fp = sections["false positives"]
+    if len(fp):
+        report.text("Images without opacity that received boxes, most confident false alarm first.")
+        report.figure(fig_pairs(fp, root, manifest, truth.truth, preds, conf, scale,
+                                "False positives on images without opacity (most confident first)"),
+                      "worst_false_positives", "Worst false positives")  # fmt: skip
+    else:
+        report.text(_none_sentence(table, "false positive", preds, conf))
     report.heading("Worst images with opacities")
-    report.text("Images with ground-truth boxes, lowest Kaggle score first (complete misses score 0).")
-    report.figure(fig_pairs(sections["opacities"], root, manifest, truth.truth, preds, conf, scale,
-                            "Images with opacity, lowest score first"), "worst_opacities",
-                  "Worst misses and poor matches")  # fmt: skip
+    opac = sections["opacities"]
+    if len(opac):
+        report.text("Images with ground-truth boxes, lowest Kaggle score first (complete misses score 0).")
+        report.figure(fig_pairs(opac, root, manifest, truth.truth, preds, conf, scale,
+                                "Images with opacity, lowest score first"), "worst_opacities",
+                      "Worst misses and poor matches")  # fmt: skip
+    else:
+        report.text(f"No image of {split} has a ground-truth box, so there is no miss to show.")
     report.heading("Ranking")
     report.table(sections["ranking"].head(max(3 * worst, 30)).round(4),
                  caption="Scored images, worst first (the full list is in images.csv)")  # fmt: skip

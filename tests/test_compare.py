@@ -87,6 +87,7 @@ def test_table_holds_the_runs_real_values(trained: dict[str, Path], tmp_path: Pa
         kaggle = json.loads((trained[name] / "kaggle.json").read_text())
         assert row["Kaggle mAP"] == pytest.approx(kaggle["score"])
         assert row["Kaggle conf"] == pytest.approx(kaggle["conf"]) and row["Kaggle split"] == "val"
+        assert row["Kaggle weights"] == Path(kaggle["weights"]).name == "best.pt"
         assert 0.0 <= kaggle["score"] <= 1.0
     assert table.loc["interrupted", "status"] == "interrupted"
     assert table.loc["interrupted", "epochs planned"] == 5
@@ -163,3 +164,30 @@ def test_effects_compare_only_otherwise_equal_runs() -> None:
         if line.startswith("optimizer")
     )
     assert "(d)" not in opt and "optimizer=SGD → 0.2000 (a), optimizer=AdamW → 0.1800 (c)" in opt
+
+
+def test_runs_found_at_any_depth_and_traces_reported(tmp_path: Path) -> None:
+    """runs/ holding runs/detect/<run> and runs/sweeps/<name>/trial_*: every run is found, a run's own
+    sub-folders are not searched, and a folder with only weights/ is reported, not silently dropped."""
+    for run in ("detect/train", "sweeps/s1/trial_000", "sweeps/s1/trial_001"):
+        (tmp_path / "runs" / run / "weights").mkdir(parents=True)
+        (tmp_path / "runs" / run / "args.yaml").write_text("epochs: 1\n")
+    (tmp_path / "runs" / "detect" / "train" / "sub").mkdir()
+    (tmp_path / "runs" / "detect" / "train" / "sub" / "args.yaml").write_text("epochs: 1\n")
+    (tmp_path / "runs" / "detect" / "killed" / "weights").mkdir(parents=True)
+    (tmp_path / "runs" / "notes").mkdir()
+    found = [p.relative_to(tmp_path / "runs").as_posix() for p in compare.find_runs([tmp_path / "runs"])]
+    assert found == ["detect/killed", "detect/train", "sweeps/s1/trial_000", "sweeps/s1/trial_001"]
+    with pytest.raises(compare.RunError, match=r"no args\.yaml"):
+        compare.read_run(tmp_path / "runs" / "detect" / "killed")
+
+
+def test_best_run_sentence_names_ties() -> None:
+    scored = pd.DataFrame({"run": ["a", "b", "c"], "Kaggle mAP": [0.5, 0.5, 0.4],
+                           "Kaggle conf": [0.2, 0.3, 0.2], "Kaggle scale": [1.0, 1.0, 1.0]})  # fmt: skip
+    assert compare.best_run_sentence(scored, "Kaggle mAP") == (
+        "Best runs by Kaggle mAP: a, b, tied at 0.5000, 0.1000 ahead of c."
+    )
+    assert compare.best_run_sentence(scored.iloc[1:], "Kaggle mAP") == (
+        "Best run by Kaggle mAP: b (0.5000 at conf 0.3, box scale 1, 0.1000 ahead of c)."
+    )

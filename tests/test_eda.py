@@ -68,6 +68,7 @@ def test_real_labels_numbers_match_the_readme(csv_only: Path, tmp_path: Path) ->
     assert {p.stem for p in figures} == {"classes", "box_geometry", "coverage"}
     assert_valid_pngs(figures)
     md = paths["markdown"].read_text()
+    assert "| measure | mean | std | min | 5% | 50% | 95% | max |" in md and "| index |" not in md
     for number in ("30,227", "26,684", "9,555", "6,012", "11,821", "8,851", "20,672"):
         assert number in md
     assert "11 of 11 consistency checks hold" in md
@@ -151,7 +152,7 @@ def write_converted(root: Path) -> Path:
         ("p1", "train", 0, "Lung Opacity", 1, 2, 70, "F", "AP", 1024, 1024),
         ("p2", "train", 1, "Normal", 0, 0, 30, "M", "PA", 1024, 1024),
         ("p3", "val", 0, "No Lung Opacity / Not Normal", 0, 0, None, "M", "PA", 1024, 1024),
-        ("t1", "test", None, None, None, 0, 150, "F", "AP", 1024, 1024),
+        ("t1", "test", None, None, None, None, 150, "F", "AP", 1024, 1024),
     ]
     manifest = pd.DataFrame(
         rows,
@@ -201,6 +202,9 @@ def test_converted_dataset(tmp_path: Path) -> None:
     missing = data.missing.set_index("field")
     assert missing.loc["PatientAge", "empty"] == 1 and missing.loc["PatientAge", "which rows"] == "1 val"
     assert missing.loc["class", "which rows"] == "1 test"
+    # n_boxes is empty for test images by contract (docs/ARCHITECTURE.md): explained, not "unexpected".
+    assert missing.loc["n_boxes", "empty"] == 1
+    assert missing.loc["n_boxes", "why"] == "test images have no labels"
     assert eda.age_outliers(data.patients)["patientId"].tolist() == ["t1"]
     paths = eda.run_eda(root, tmp_path / "out", progress=False)
     assert_valid_pngs([p for k, p in paths.items() if k not in {"markdown", "html"}])
@@ -249,3 +253,22 @@ def test_dataset_written_by_the_converter(real_kaggle: Path, tmp_path: Path) -> 
     paths = eda.run_eda(tmp_path / "ds", tmp_path / "out", progress=False)
     assert {"samples", "headers", "intensity"} <= set(paths)
     assert_valid_pngs([p for k, p in paths.items() if k not in {"markdown", "html"}])
+
+
+def test_checks_find_violations() -> None:
+    """The class/Target checks are computed: a broken pair of files fails exactly the statements it breaks."""
+    labels = pd.DataFrame({
+        "patientId": ["a", "a", "b", "c", "d"], "x": [1.0, None, None, 5.0, None],
+        "y": [1.0, None, None, 5.0, None], "width": [9.0, None, None, 9.0, None],
+        "height": [9.0, None, None, 9.0, None], "Target": [1, 1, 0, 1, 0],
+    })  # fmt: skip
+    lo, normal = "Lung Opacity", "Normal"
+    classes = pd.DataFrame({"patientId": labels["patientId"], "class": [lo, lo, normal, normal, lo]})
+    checks = eda.kaggle_checks(labels, classes).set_index("check")["violations"]
+    # a's second row is Target=1 without a box; c is Target=1 but Normal; d is Lung Opacity with Target=0.
+    assert checks["every Target=1 row has all four box fields"] == 1
+    assert checks["every Target=1 row is Lung Opacity"] == 1
+    assert checks["every Lung Opacity row has Target=1"] == 1
+    assert checks["patients with several rows are all Lung Opacity with one box per row"] == 1
+    assert checks["every Target=0 row has all four box fields empty"] == 0
+    assert checks["one class per patient"] == 0

@@ -150,3 +150,15 @@ def test_markdown_and_html_tables(tmp_path: Path) -> None:
     html = paths["html"].read_text()
     assert "<title>Tables &lt;&amp;&gt;</title>" in html and "<p>a &lt; b &amp; c</p>" in html
     assert '<td>x|y</td><td class="num">1,234</td>' in html
+
+
+def test_index_column_only_when_it_carries_information(tmp_path: Path) -> None:
+    report = Report("Index", tmp_path)
+    report.table(pd.DataFrame({"reason": ["none"], "rows": [0]}), index=True)  # 0..n-1: not shown
+    named = pd.DataFrame({"n": [3, 4]}, index=pd.Index(["a", "b"], name="split"))
+    report.table(named, index=True)
+    report.table(pd.DataFrame({"mean": [1.5]}, index=["width"]), index=True)  # unnamed: empty header
+    md = report.write()["markdown"].read_text().splitlines()
+    assert "| reason | rows |" in md and "| index |" not in " ".join(md)
+    assert "| split | n |" in md and "| a | 3 |" in md
+    assert "|  | mean |" in md and "| width | 1.5 |" in md

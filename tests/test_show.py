@@ -102,6 +102,25 @@ def test_ranking_and_sections_match_hand_computed_scores(dataset: Path, tmp_path
     assert pd.read_csv(paths["images"])["patientId"].nunique() == 19
 
 
+def test_empty_section_is_a_sentence_not_a_blank_figure(dataset: Path, tmp_path: Path) -> None:
+    """At conf 0.85 only A's boxes (0.9) survive: no false positive, so that section says why in numbers."""
+    roles = handmade_run(dataset, tmp_path / "run")
+    kaggle = json.loads((tmp_path / "run" / "kaggle.json").read_text())
+    (tmp_path / "run" / "kaggle.json").write_text(json.dumps({**kaggle, "conf": 0.85}))
+    paths, table = show.run_show(tmp_path / "run", "train", worst=4, progress=False)
+    assert (table["kind"] == "false positive").sum() == 0 and table.set_index("patientId").loc[
+        roles["E"], "kind"] == "true negative"  # fmt: skip
+    assert "worst_false_positives" not in paths and not (tmp_path / "run" / "show_train" /
+                                                         "worst_false_positives.png").exists()  # fmt: skip
+    md = paths["markdown"].read_text()
+    # 13 train negatives; E's box at 0.8 is the most confident one on them.
+    assert (
+        "No false positive: none of the 13 images without opacity has a box at conf >= 0.85; "
+        "the most confident box on them, 0.800, is below the threshold." in md
+    )
+    assert paths["html"].read_text().count("data:image/png;base64,") == 1  # the opacities only
+
+
 def test_end_to_end_on_a_trained_run(dataset: Path, tmp_path: Path) -> None:
     """A 1-epoch run without kaggle.json: show rescores it through the CLI, then draws the val split."""
     from ultralytics import YOLO
