@@ -15,7 +15,8 @@ from conftest import REPO_ROOT, subprocess_env
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from tiny_yolo_data import make_tiny_dataset
 
-from train.sweep import default_count, grid_values, load_sweep
+from train.args import split_values
+from train.sweep import default_count, example_values, grid_values, load_sweep
 
 HYP = sorted((REPO_ROOT / "yolo_configs" / "hyp").glob("*.yaml"))
 SWEEPS = sorted((REPO_ROOT / "yolo_configs" / "sweeps").glob("*.yaml"))
@@ -86,6 +87,9 @@ def test_sweep_file_is_a_wandb_sweep_and_an_optuna_space(path: Path):
             )
         else:
             assert isinstance(d, (FloatDistribution, IntDistribution)) and d.low == spec_in["min"]
+    # Every key is one `python -m train` takes (an Ultralytics argument or ours), checked as a trial would be.
+    args, _ = split_values(list({**spec.fixed, **example_values(spec)}.items()))
+    assert "cfg" in args and Path(args["cfg"]).is_file()
     if spec.method == "grid":
         sizes = [len(v["values"]) for v in doc["parameters"].values() if "values" in v]
         assert default_count(spec) == len(list(itertools.product(*grid_values(spec).values())))

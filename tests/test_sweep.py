@@ -129,3 +129,20 @@ def test_interrupted_grid_sweep_continues_with_the_interrupted_point(tmp_path: P
 
     # Run again: nothing left to do, and the interrupted trial is not queued a second time.
     assert len(run_sweep(sweep_file, **common)) == 5 and len(calls) == 5
+
+
+def test_bad_keys_stop_the_sweep_before_any_study_or_trial(tmp_path: Path):
+    data = tmp_path / "data.yaml"
+    data.write_text("path: /nowhere\n")
+    bad = tmp_path / "bad.yaml"
+    doc = yaml.safe_load((REPO_ROOT / "yolo_configs/sweeps/optimizers.yaml").read_text())
+    doc["parameters"]["mosiac"] = {"values": [0.0, 1.0]}  # a misspelt swept key
+    bad.write_text(yaml.safe_dump(doc))
+    good = REPO_ROOT / "yolo_configs/sweeps/optimizers.yaml"
+    for sweep_file, overrides, message in [
+        (good, [("lr_0", 3)], "'lr_0' is not a valid YOLO argument"),
+        (bad, [], "'mosiac' is not a valid YOLO argument"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            run_sweep(sweep_file, data=str(data), overrides=overrides, out_dir=tmp_path / "sweep")
+    assert not (tmp_path / "sweep").exists()

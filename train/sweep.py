@@ -222,6 +222,19 @@ def objective_value(metric: str, result) -> float:
     )
 
 
+def example_values(spec: SweepSpec) -> dict[str, Any]:
+    """One value of each swept parameter (the first choice, or the low end), to check keys before a study.
+
+    >>> spec = load_sweep(Path(__file__).parents[1] / "yolo_configs/sweeps/optimizers.yaml")
+    >>> example_values(spec)
+    {'cfg': 'yolo_configs/hyp/sgd.yaml'}
+    """
+    from optuna.distributions import CategoricalDistribution
+
+    space = spec.space
+    return {k: d.choices[0] if isinstance(d, CategoricalDistribution) else d.low for k, d in space.items()}
+
+
 def suggest(trial, key: str, d) -> Any:
     """Ask the trial for ``key`` from distribution ``d`` (define-by-run, so samplers see the same space)."""
     from optuna.distributions import CategoricalDistribution, IntDistribution
@@ -308,8 +321,9 @@ def run_sweep(
     spec = SweepSpec(
         **{**spec.__dict__, "space": {k: v for k, v in spec.space.items() if k not in pinned}},
     )
-    # Check the dataset before creating a study whose every trial would fail on it.
+    # Check the dataset and the keys before creating a study whose every trial would fail on them.
     pinned["data"] = str(resolve_data({"data": pinned.get("data") or spec.fixed.get("data")}))
+    split_values(list({**spec.fixed, **example_values(spec), **pinned}.items()))
     folder = Path(out_dir or DEFAULT_SWEEPS_DIR / spec.name).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     storage_url = storage or f"sqlite:///{folder / 'optuna.db'}"
