@@ -250,11 +250,29 @@ def _reuse(job: Job) -> dict | None:
     return {"patientId": job.patient_id, "ok": True, "reused": True, "meta": meta, "scale": scale}
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
     # One OpenCV thread per process: the processes are the parallelism. Ctrl-C is the parent's to
     # handle (it stops the pool); workers ignoring it avoids a traceback from every process.
     cv2.setNumThreads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: have the kernel kill this worker when its parent dies.
+
+    Without it a ``kill -9`` of the converter leaves its pool workers behind, asleep forever on a queue
+    nobody writes to (and, until then, still writing the images of their chunk beside a rerun).
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: workers then end when the pool shuts down
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def run_jobs(jobs: list[Job], workers: int, progress: bool = True) -> list[dict]:
@@ -272,7 +290,7 @@ def run_jobs(jobs: list[Job], workers: int, progress: bool = True) -> list[dict]
             cv2.setNumThreads(threads)
     else:
         chunksize = max(1, min(32, len(jobs) // (workers * 8)))
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker)
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(os.getpid(),))
         try:
             for result in pool.map(convert_one, jobs, chunksize=chunksize):
                 results.append(result)

@@ -9,15 +9,17 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from convert.synth import generate
 from tests.conftest import REPO_ROOT, subprocess_env
 
 
-def cli(src: Path, out: Path) -> list[str]:
+def cli(src: Path, out: Path, workers: int = 1) -> list[str]:
     # Upscaling the 256-px sources to 1024 px makes each image slow enough (PNG encoding) to be
     # caught half-way by a poll every few milliseconds.
     return [sys.executable, "-m", "convert", "rsna", "--src", str(src), "--out", str(out),
-            "--imgsz", "1024", "--folds", "2", "--workers", "1"]  # fmt: skip
+            "--imgsz", "1024", "--folds", "2", "--workers", str(workers)]  # fmt: skip
 
 
 def snapshot(out: Path) -> dict[str, bytes]:
@@ -30,12 +32,27 @@ def snapshot(out: Path) -> dict[str, bytes]:
     return files
 
 
-def test_kill_and_resume_gives_identical_bytes(tmp_path: Path):
+def processes_writing(out: Path) -> list[int]:
+    """Pids of live (not zombie) processes whose command line names ``out``: the converter and its workers."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if str(out).encode() in cmdline and state != "Z":
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kill_and_resume_gives_identical_bytes(tmp_path: Path, workers: int):
     src = tmp_path / "src"
     generate(src, 40, 4, seed=2, imgsz=256)
     out = tmp_path / "killed"
     proc = subprocess.Popen(
-        cli(src, out),
+        cli(src, out, workers),
         cwd=REPO_ROOT,
         env=subprocess_env(),
         stdout=subprocess.DEVNULL,
@@ -49,6 +66,14 @@ def test_kill_and_resume_gives_identical_bytes(tmp_path: Path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
+    # Pool workers die with the converter: none is left asleep, or writing beside the rerun.
+    deadline = time.monotonic() + 10
+    while processes_writing(out) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = processes_writing(out)
+    for pid in left:  # do not leak them when this fails
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
     assert not (out / "manifest.csv").exists(), "the run finished before it was killed: not a mid-way kill"
     done = {}
     for png in out.glob("images/*/*.png"):
@@ -58,7 +83,7 @@ def test_kill_and_resume_gives_identical_bytes(tmp_path: Path):
     assert 0 < len(done) < 44
 
     resumed = subprocess.run(
-        cli(src, out), cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True
+        cli(src, out, workers), cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr
     assert f"and {len(done)} reused from an earlier run" in resumed.stdout
