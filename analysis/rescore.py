@@ -81,6 +81,54 @@ def read_dataset(data_yaml: str | Path) -> tuple[Path, pd.DataFrame]:
     return root, manifest
 
 
+def yaml_split_ids(data_yaml: str | Path, split: str) -> list[str] | None:
+    """patientIds of the images the data YAML's ``split`` entry names, read as Ultralytics reads it (a
+    folder of images or a ``.txt`` list of image paths, relative to the YAML's ``path:``); None when the
+    YAML has no such entry. A fold YAML (``folds/fold<k>.yaml``) names its own val list this way."""
+    data_yaml = Path(data_yaml)
+    if data_yaml.is_dir():
+        data_yaml = data_yaml / "data.yaml"
+    try:
+        cfg = yaml.safe_load(data_yaml.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"{data_yaml}: cannot read the data YAML ({exc})") from exc
+    entries = cfg.get(split)
+    if not entries:
+        return None
+    root = Path(cfg.get("path") or data_yaml.parent)
+    if not root.is_absolute():
+        root = (data_yaml.parent / root).resolve()
+    ids: list[str] = []
+    for entry in [entries] if isinstance(entries, str) else list(entries):
+        where = Path(entry) if Path(entry).is_absolute() else root / entry
+        if where.is_dir():
+            ids += sorted(q.stem for q in where.rglob("*") if q.suffix.lower() in {".png", ".jpg", ".jpeg"})
+        elif where.suffix == ".txt" and where.is_file():
+            lines = [ln.strip() for ln in where.read_text().splitlines()]
+            ids += [Path(ln).stem for ln in lines if ln]
+        else:
+            raise UserError(f"{data_yaml}: {split}: {entry} is neither a folder nor a .txt image list")
+    return ids
+
+
+def dataset_split(data_yaml: str | Path, split: str) -> tuple[Path, pd.DataFrame]:
+    """:func:`read_dataset` with the manifest's ``split`` column rewritten to the images that the data YAML's
+    ``split`` entry names (so a fold YAML scores its own val images, not the manifest's fold 0)."""
+    root, manifest = read_dataset(data_yaml)
+    ids = yaml_split_ids(data_yaml, split)
+    if ids is None:
+        return root, manifest
+    known = set(manifest["patientId"].astype(str))
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise UserError(
+            f"{data_yaml}: {split}: {len(unknown)} image(s) not in {root / 'manifest.csv'}, e.g. {unknown[0]}"
+        )
+    chosen = manifest["patientId"].astype(str).isin(set(ids))
+    other = np.where(manifest["split"] == split, "", manifest["split"])  # the manifest's own split: not it
+    return root, manifest.assign(split=np.where(chosen, split, other))
+
+
 def dataset_truth(root: Path, manifest: pd.DataFrame, split: str | None = None) -> TruthSet:
     """Ground truth of the labelled images of ``split`` (all labelled splits when None) from ``boxes.csv``."""
     boxes_path = Path(root) / "boxes.csv"
@@ -90,6 +138,8 @@ def dataset_truth(root: Path, manifest: pd.DataFrame, split: str | None = None) 
     rows = manifest[manifest["split"] != "test"] if split is None else manifest[manifest["split"] == split]
     if rows.empty:
         raise UserError(f"{root / 'manifest.csv'}: no labelled images in split {split!r}")
+    if "Target" in rows.columns and rows["Target"].isna().all():
+        raise UserError(f"{root / 'manifest.csv'}: split {split!r} has no labels (test images have none)")
     ids = rows["patientId"].astype(str).tolist()
     classes = {}
     if "class" in rows.columns:
@@ -141,13 +191,13 @@ def read_truth(path: str | Path, *, split: str | None = None) -> TruthSet:
         raise UserError(f"{path}: not found")
     if path.is_dir() and (path / "manifest.csv").is_file():
         yaml_path = path / "data.yaml" if (path / "data.yaml").is_file() else path
-        return dataset_truth(*read_dataset(yaml_path), split)
+        return dataset_truth(*(dataset_split(yaml_path, split) if split else read_dataset(yaml_path)), split)
     if path.is_dir():
         from convert.labels import LABEL_FILES, find_csv
 
         return kaggle_truth(find_csv(path, LABEL_FILES))
     if path.suffix in {".yaml", ".yml"}:
-        return dataset_truth(*read_dataset(path), split)
+        return dataset_truth(*(dataset_split(path, split) if split else read_dataset(path)), split)
     if path.name == "boxes.csv" and (path.parent / "manifest.csv").is_file():
         return dataset_truth(path.parent, read_manifest(path.parent / "manifest.csv"), split)
     return kaggle_truth(path)
@@ -258,6 +308,35 @@ def best_row(table: pd.DataFrame) -> dict:
     return {"conf": float(row["conf"]), "scale": float(row["scale"]), "score": float(row["score"])}
 
 
+def format_sweep(table: pd.DataFrame) -> list[str]:
+    """The sweep as text: one line per confidence threshold, one column per box scale, ``*`` on the best
+    pair (:func:`best_row`); ``  -   `` where no image counts.
+
+    >>> t = pd.DataFrame({"conf": [0.1, 0.2, 0.1, 0.2], "scale": [1.0, 1.0, 0.9, 0.9],
+    ...                   "score": [0.5, 0.25, 0.625, float("nan")]})
+    >>> print("\\n".join(format_sweep(t)))
+    Kaggle score by confidence threshold (rows) and box scale (columns):
+      conf    1.00     0.90
+      0.10  0.5000   0.6250*
+      0.20  0.2500     -
+    """
+    best = best_row(table)
+    scales = list(dict.fromkeys(table["scale"]))
+    lines = [
+        "Kaggle score by confidence threshold (rows) and box scale (columns):",
+        "  conf" + "".join(f"  {s:6.2f} " for s in scales).rstrip(),
+    ]
+    by_pair = {(float(r.conf), float(r.scale)): float(r.score) for r in table.itertuples()}
+    for conf in dict.fromkeys(table["conf"]):
+        cells = []
+        for s in scales:
+            v = by_pair.get((float(conf), float(s)), math.nan)
+            mark = "*" if (float(conf), float(s)) == (best["conf"], best["scale"]) else " "
+            cells.append("    -    " if math.isnan(v) else f"  {v:.4f}{mark}")
+        lines.append(f"  {conf:4.2f}" + "".join(cells).rstrip())
+    return lines
+
+
 def plot_sweep(table: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     """Score vs confidence threshold, one line per box scale, best pair marked; PNG at ``path``."""
     import matplotlib
@@ -347,24 +426,28 @@ def predict_split(
         "conf": PREDICT_CONF,
         "split": split,
         "n_images": len(images),
+        "images_sha1": hashlib.sha1("\n".join(p.stem for p in images).encode()).hexdigest(),
         **(signature or {}),
     }
     csv_path = out_dir / f"predictions_{split}.csv"
-    previous = out_dir / "kaggle.json"
-    if csv_path.is_file() and previous.is_file():
-        try:
-            old = json.loads(previous.read_text()).get("prediction_signature")
-        except (OSError, json.JSONDecodeError):
-            old = None
-        if old == signature:
-            frame = pd.read_csv(csv_path, dtype={"patientId": str})
-            return frame[PRED_COLUMNS], signature, True
+    if csv_path.is_file() and _read_json(out_dir / "kaggle.json").get("prediction_signature") == signature:
+        frame = pd.read_csv(csv_path, dtype={"patientId": str})
+        return frame[PRED_COLUMNS], signature, True
     frame = predict_images(
         list(weights), images, imgsz=imgsz, conf=PREDICT_CONF, batch=batch, tta=tta, device=device,
         scales=scales, progress=progress,
     )  # fmt: skip
     write_csv_atomic(frame[PRED_COLUMNS], csv_path)
     return frame[PRED_COLUMNS], signature, False
+
+
+def _read_json(path: Path) -> dict:
+    """A previous ``kaggle.json`` as a dict; empty when missing or unreadable (then nothing is reused)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def ultralytics_map(
@@ -410,7 +493,9 @@ def rescore(
     see :func:`default_out_dir`). Returns the ``kaggle.json`` dict (docs/ARCHITECTURE.md) plus ``run_dir``.
 
     ``conf`` is the prediction threshold (only thresholds ``>= conf`` are swept); mAP50 / mAP50-95 come from
-    Ultralytics' validator for a single model without TTA (None otherwise, or with ``ultralytics_val=False``).
+    Ultralytics' validator for a single model without TTA (None otherwise, or with ``ultralytics_val=False``);
+    when the cached predictions are reused and the previous ``kaggle.json`` has them, they are reused too,
+    so rescoring again runs no inference.
     """
     items = [weights_or_run] if isinstance(weights_or_run, (str, Path)) else list(weights_or_run)
     if not items:
@@ -420,7 +505,7 @@ def rescore(
     run_dir = Path(out_dir) if out_dir else default_out_dir(resolved[0][1], len(weights), tta)
     run_dir.mkdir(parents=True, exist_ok=True)
     data_yaml = Path(data_yaml)
-    root, manifest = read_dataset(data_yaml)
+    root, manifest = dataset_split(data_yaml, split)
     gt = dataset_truth(root, manifest, split)
 
     from analysis.predict import resolve_imgsz
@@ -438,7 +523,12 @@ def rescore(
     n_boxes = {k: len(v[1]) for k, v in preds_best.items()}
     maps = {"map50": None, "map50_95": None}
     if ultralytics_val and len(weights) == 1 and not tta:
-        maps = ultralytics_map(weights[0], data_yaml, split, imgsz=imgsz, batch=batch, device=device)
+        previous = _read_json(run_dir / "kaggle.json") if reused else {}
+        if previous.get("map50") is not None and previous.get("map50_95") is not None:
+            # same weights content, size and split as the cached predictions: no inference at all
+            maps = {"map50": previous["map50"], "map50_95": previous["map50_95"]}
+        else:
+            maps = ultralytics_map(weights[0], data_yaml, split, imgsz=imgsz, batch=batch, device=device)
     result = {
         "split": split,
         "weights": str(weights[0]) if len(weights) == 1 else [str(w) for w in weights],

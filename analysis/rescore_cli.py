@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.rescore import PREDICT_CONF, format_breakdown, rescore
+import pandas as pd
+
+from analysis.rescore import PREDICT_CONF, format_breakdown, format_sweep, rescore
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +42,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--conf", type=float, default=PREDICT_CONF, help="lowest confidence kept (default 0.01)"
     )
     parser.add_argument("--no-val", action="store_true", help="skip Ultralytics' mAP50 / mAP50-95 validation")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no sweep table")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -63,6 +65,9 @@ def main(args: argparse.Namespace) -> int:
         f"{result['split']}: {result['n_images']} images, {result['n_predictions']} boxes at conf >= "
         f"{args.conf}{reused}"
     )
+    if not args.quiet:
+        for line in format_sweep(pd.DataFrame(result["sweep"])):
+            print(line)
     print(
         f"best Kaggle score {result['score']:.4f} at conf {result['conf']:.2f}, scale {result['scale']:.2f}"
     )

@@ -203,3 +203,44 @@ def test_ensemble_tta_submission_scores_like_its_predictions(project, tmp_path):
         frame.sort_values(by_id).reset_index(drop=True),
         atol=1e-9,
     )
+
+
+def test_rescore_again_runs_no_inference(project, monkeypatch):
+    """With the predictions cached, a rescore with Ultralytics' validation reuses mAP50 / mAP50-95 too."""
+    run = project["run"]
+    first = rescore(run, project["data"], progress=False)  # computes (or reuses) both
+    assert first["map50"] is not None
+
+    def no_inference(*args, **kwargs):
+        raise AssertionError("inference ran")
+
+    monkeypatch.setattr("analysis.predict.predict_images", no_inference)
+    monkeypatch.setattr("analysis.rescore.ultralytics_map", no_inference)
+    again = rescore(run, project["data"], progress=False)
+    assert again["predictions_reused"]
+    assert (again["map50"], again["map50_95"], again["score"]) == (
+        first["map50"],
+        first["map50_95"],
+        first["score"],
+    )
+
+
+def test_rescore_of_a_fold_yaml_scores_its_own_val_list(project, tmp_path):
+    """A fold YAML names its val images in a .txt list: those are predicted and scored (not the manifest's
+    val split), and a different list is not served from the cache of the first."""
+    root, manifest = project["root"], project["manifest"]
+    train = manifest[manifest["split"] == "train"]
+    out = tmp_path / "out"
+    results = []
+    for k, chosen in enumerate([train.iloc[:3], train.iloc[3:5]]):
+        lst = tmp_path / f"fold{k}_val.txt"
+        lst.write_text("".join(f"{root / 'ds' / p}\n" for p in chosen["png"]))
+        data = tmp_path / f"fold{k}.yaml"
+        data.write_text(f"path: {root / 'ds'}\ntrain: images/train\nval: {lst}\nnames:\n  0: opacity\n")
+        result = rescore(project["run"], data, ultralytics_val=False, out_dir=out, progress=False)
+        preds = pd.read_csv(out / "predictions_val.csv", dtype={"patientId": str})
+        assert result["n_images"] == len(chosen)
+        assert set(preds["patientId"]) <= set(chosen["patientId"])
+        assert sum(c["n_images"] for c in result["breakdown"]["classes"].values()) == len(chosen)
+        results.append(result)
+    assert not results[1]["predictions_reused"]

@@ -216,3 +216,48 @@ def test_score_cli_on_real_labels(tmp_path, sample_dir):
     malformed = write(tmp_path, HEADER + f"{normal[0]},0.5 1 2 3\n", "bad.csv")
     res = run_analysis("score", "--truth", truth_csv, "--submission", malformed)
     assert res.returncode == 2 and "bad.csv:2" in res.stderr and "multiple of 5" in res.stderr
+
+
+def fake_dataset(root: Path) -> Path:
+    """A hand-made converted dataset: 4 labelled patients (manifest val = v1, v2; train = t1, t2), one test
+    patient, and a fold YAML whose val list names t1 and v1."""
+    rows = [
+        ("v1", "val", 0, "Lung Opacity", 1, 1),
+        ("v2", "val", 0, "Normal", 0, 0),
+        ("t1", "train", 1, "Lung Opacity", 1, 1),
+        ("t2", "train", 1, "Normal", 0, 0),
+        ("x1", "test", "", "", "", ""),
+    ]
+    manifest = pd.DataFrame(rows, columns=["patientId", "split", "fold", "class", "Target", "n_boxes"])
+    manifest = manifest.assign(png=[f"images/{s}/{p}.png" for p, s, *_ in rows], scale=1.0)
+    root.mkdir(parents=True, exist_ok=True)
+    manifest.to_csv(root / "manifest.csv", index=False)
+    boxes = pd.DataFrame({"patientId": ["v1", "t1"], "x": [1, 2], "y": [3, 4], "width": [5, 6]})
+    boxes["height"] = [7, 8]
+    boxes.to_csv(root / "boxes.csv", index=False)
+    (root / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nval: images/val\n")
+    (root / "folds").mkdir(exist_ok=True)
+    (root / "folds" / "fold1_val.txt").write_text(f"{root}/images/train/t1.png\n{root}/images/val/v1.png\n")
+    fold = f"path: {root}\ntrain: folds/fold1_train.txt\nval: folds/fold1_val.txt\n"
+    (root / "folds" / "fold1.yaml").write_text(fold)
+    for p, s, *_ in rows:
+        (root / "images" / s).mkdir(parents=True, exist_ok=True)
+        (root / "images" / s / f"{p}.png").write_bytes(b"")
+    return root
+
+
+def test_truth_of_a_split_follows_the_data_yaml(tmp_path):
+    """A fold YAML's val is its own list (t1, v1), not the manifest's split column (v1, v2)."""
+    root = fake_dataset(tmp_path / "ds")
+    plain = read_truth(root / "data.yaml", split="val")
+    assert sorted(plain.truth) == ["v1", "v2"] and plain.truth["v1"].tolist() == [[1, 3, 5, 7]]
+    fold = read_truth(root / "folds" / "fold1.yaml", split="val")
+    assert sorted(fold.truth) == ["t1", "v1"] and fold.truth["t1"].tolist() == [[2, 4, 6, 8]]
+    assert fold.classes == {"t1": "Lung Opacity", "v1": "Lung Opacity"}
+    assert sorted(read_truth(root, split="train").truth) == ["t1", "t2"]
+    assert sorted(read_truth(root).truth) == ["t1", "t2", "v1", "v2"]  # every labelled split
+    with pytest.raises(UserError, match="split 'test' has no labels"):  # no test entry: the manifest's
+        read_truth(root / "data.yaml", split="test")
+    (root / "folds" / "fold1_val.txt").write_text(f"{root}/images/train/zz.png\n")
+    with pytest.raises(UserError, match=r"fold1\.yaml: val: 1 image\(s\) not in .*manifest\.csv, e\.g\. zz"):
+        read_truth(root / "folds" / "fold1.yaml", split="val")
