@@ -454,6 +454,8 @@ def load_converted(src: Path) -> EdaData:
 def load(src: Path, *, progress: bool = True) -> EdaData:
     """Load ``src`` as whichever of the two layouts it is."""
     src = Path(src)
+    if not src.exists():
+        raise UserError(f"{src}: no such folder")
     if any((src / name).exists() for name in LABEL_FILES):
         return load_kaggle(src, progress=progress)
     if (src / "manifest.csv").exists() or (src.is_file() and (src.parent / "manifest.csv").exists()):
@@ -1075,6 +1077,11 @@ def run_eda(
     src: Path, out: Path, *, samples_per_class: int = 4, max_pixel_images: int = 150, progress: bool = True
 ) -> dict[str, Path]:
     """Load ``src``, write ``report.md``, ``report.html`` and PNG figures into ``out``; returns the paths."""
+    if samples_per_class < 1 or max_pixel_images < 1:
+        raise UserError(
+            f"--samples-per-class and --max-pixel-images must be at least 1 "
+            f"(got {samples_per_class} and {max_pixel_images})"
+        )
     data = load(Path(src), progress=progress)
     report = build_report(
         data,

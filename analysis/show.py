@@ -221,6 +221,8 @@ def run_show(
     """Write the prediction pictures of ``run_dir`` on ``split`` (into ``out``, default
     ``<run_dir>/show_<split>``). Returns ``(paths, image table)``."""
     run_dir = Path(run_dir)
+    if worst < 1:
+        raise UserError(f"--worst must be at least 1 (got {worst})")
     kaggle, preds, root, manifest, truth = load_inputs(run_dir, split, data, progress=progress)
     conf, scale = float(kaggle["conf"]), float(kaggle["scale"])
     classes = dict(zip(manifest["patientId"].astype(str), manifest["class"].fillna(""), strict=True))

@@ -235,6 +235,15 @@ def test_cli(csv_only: Path, tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "neither a Kaggle-layout folder" in bad.stderr
+    for args, message in (
+        (["--src", str(tmp_path / "nowhere")], "nowhere: no such folder"),
+        (["--src", str(csv_only), "--samples-per-class", "-1"], "must be at least 1 (got -1 and 150)"),
+    ):
+        cmd = [*run, *args, "--out", str(tmp_path / "x")]
+        done = subprocess.run(
+            cmd, cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and message in done.stderr
 
 
 def test_dataset_written_by_the_converter(real_kaggle: Path, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from analysis import show
 from convert.boxes import scale_about_centre
+from convert.cli import UserError
 from tests.conftest import REPO_ROOT, subprocess_env
 
 CONF, SCALE = 0.5, 0.8
@@ -150,3 +151,5 @@ def test_missing_inputs_are_one_line_errors(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "analysis", "show", str(tmp_path / "empty")], cwd=REPO_ROOT,
                           env=subprocess_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2 and "no kaggle.json" in done.stderr and done.stderr.count("\n") == 1
+    with pytest.raises(UserError, match="--worst must be at least 1"):
+        show.run_show(tmp_path / "empty", worst=0)
