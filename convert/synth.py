@@ -786,7 +786,9 @@ def generate(
     jobs = [(s, folders["train"], imgsz) for s in train] + [(s, folders["test"], imgsz) for s in test]
     bar = tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress)
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        from convert.rsna import _die_with_parent  # no orphaned workers after a kill -9
+
+        with ProcessPoolExecutor(workers, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
             for _ in pool.map(_write_job, jobs, chunksize=8):
                 bar.update()
     else:
