@@ -38,6 +38,7 @@ body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max
        margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
 h1 { border-bottom: 2px solid #444; padding-bottom: .2em; }
 h2 { border-bottom: 1px solid #bbb; padding-bottom: .15em; margin-top: 1.8em; }
+.scroll { overflow-x: auto; max-width: 100%; }  /* a wide table scrolls by itself, not the whole page */
 table { border-collapse: collapse; margin: .6em 0 1.2em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; vertical-align: top; }
 th { background: #f0f0f0; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -179,7 +180,8 @@ def _table_html(frame: pd.DataFrame) -> str:
             for v, num in zip(row, numeric, strict=True)
         )
         rows.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return f'<div class="scroll">{table}</div>'
 
 
 def to_html(title: str, blocks: list[tuple[str, object]], figure_dir: Path) -> str:

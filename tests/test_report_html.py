@@ -32,25 +32,33 @@ window.addEventListener("load", () => {
   const imgs = Array.from(document.images).map(i => [i.getAttribute("data-file"), i.complete, i.naturalWidth,
                                                      i.naturalHeight]);
   document.body.setAttribute("data-probe", JSON.stringify(imgs));
+  const root = document.documentElement;
+  document.body.setAttribute("data-width", JSON.stringify([root.scrollWidth, root.clientWidth]));
 });
 </script>"""
 
 
-def rendered_images(page: Path) -> list[list]:
-    """Open ``page`` (a file:// URL) in headless Chromium; ``[file, complete, naturalWidth, naturalHeight]``
-    for each ``<img>`` after the load event."""
+def probe_page(page: Path) -> tuple[list[list], list[int]]:
+    """Open ``page`` (a file:// URL) in headless Chromium; after the load event, ``[file, complete,
+    naturalWidth, naturalHeight]`` for each ``<img>``, and the page's ``[scrollWidth, clientWidth]``."""
     probe = page.with_name(page.stem + "_probe.html")
     probe.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
     with tempfile.TemporaryDirectory() as profile:
         cmd = [
             CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={profile}", "--dump-dom", probe.resolve().as_uri(),
+            "--window-size=1200,900", f"--user-data-dir={profile}", "--dump-dom", probe.resolve().as_uri(),
         ]  # fmt: skip
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
-    match = re.search(r'data-probe="([^"]*)"', out.stdout)
-    assert match, f"no probe result from Chromium (exit {out.returncode}): {out.stderr[-2000:]}"
-    return json.loads(match.group(1).replace("&quot;", '"'))
+    found = {k: re.search(rf'data-{k}="([^"]*)"', out.stdout) for k in ("probe", "width")}
+    assert all(found.values()), f"no probe result from Chromium (exit {out.returncode}): {out.stderr[-2000:]}"
+    images, width = (json.loads(m.group(1).replace("&quot;", '"')) for m in found.values())
+    return images, width
+
+
+def rendered_images(page: Path) -> list[list]:
+    """``[file, complete, naturalWidth, naturalHeight]`` for each ``<img>`` of ``page`` in Chromium."""
+    return probe_page(page)[0]
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +170,13 @@ def test_index_column_only_when_it_carries_information(tmp_path: Path) -> None:
     assert "| reason | rows |" in md and "| index |" not in " ".join(md)
     assert "| split | n |" in md and "| a | 3 |" in md
     assert "|  | mean |" in md and "| width | 1.5 |" in md
+
+
+@needs_chromium
+def test_wide_table_scrolls_inside_the_page(tmp_path: Path) -> None:
+    """A comparison table of many columns scrolls in its own box; the page itself keeps the window's width
+    (before the fix a 24-column compare table made the whole report scroll sideways)."""
+    report = Report("wide", tmp_path)
+    report.table(pd.DataFrame({f"a long column name {i}": [123456.789] for i in range(40)}))
+    _, (scroll_width, client_width) = probe_page(report.write()["html"])
+    assert client_width > 500 and scroll_width <= client_width
