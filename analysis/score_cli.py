@@ -42,6 +42,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Print the score, the counts and the per-class breakdown."""
+    if not 0.0 <= args.conf <= 1.0:
+        raise UserError(f"--conf {args.conf:g}: a confidence threshold is between 0 and 1")
+    if not args.scale > 0.0:
+        raise UserError(f"--scale {args.scale:g}: the box scale must be positive")
     gt = read_truth(args.truth, split=args.split)
     sub = read_submission(args.submission)
     for note in gt.notes:

@@ -46,7 +46,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scales-from",
         type=Path,
-        help="manifest.csv of converted PNGs (their scale column); DICOMs need nothing",
+        help="manifest.csv of converted PNGs (their scale column; default: the manifest.csv of the dataset "
+        "the PNG folder is in, else a PNG's longer side is taken as 1024 source pixels); DICOMs need nothing",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -70,6 +71,26 @@ def tuned_settings(from_run: Path, tta: bool = False, n_weights: int = 1) -> tup
         ) from exc
 
 
+def check_settings(conf: float, scale: float) -> None:
+    """A threshold in [0, 1] and a positive box scale, else one clear error."""
+    if not 0.0 <= conf <= 1.0:
+        raise UserError(f"--conf {conf:g}: a confidence threshold is between 0 and 1")
+    if not scale > 0.0:
+        raise UserError(f"--scale {scale:g}: the box scale must be positive (0.8 shrinks boxes by 20%)")
+
+
+def find_manifest(folder: Path, images: dict[str, Path]) -> Path | None:
+    """For converted PNGs (``D/images/<split>/``), the dataset's ``D/manifest.csv`` (their ``scale`` column
+    maps boxes back to the source frame); None for DICOMs or when there is none."""
+    if not any(p.suffix.lower() == ".png" for p in images.values()):
+        return None
+    folder = Path(folder).resolve()
+    for parent in (folder, folder.parent, folder.parent.parent):
+        if (parent / "manifest.csv").is_file():
+            return parent / "manifest.csv"
+    return None
+
+
 def main(args: argparse.Namespace) -> int:
     """Predict, write, validate, report."""
     from analysis.rescore import read_manifest, resolve_weights
@@ -80,11 +101,17 @@ def main(args: argparse.Namespace) -> int:
         conf = args.conf
     if args.scale is not None:
         scale = args.scale
+    check_settings(conf, scale)
     weights = [resolve_weights(w)[0] for w in args.weights]
     images = image_ids(args.images)
     scales = None
-    if args.scales_from:
-        manifest = read_manifest(args.scales_from)
+    scales_from = args.scales_from or find_manifest(args.images, images)
+    if scales_from:
+        if not args.scales_from:
+            print(f"note: PNG scales from {scales_from}")
+        manifest = read_manifest(scales_from)
+        if "scale" not in manifest.columns:
+            raise UserError(f"{scales_from}: no 'scale' column (expected a manifest.csv of `convert rsna`)")
         scales = dict(zip(manifest["patientId"].astype(str), manifest["scale"].astype(float), strict=True))
     frame = predict_images(
         weights,

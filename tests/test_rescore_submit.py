@@ -244,3 +244,24 @@ def test_rescore_of_a_fold_yaml_scores_its_own_val_list(project, tmp_path):
         assert sum(c["n_images"] for c in result["breakdown"]["classes"].values()) == len(chosen)
         results.append(result)
     assert not results[1]["predictions_reused"]
+
+
+def test_submit_on_converted_pngs_finds_the_manifest(project, tmp_path):
+    """PNGs of a converted dataset (64 px from 256-px sources): ``submit`` takes their scale from the
+    dataset's manifest by itself, so boxes land in the 256-px source frame, as with ``--scales-from``."""
+    root, run = project["root"], project["run"]
+    val_dir = root / "ds" / "images" / "val"
+    copy = tmp_path / "val_png"
+    shutil.copytree(val_dir, copy)
+    auto, explicit = tmp_path / "auto.csv", tmp_path / "explicit.csv"
+    common = ["--weights", run, "--conf", "0.01", "--quiet"]
+    res = run_analysis("submit", *common, "--images", val_dir, "--out", auto)
+    assert res.returncode == 0, res.stderr
+    assert f"PNG scales from {root / 'ds' / 'manifest.csv'}" in res.stdout
+    res = run_analysis(
+        "submit", *common, "--images", copy, "--out", explicit, "--scales-from", root / "ds" / "manifest.csv"
+    )
+    assert res.returncode == 0, res.stderr
+    assert auto.read_text() == explicit.read_text()
+    boxes = read_submission(auto).boxes
+    assert len(boxes) > 0 and (boxes["x"] + boxes["width"]).max() <= 256 + 0.05

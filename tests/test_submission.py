@@ -15,6 +15,7 @@ import pytest
 from analysis.rescore import breakdown, read_truth
 from analysis.submission import (
     check_against_ids,
+    image_ids,
     parse_prediction_string,
     read_submission,
     submission_frame,
@@ -261,3 +262,31 @@ def test_truth_of_a_split_follows_the_data_yaml(tmp_path):
     (root / "folds" / "fold1_val.txt").write_text(f"{root}/images/train/zz.png\n")
     with pytest.raises(UserError, match=r"fold1\.yaml: val: 1 image\(s\) not in .*manifest\.csv, e\.g\. zz"):
         read_truth(root / "folds" / "fold1.yaml", split="val")
+
+
+def test_submit_settings_and_png_manifest(tmp_path):
+    from analysis.submit_cli import check_settings, find_manifest
+
+    check_settings(0.0, 0.8)
+    check_settings(1.0, 1.0)
+    with pytest.raises(UserError, match=r"--conf 1\.5: a confidence threshold is between 0 and 1"):
+        check_settings(1.5, 1.0)
+    with pytest.raises(UserError, match="--scale 0: the box scale must be positive"):
+        check_settings(0.5, 0.0)
+    root = fake_dataset(tmp_path / "ds")
+    val = root / "images" / "val"
+    assert find_manifest(val, image_ids(val)) == root.resolve() / "manifest.csv"
+    dicoms = tmp_path / "dicoms"
+    dicoms.mkdir()
+    (dicoms / "p.dcm").write_bytes(b"")
+    assert find_manifest(dicoms, image_ids(dicoms)) is None  # DICOMs carry their own frame
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (loose / "p.png").write_bytes(b"")
+    assert find_manifest(loose, image_ids(loose)) is None
+
+
+def test_score_cli_rejects_a_bad_scale(tmp_path):
+    sub = write(tmp_path, HEADER + "a,\n")
+    res = run_analysis("score", "--truth", tmp_path, "--submission", sub, "--scale", "-1")
+    assert res.returncode == 2 and "--scale -1: the box scale must be positive" in res.stderr
