@@ -42,20 +42,27 @@ KINDS = {
 def load_inputs(run_dir: Path, split: str, data: Path | None = None, *, progress: bool = True):
     """``(kaggle, predictions, root, manifest, truth)`` for ``split`` of a run folder.
 
-    ``kaggle`` is kaggle.json (rescored now when missing and weights exist); ``predictions`` the frame of
-    ``predictions_<split>.csv``; ``truth`` maps every image of the split to its ``(G, 4)`` xywh_px boxes.
+    ``kaggle`` is kaggle.json (rescored now when missing and weights exist; when the run's own kaggle.json
+    was tuned on another split, ``<run>/kaggle_<split>/`` is read or written instead, so the run's own file
+    is never replaced); ``predictions`` the frame of ``predictions_<split>.csv``; ``truth`` maps every image
+    of the split to its ``(G, 4)`` xywh_px boxes.
     """
     from analysis.rescore import dataset_truth, read_dataset
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: not a run folder")
-    kaggle_path = run_dir / "kaggle.json"
-    kaggle = json.loads(kaggle_path.read_text()) if kaggle_path.is_file() else None
+    kaggle_dir = run_dir
+    kaggle = _read_kaggle(run_dir)
     if kaggle is not None and kaggle.get("split") != split:
-        kaggle = None  # tuned on another split: rescore this one
-    data_yaml = Path(data) if data else _data_yaml(run_dir, kaggle)
-    if kaggle is None or not (run_dir / f"predictions_{split}.csv").is_file():
+        # The run's own kaggle.json was tuned on another split and compare/submit rely on it: leave it as
+        # it is and score this split into a subfolder of its own.
+        kaggle_dir = run_dir / f"kaggle_{split}"
+        kaggle = _read_kaggle(kaggle_dir)
+        if kaggle is not None and kaggle.get("split") != split:
+            kaggle = None
+    data_yaml = Path(data) if data else _data_yaml(run_dir, kaggle or _read_kaggle(run_dir))
+    if kaggle is None or not (kaggle_dir / kaggle.get("predictions", f"predictions_{split}.csv")).is_file():
         weights = run_dir / "weights"
         if not ((weights / "best.pt").is_file() or (weights / "last.pt").is_file()):
             raise UserError(f"{run_dir}: no kaggle.json for split {split!r} and no weights to compute it")
@@ -63,11 +70,11 @@ def load_inputs(run_dir: Path, split: str, data: Path | None = None, *, progress
             raise UserError(f"{run_dir}: no data YAML known for rescoring; pass --data")
         from analysis.rescore import rescore
 
-        kaggle = rescore(run_dir, data_yaml, split=split, progress=progress)
+        kaggle = rescore(run_dir, data_yaml, split=split, out_dir=kaggle_dir, progress=progress)
     if data_yaml is None:
         raise UserError(f"{run_dir}: kaggle.json names no data YAML; pass --data")
     root, manifest = read_dataset(data_yaml)
-    preds_path = run_dir / kaggle.get("predictions", f"predictions_{split}.csv")
+    preds_path = kaggle_dir / kaggle.get("predictions", f"predictions_{split}.csv")
     if not preds_path.is_file():
         raise UserError(f"{preds_path}: missing (run `python -m analysis rescore {run_dir}`)")
     preds = pd.read_csv(preds_path, dtype={"patientId": str})
@@ -76,6 +83,17 @@ def load_inputs(run_dir: Path, split: str, data: Path | None = None, *, progress
         raise UserError(f"{preds_path}: missing column(s) {sorted(missing)}")
     truth = dataset_truth(root, manifest, split)
     return kaggle, preds, root, manifest, truth
+
+
+def _read_kaggle(folder: Path) -> dict | None:
+    """``folder/kaggle.json`` as a dict, ``None`` when absent; one-line error when it is not JSON."""
+    path = folder / "kaggle.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc}); delete it to rescore") from exc
 
 
 def _data_yaml(run_dir: Path, kaggle: dict | None) -> Path | None:

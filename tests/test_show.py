@@ -144,6 +144,17 @@ def test_end_to_end_on_a_trained_run(dataset: Path, tmp_path: Path) -> None:
     scored = images["score"].dropna()
     if len(scored):
         assert scored.mean() == pytest.approx(kaggle["score"], abs=1e-9)
+    # Another split is scored into kaggle_train/: the run's own val kaggle.json is left exactly as it was.
+    before = (run / "kaggle.json").read_bytes()
+    _, table = show.run_show(run, "train", worst=2, progress=False)
+    assert (run / "kaggle.json").read_bytes() == before
+    own = json.loads((run / "kaggle_train" / "kaggle.json").read_text())
+    assert (
+        own["split"] == "train"
+        and len(table) == 19
+        and (run / "kaggle_train" / "predictions_train.csv").is_file()
+    )
+    assert (run / "show_train" / "report.html").is_file()
 
 
 def test_missing_inputs_are_one_line_errors(tmp_path: Path) -> None:
