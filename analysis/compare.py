@@ -117,13 +117,13 @@ def read_run(path: Path) -> Run:
     results = results.dropna(subset=["epoch"])
     if results.empty:
         raise RunError("results.csv has no epoch rows")
-    kaggle = None
+    kaggle, notes = None, []
     if (path / "kaggle.json").is_file():
         try:
             kaggle = json.loads((path / "kaggle.json").read_text())
-        except json.JSONDecodeError:
-            kaggle = None
-    return Run(path, args, results.reset_index(drop=True), kaggle)
+        except json.JSONDecodeError as exc:
+            notes.append(f"{path.name}: kaggle.json is not valid JSON ({exc}), treated as missing")
+    return Run(path, args, results.reset_index(drop=True), kaggle, notes)
 
 
 def model_family_size(model: str | None) -> tuple[str, str, str]:
@@ -403,7 +403,8 @@ def fig_curves(runs: list[Run]) -> Figure:
         _integer_epochs(ax)
         ax.set_ylabel(title.split()[0])
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=8)
+    if axes[1].get_legend_handles_labels()[0]:  # a results.csv without these columns draws nothing
+        axes[1].legend(fontsize=8)
     return fig
 
 
@@ -425,7 +426,8 @@ def fig_losses(runs: list[Run]) -> Figure:
         _integer_epochs(ax)
         ax.set_ylabel("loss")
         ax.grid(alpha=0.3)
-    axes[2].legend(fontsize=7)
+    if axes[2].get_legend_handles_labels()[0]:  # a results.csv without these columns draws nothing
+        axes[2].legend(fontsize=7)
     return fig
 
 
@@ -624,6 +626,8 @@ def run_compare(
             runs.append(read_run(path))
         except RunError as exc:
             problems.append((str(path), str(exc)))
+        else:
+            notes += runs[-1].notes
     if rescore:
         for run in runs:
             note = ensure_kaggle(run, data, split, progress=progress)

@@ -180,6 +180,15 @@ def test_runs_found_at_any_depth_and_traces_reported(tmp_path: Path) -> None:
     assert found == ["detect/killed", "detect/train", "sweeps/s1/trial_000", "sweeps/s1/trial_001"]
     with pytest.raises(compare.RunError, match=r"no args\.yaml"):
         compare.read_run(tmp_path / "runs" / "detect" / "killed")
+    # A corrupt kaggle.json is reported, not silently dropped.
+    train = tmp_path / "runs" / "detect" / "train"
+    pd.DataFrame({"epoch": [1], "time": [3.0], compare.MAP50_95: [0.1], compare.MAP50: [0.2]}).to_csv(
+        train / "results.csv", index=False
+    )
+    (train / "kaggle.json").write_text("{not json")
+    paths, table = compare.run_compare([train], tmp_path / "out", rescore=False, progress=False)
+    assert table["Kaggle mAP"].isna().all()
+    assert "train: kaggle.json is not valid JSON" in paths["markdown"].read_text()
 
 
 def test_best_run_sentence_names_ties() -> None:
