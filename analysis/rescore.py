@@ -280,7 +280,8 @@ def format_breakdown(b: dict) -> list[str]:
         )
         if "missed_images" in e:
             line += (
-                f" = missed {e['missed_loss']:.4f} ({e['missed_images']} images)"
+                f" = missed {e['missed_loss']:.4f} ({e['missed_images']} image"
+                f"{'' if e['missed_images'] == 1 else 's'})"
                 f" + misplaced {e['misplaced_loss']:.4f}"
             )
         lines.append(line)

@@ -23,6 +23,8 @@ sys.path.insert(0, str(REPO))
 
 from analysis.metric import kaggle_map, sweep  # noqa: E402
 
+TARGET_SPEEDUP = 20.0
+
 
 def _load_reference():
     """The loop implementation lives in the test file, next to the tests that pin it down."""
@@ -61,6 +63,8 @@ def main() -> int:
         f"single scoring  loop {t_loop * 1e3:9.1f} ms   vectorised {t_fast * 1e3:7.1f} ms   "
         f"speed-up {t_loop / t_fast:6.1f}x   |score diff| {abs(s_loop - s_fast):.1e}  (score {s_fast:.6f})"
     )
+    met = t_loop / t_fast >= TARGET_SPEEDUP and abs(s_loop - s_fast) <= 1e-9
+    print(f"                target >= {TARGET_SPEEDUP:g}x and |diff| <= 1e-9: {'met' if met else 'NOT met'}")
 
     confs = [round(0.05 * k, 2) for k in range(1, 20)]
     scales = [1.0, 0.80, 0.85, 0.90, 0.95]
