@@ -81,10 +81,14 @@ def read_dataset(data_yaml: str | Path) -> tuple[Path, pd.DataFrame]:
     return root, manifest
 
 
-def yaml_split_ids(data_yaml: str | Path, split: str) -> list[str] | None:
+def yaml_split_ids(
+    data_yaml: str | Path, split: str, manifest: pd.DataFrame | None = None
+) -> list[str] | None:
     """patientIds of the images the data YAML's ``split`` entry names, read as Ultralytics reads it (a
     folder of images or a ``.txt`` list of image paths, relative to the YAML's ``path:``); None when the
-    YAML has no such entry. A fold YAML (``folds/fold<k>.yaml``) names its own val list this way."""
+    YAML has no such entry. A fold YAML (``folds/fold<k>.yaml``) names its own val list this way. A folder
+    inside the dataset stands for the ``manifest`` rows whose PNG is in it (so a PNG gone missing is
+    still reported by :func:`split_images`, not silently skipped)."""
     data_yaml = Path(data_yaml)
     if data_yaml.is_dir():
         data_yaml = data_yaml / "data.yaml"
@@ -101,7 +105,12 @@ def yaml_split_ids(data_yaml: str | Path, split: str) -> list[str] | None:
     ids: list[str] = []
     for entry in [entries] if isinstance(entries, str) else list(entries):
         where = Path(entry) if Path(entry).is_absolute() else root / entry
-        if where.is_dir():
+        inside = manifest is not None and where.resolve().is_relative_to(root.resolve())
+        if inside and where.is_dir():
+            rel = where.resolve().relative_to(root.resolve())
+            in_dir = [Path(png).parent.is_relative_to(rel) for png in manifest["png"]]
+            ids += manifest.loc[in_dir, "patientId"].astype(str).tolist()
+        elif where.is_dir():
             ids += sorted(q.stem for q in where.rglob("*") if q.suffix.lower() in {".png", ".jpg", ".jpeg"})
         elif where.suffix == ".txt" and where.is_file():
             lines = [ln.strip() for ln in where.read_text().splitlines()]
@@ -115,7 +124,7 @@ def dataset_split(data_yaml: str | Path, split: str) -> tuple[Path, pd.DataFrame
     """:func:`read_dataset` with the manifest's ``split`` column rewritten to the images that the data YAML's
     ``split`` entry names (so a fold YAML scores its own val images, not the manifest's fold 0)."""
     root, manifest = read_dataset(data_yaml)
-    ids = yaml_split_ids(data_yaml, split)
+    ids = yaml_split_ids(data_yaml, split, manifest)
     if ids is None:
         return root, manifest
     known = set(manifest["patientId"].astype(str))

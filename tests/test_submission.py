@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.rescore import breakdown, read_truth
+from analysis.rescore import breakdown, dataset_split, read_truth, split_images
 from analysis.submission import (
     check_against_ids,
     image_ids,
@@ -259,6 +259,10 @@ def test_truth_of_a_split_follows_the_data_yaml(tmp_path):
     assert sorted(read_truth(root).truth) == ["t1", "t2", "v1", "v2"]  # every labelled split
     with pytest.raises(UserError, match="split 'test' has no labels"):  # no test entry: the manifest's
         read_truth(root / "data.yaml", split="test")
+    (root / "images" / "val" / "v2.png").unlink()  # a folder split still means the manifest's rows
+    assert sorted(read_truth(root / "data.yaml", split="val").truth) == ["v1", "v2"]
+    with pytest.raises(UserError, match=r"v2\.png: image listed in the manifest is missing"):
+        split_images(*dataset_split(root / "data.yaml", "val"), "val")
     (root / "folds" / "fold1_val.txt").write_text(f"{root}/images/train/zz.png\n")
     with pytest.raises(UserError, match=r"fold1\.yaml: val: 1 image\(s\) not in .*manifest\.csv, e\.g\. zz"):
         read_truth(root / "folds" / "fold1.yaml", split="val")
