@@ -259,3 +259,23 @@ def test_epoch_hook_sees_each_epoch_and_can_stop_the_run(tiny_data: Path, tmp_pa
         0.0 <= seen[1][1] <= 1.0 and result.kaggle is None and not (result.run_dir / "kaggle.json").exists()
     )
     assert completed_epochs(result.run_dir / "results.csv") == 2
+
+
+def test_epoch_scorer_uses_the_fold_yamls_own_val_images(tmp_path: Path):
+    """kaggle_every on a fold YAML scores that fold's val list, not the manifest's split (fold 0)."""
+    from convert.rsna import convert_rsna
+    from convert.synth import generate
+    from train.kaggle import EpochScorer
+
+    generate(tmp_path / "kaggle", 24, 0, 3, imgsz=128)
+    convert_rsna(
+        tmp_path / "kaggle", tmp_path / "ds", imgsz=64, folds=3, workers=1, progress=False,
+        echo=lambda *a, **k: None,
+    )  # fmt: skip
+    fold1_val = tmp_path / "ds" / "folds" / "fold1_val.txt"
+    expected = sorted(Path(line).stem for line in fold1_val.read_text().split())
+    scorer = EpochScorer(tmp_path / "ds" / "folds" / "fold1.yaml")
+    assert sorted(Path(p).stem for p in scorer.images) == expected
+    assert sorted(scorer.truth) == expected
+    fold0 = EpochScorer(tmp_path / "ds" / "data.yaml")
+    assert not set(Path(p).stem for p in fold0.images) & set(expected)

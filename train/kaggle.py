@@ -36,9 +36,10 @@ class EpochScorer:
     """
 
     def __init__(self, data: Path, split: str = "val"):
-        from analysis.rescore import dataset_truth, read_dataset, split_images
+        from analysis.rescore import dataset_split, dataset_truth, split_images
 
-        root, manifest = read_dataset(Path(data))
+        # the split as the data YAML names it: a fold YAML's own val list, not the manifest's fold 0
+        root, manifest = dataset_split(Path(data), split)
         self.truth = dataset_truth(root, manifest, split).truth
         self.images, self.scales = split_images(root, manifest, split)
 
