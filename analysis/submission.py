@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from convert.boxes import NATIVE_SIZE, scale_about_centre
+from convert.boxes import NATIVE_SIZE, clip_xywh, scale_about_centre
 from convert.cli import UserError
 
 HEADER = ("patientId", "PredictionString")
@@ -165,8 +165,15 @@ def select_boxes(preds: pd.DataFrame, *, conf: float = 0.0, scale: float = 1.0) 
 def submission_frame(
     ids: Iterable[str], preds: pd.DataFrame, *, conf: float = 0.0, scale: float = 1.0
 ) -> pd.DataFrame:
-    """``patientId,PredictionString`` with one row per id (in order), from a prediction frame."""
+    """``patientId,PredictionString`` with one row per id (in order), from a prediction frame.
+
+    Boxes are clipped to the ``NATIVE_SIZE`` frame that :func:`check_against_ids` requires: predictions
+    lie inside their image, but a box grown about its centre (``scale > 1``) may not.
+    """
     kept = select_boxes(preds, conf=conf, scale=scale)
+    if len(kept):
+        xywh = kept[["x", "y", "width", "height"]].to_numpy(np.float64)
+        kept[["x", "y", "width", "height"]] = clip_xywh(xywh, NATIVE_SIZE, NATIVE_SIZE)
     strings: dict[str, str] = {}
     for pid, group in kept.groupby("patientId", sort=False):
         strings[str(pid)] = format_prediction_string(

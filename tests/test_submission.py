@@ -294,3 +294,15 @@ def test_score_cli_rejects_a_bad_scale(tmp_path):
     sub = write(tmp_path, HEADER + "a,\n")
     res = run_analysis("score", "--truth", tmp_path, "--submission", sub, "--scale", "-1")
     assert res.returncode == 2 and "--scale -1: the box scale must be positive" in res.stderr
+
+
+def test_grown_boxes_are_clipped_to_the_frame_so_the_file_validates():
+    from analysis.submission import check_against_ids, parse_submission_rows, submission_frame
+
+    preds = pd.DataFrame(
+        {"patientId": ["a"], "conf": [0.9], "x": [900.0], "y": [0.0], "width": [100.0], "height": [100.0]}
+    )
+    frame = submission_frame(["a", "b"], preds, scale=1.5)  # grown about (950, 50): 875..1025, -25..125
+    assert frame["PredictionString"].tolist() == ["0.9000 875.0 0.0 149.0 125.0", ""]
+    rows = [["patientId", "PredictionString"], *frame.to_numpy().tolist()]
+    assert check_against_ids(parse_submission_rows(rows), ["a", "b"]) == []
