@@ -59,8 +59,9 @@ def read_manifest(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"patientId": str, "class": str, "split": str})
 
 
-def read_dataset(data_yaml: str | Path) -> tuple[Path, pd.DataFrame]:
-    """Dataset root (the YAML's ``path:``, else its folder) and its ``manifest.csv``."""
+def read_data_yaml(data_yaml: str | Path) -> tuple[Path, dict, Path]:
+    """``(yaml file, its content, dataset root)``; a folder stands for its ``data.yaml``; the root is the
+    YAML's ``path:`` (relative to the YAML's folder), else the YAML's folder."""
     data_yaml = Path(data_yaml)
     if data_yaml.is_dir():
         data_yaml = data_yaml / "data.yaml"
@@ -71,6 +72,12 @@ def read_dataset(data_yaml: str | Path) -> tuple[Path, pd.DataFrame]:
     root = Path(cfg.get("path") or data_yaml.parent)
     if not root.is_absolute():
         root = (data_yaml.parent / root).resolve()
+    return data_yaml, cfg, root
+
+
+def read_dataset(data_yaml: str | Path) -> tuple[Path, pd.DataFrame]:
+    """Dataset root (the YAML's ``path:``, else its folder) and its ``manifest.csv``."""
+    _, _, root = read_data_yaml(data_yaml)
     manifest_path = root / "manifest.csv"
     if not manifest_path.is_file():
         raise UserError(f"{manifest_path}: missing (was the dataset made by `python -m convert rsna`?)")
@@ -89,19 +96,10 @@ def yaml_split_ids(
     YAML has no such entry. A fold YAML (``folds/fold<k>.yaml``) names its own val list this way. A folder
     inside the dataset stands for the ``manifest`` rows whose PNG is in it (so a PNG gone missing is
     still reported by :func:`split_images`, not silently skipped)."""
-    data_yaml = Path(data_yaml)
-    if data_yaml.is_dir():
-        data_yaml = data_yaml / "data.yaml"
-    try:
-        cfg = yaml.safe_load(data_yaml.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"{data_yaml}: cannot read the data YAML ({exc})") from exc
+    data_yaml, cfg, root = read_data_yaml(data_yaml)
     entries = cfg.get(split)
     if not entries:
         return None
-    root = Path(cfg.get("path") or data_yaml.parent)
-    if not root.is_absolute():
-        root = (data_yaml.parent / root).resolve()
     ids: list[str] = []
     for entry in [entries] if isinstance(entries, str) else list(entries):
         where = Path(entry) if Path(entry).is_absolute() else root / entry
