@@ -493,6 +493,7 @@ def rescore(
     confs: Sequence[float] = SWEEP_CONFS,
     scales: Sequence[float] = SWEEP_SCALES,
     ultralytics_val: bool = True,
+    known_maps: dict[str, float] | None = None,
     progress: bool = True,
 ) -> dict:
     """Predict ``split`` once with the run's weights (several: WBF ensemble), sweep threshold x scale with the
@@ -503,7 +504,9 @@ def rescore(
     ``conf`` is the prediction threshold (only thresholds ``>= conf`` are swept); mAP50 / mAP50-95 come from
     Ultralytics' validator for a single model without TTA (None otherwise, or with ``ultralytics_val=False``);
     when the cached predictions are reused and the previous ``kaggle.json`` has them, they are reused too,
-    so rescoring again runs no inference.
+    so rescoring again runs no inference. ``known_maps`` (``{"map50", "map50_95"}``) are values Ultralytics
+    already measured for these weights on this split, e.g. the trainer's final validation of ``best.pt``:
+    they are used as they are instead of validating a second time.
     """
     items = [weights_or_run] if isinstance(weights_or_run, (str, Path)) else list(weights_or_run)
     if not items:
@@ -532,7 +535,9 @@ def rescore(
     maps = {"map50": None, "map50_95": None}
     if ultralytics_val and len(weights) == 1 and not tta:
         previous = _read_json(run_dir / "kaggle.json") if reused else {}
-        if previous.get("map50") is not None and previous.get("map50_95") is not None:
+        if known_maps is not None:
+            maps = {"map50": float(known_maps["map50"]), "map50_95": float(known_maps["map50_95"])}
+        elif previous.get("map50") is not None and previous.get("map50_95") is not None:
             # same weights content, size and split as the cached predictions: no inference at all
             maps = {"map50": previous["map50"], "map50_95": previous["map50_95"]}
         else:

@@ -179,6 +179,30 @@ def test_train_writes_kaggle_json_and_logs_it_to_the_same_offline_wandb_run(tiny
     assert json.loads((run / "train_options.json").read_text())["kaggle_every"] == 1
 
 
+def test_final_val_maps_come_from_the_trainers_metrics():
+    from types import SimpleNamespace
+
+    from train.kaggle import final_val_maps
+
+    metrics = {"metrics/mAP50(B)": 0.5, "metrics/mAP50-95(B)": 0.25, "metrics/precision(B)": 0.9}
+    assert final_val_maps(SimpleNamespace(metrics=metrics)) == {"map50": 0.5, "map50_95": 0.25}
+    assert final_val_maps(SimpleNamespace(metrics={"metrics/mAP50(B)": 0.5})) is None
+    assert final_val_maps(SimpleNamespace(metrics=None)) is None
+
+
+@pytest.mark.slow
+def test_kaggle_json_maps_are_those_of_best_pt_on_val(tiny_data: Path, trained):
+    """The trainer's final validation of best.pt is reused, not repeated: its values must be best.pt's."""
+    from analysis.rescore import ultralytics_map
+
+    result = json.loads((trained[1] / "kaggle.json").read_text())
+    expected = ultralytics_map(
+        trained[1] / "weights" / "best.pt", tiny_data, "val", imgsz=64, batch=4, device="cpu"
+    )
+    assert result["map50"] == pytest.approx(expected["map50"], abs=1e-9)
+    assert result["map50_95"] == pytest.approx(expected["map50_95"], abs=1e-9)
+
+
 @pytest.mark.slow
 def test_transfer_learning_from_local_weights_with_freeze(tiny_data: Path, trained, tmp_path: Path):
     from train.run import train

@@ -25,8 +25,22 @@ def final_score(trainer, data: Path) -> dict[str, Any]:
     """Rescore the run's best weights on val with the Kaggle metric; returns the kaggle.json content."""
     from analysis.rescore import rescore
 
-    weights = trainer.best if Path(trainer.best).is_file() else trainer.last
-    return rescore(Path(weights), Path(data), split="val", progress=False, **predict_settings(trainer))
+    if Path(trainer.best).is_file():
+        weights, maps = trainer.best, final_val_maps(trainer)
+    else:
+        weights, maps = trainer.last, None  # the trainer validated nothing final
+    settings = predict_settings(trainer)
+    return rescore(Path(weights), Path(data), split="val", progress=False, known_maps=maps, **settings)
+
+
+def final_val_maps(trainer) -> dict[str, float] | None:
+    """mAP50 / mAP50-95 of ``best.pt`` on val from the trainer's final validation (``final_eval`` validates
+    ``best.pt`` and leaves its metrics in ``trainer.metrics``), so rescoring need not validate again."""
+    metrics = getattr(trainer, "metrics", None) or {}
+    keys = {"map50": "metrics/mAP50(B)", "map50_95": "metrics/mAP50-95(B)"}
+    if not all(k in metrics for k in keys.values()):
+        return None
+    return {ours: float(metrics[theirs]) for ours, theirs in keys.items()}
 
 
 class EpochScorer:
