@@ -34,7 +34,6 @@ from pydicom.uid import (
 )
 from tqdm import tqdm
 
-import offline
 from convert.boxes import NATIVE_SIZE
 
 TRANSFER_SYNTAXES = {"jpeg": JPEGBaseline8Bit, "explicit": ExplicitVRLittleEndian}
@@ -240,80 +239,11 @@ BOGUS_AGE_RATE = 5 / 26684
 FINDINGS = ("nodule", "lines", "pacemaker", "cardiomegaly", "ecg_leads")
 """Visible abnormalities without a box, drawn on Not Normal images (and lines/leads on some others)."""
 
-SAMPLE_DIR = Path(os.environ.get("RSNA_SAMPLE_DIR", offline.REPO_ROOT.parent / "shared" / "rsna_sample"))
-DEFAULT_LABELS_CSV = SAMPLE_DIR / "stage_2_train_labels.csv"
-"""The real labels file beside the repository (``$RSNA_SAMPLE_DIR`` overrides the folder, as for the
-tests); box sets are drawn from it when present."""
-
-EMBEDDED_BOX_SETS: tuple[tuple[tuple[int, int, int, int], ...], ...] = (
-    ((316, 240, 152, 134),),
-    ((105, 486, 295, 339),),
-    ((654, 503, 76, 147),),
-    ((598, 592, 183, 135),),
-    ((611, 553, 206, 205),),
-    ((126, 356, 220, 259),),
-    ((269, 301, 130, 193),),
-    ((239, 474, 178, 148),),
-    ((142, 498, 224, 224),),
-    ((228, 491, 168, 136),),
-    ((646, 189, 124, 247),),
-    ((199, 546, 184, 216),),
-    ((584, 399, 250, 318),),
-    ((179, 356, 207, 400),),
-    ((147, 303, 257, 350),),
-    ((293, 202, 206, 310),),
-    ((186, 178, 252, 282),),
-    ((156, 184, 160, 173),),
-    ((312, 283, 172, 304),),
-    ((560, 563, 251, 160),),
-    ((554, 355, 294, 263),),
-    ((367, 259, 62, 196),),
-    ((191, 371, 204, 466),),
-    ((228, 576, 180, 173),),
-    ((215, 507, 135, 130),),
-    ((277, 569, 147, 182),),
-    ((204, 447, 229, 186),),
-    ((635, 389, 194, 318),),
-    ((283, 453, 157, 273), (642, 460, 167, 258)),
-    ((138, 240, 230, 305), (550, 232, 255, 403)),
-    ((630, 610, 200, 169), (257, 325, 131, 160)),
-    ((634, 206, 302, 242), (145, 228, 264, 195)),
-    ((253, 517, 138, 146), (693, 493, 215, 194)),
-    ((247, 168, 219, 317), (666, 159, 95, 69)),
-    ((113, 113, 277, 708), (577, 205, 171, 247)),
-    ((587, 289, 178, 409), (284, 244, 155, 403)),
-    ((450, 173, 273, 693), (12, 182, 299, 591)),
-    ((607, 370, 312, 542), (228, 527, 259, 434)),
-    ((541, 140, 280, 627), (130, 80, 300, 668)),
-    ((88, 445, 296, 251), (504, 389, 303, 298)),
-    ((675, 316, 131, 277), (320, 598, 140, 192)),
-    ((594, 346, 253, 469), (305, 353, 187, 384)),
-    ((281, 257, 194, 455), (654, 198, 291, 395)),
-    ((111, 206, 219, 554), (456, 301, 199, 476)),
-    ((512, 271, 289, 678), (140, 214, 316, 677)),
-    ((590, 161, 278, 444), (206, 172, 240, 400)),
-    ((651, 346, 275, 210), (262, 354, 240, 156)),
-    ((144, 171, 242, 487), (490, 89, 281, 564)),
-    ((515, 419, 242, 375), (88, 437, 228, 297)),
-    ((155, 289, 123, 132), (683, 474, 105, 123)),
-    ((198, 676, 176, 165), (562, 615, 245, 135)),
-    ((199, 142, 256, 487), (542, 100, 292, 576)),
-    ((586, 406, 261, 522), (259, 409, 170, 384)),
-    ((382, 468, 193, 158), (704, 410, 187, 227)),
-    ((581, 369, 271, 516), (215, 365, 282, 462)),
-    ((655, 184, 235, 581), (270, 182, 239, 508)),
-    ((300, 228, 236, 586), (634, 240, 257, 610)),
-    ((627, 177, 181, 349), (234, 214, 207, 471)),
-    ((591, 365, 239, 549), (143, 334, 270, 589)),
-    ((666, 96, 133, 142), (138, 123, 231, 178)),
-    ((128, 665, 181, 221), (522, 344, 173, 296)),
-    ((201, 489, 181, 175), (615, 173, 192, 451)),
-    ((555, 515, 210, 350), (169, 453, 140, 193), (570, 231, 168, 250)),
-    ((613, 352, 106, 102), (266, 644, 135, 146), (545, 452, 215, 125), (722, 558, 88, 88)),
-)
-"""64 real patients' box sets (``xywh_px``, 1024-px frame) from ``stage_2_train_labels.csv``, picked at
-random within each box count (28 with 1 box, 34 with 2, one each with 3 and 4): the fallback when the
-real labels file is absent."""
+BOX_SETS_FILE = Path(__file__).with_name("data") / "real_box_sets.csv"
+"""Every real positive patient's box set from the stage-2 ``stage_2_train_labels.csv`` (6,012 patients,
+9,555 boxes), anonymised: ``set,x,y,width,height`` (``xywh_px``, 1024-px frame, whole pixels), sets
+numbered in the patientId order of the real file. Shipped so that the generator's output depends only on
+its arguments and the repository (``--labels-csv`` reads another labels file explicitly)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -335,16 +265,20 @@ class PatientSpec:
 
 
 def load_box_sets(labels_csv: str | Path | None = None) -> list[np.ndarray]:
-    """Real box sets, one ``(k, 4)`` float64 ``xywh_px`` array per positive patient (sorted by patientId).
+    """Real box sets, one ``(k, 4)`` float64 ``xywh_px`` array per positive patient.
 
-    Reads ``labels_csv`` (default: the real sample beside the repository); when no file is given and the
-    default is absent, falls back to :data:`EMBEDDED_BOX_SETS`.
+    Without ``labels_csv``: the sets shipped in :data:`BOX_SETS_FILE`. With it: the Target=1 rows of that
+    Kaggle labels file (``patientId,x,y,width,height,Target``), one set per patient in patientId order, so
+    the real stage-2 file gives exactly the shipped sets.
     """
-    path = Path(labels_csv) if labels_csv is not None else DEFAULT_LABELS_CSV
-    if labels_csv is None and not path.exists():
-        return [np.array(s, dtype=np.float64) for s in EMBEDDED_BOX_SETS]
     import pandas as pd
 
+    if labels_csv is None:
+        frame = pd.read_csv(BOX_SETS_FILE)
+        boxes = frame[["x", "y", "width", "height"]].to_numpy(np.float64)
+        _, starts = np.unique(frame["set"].to_numpy(), return_index=True)
+        return np.split(boxes, starts[1:])
+    path = Path(labels_csv)
     frame = pd.read_csv(path)
     missing = {"patientId", "x", "y", "width", "height", "Target"} - set(frame.columns)
     if missing:
@@ -705,16 +639,15 @@ def _write_job(job: tuple[PatientSpec, Path, int]) -> str:
 
 
 def box_source(labels_csv: str | Path | None = None) -> str:
-    """Where :func:`load_box_sets` takes its box sets from: a CSV path, or ``"embedded"``."""
-    if labels_csv is not None:
-        return str(labels_csv)
-    return str(DEFAULT_LABELS_CSV) if DEFAULT_LABELS_CSV.exists() else "embedded"
+    """Where :func:`load_box_sets` takes its box sets from: the CSV given, or ``"shipped"``."""
+    return "shipped" if labels_csv is None else str(labels_csv)
 
 
 def _readme(seed: int, patients: int, test_patients: int, imgsz: int, summary: dict) -> str:
     counts = ", ".join(f"{n} {cls}" for cls, n in summary["classes"].items())
     source = summary["box_source"]
-    source = "the table of 64 real box sets embedded in convert/synth.py" if source == "embedded" else source
+    if source == "shipped":
+        source = "the 6,012 real box sets shipped in convert/data/real_box_sets.csv"
     return f"""# Synthetic RSNA Pneumonia Detection Challenge data
 
 SYNTHETIC, not patient data: written by `python -m convert synth` of rsna-yolo to exercise the pipeline

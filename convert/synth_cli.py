@@ -16,7 +16,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "Write a synthetic RSNA Pneumonia Detection Challenge download: stage_2_train_images/*.dcm, "
         "stage_2_test_images/*.dcm (JPEG Baseline DICOMs like the real ones), stage_2_train_labels.csv, "
         "stage_2_detailed_class_info.csv and stage_2_sample_submission.csv, with the real class mix and "
-        "boxes drawn from the real labels file. The same arguments give byte-identical files."
+        "the box sets of real patients (shipped with the repository). The same arguments give "
+        "byte-identical files on any machine."
     )
     parser.epilog = (
         "example:\n  python -m convert synth --out data/synth --patients 300 --test-patients 40 --seed 0\n"
@@ -45,8 +46,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="CSV",
-        help="real stage_2_train_labels.csv to draw box sets from (default: ../shared/rsna_sample's, "
-        "or a small embedded table of real boxes when that is absent)",
+        help="a Kaggle stage_2_train_labels.csv to draw box sets from instead of the real box sets shipped "
+        "in convert/data/real_box_sets.csv (the stage-2 file gives the same sets, hence the same bytes)",
     )
     parser.add_argument(
         "--workers",

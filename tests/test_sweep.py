@@ -68,7 +68,7 @@ def test_two_trial_local_sweep_runs_and_continues(tmp_path: Path):
     common = dict(
         data=str(data),
         overrides=[("model", "yolo11n.yaml"), ("epochs", 1), ("imgsz", 64), ("batch", 4), ("workers", 0),
-                   ("plots", False), ("wandb", False)],
+                   ("plots", False), ("wandb", False), ("project", str(tmp_path / "P"))],
         out_dir=tmp_path / "sweep",
     )  # fmt: skip
     table = run_sweep(sweep_file, count=2, **common)
@@ -82,11 +82,62 @@ def test_two_trial_local_sweep_runs_and_continues(tmp_path: Path):
         args = yaml.safe_load((Path(run_dir) / "args.yaml").read_text())
         assert args["optimizer"] == yaml.safe_load((REPO_ROOT / args["cfg"]).read_text())["optimizer"]
         assert (Path(run_dir) / "kaggle.json").is_file() and args["epochs"] == 1
-    assert (tmp_path / "sweep" / "optuna.db").is_file()
+        assert Path(run_dir).parent == tmp_path / "P" and Path(run_dir).name.startswith("trial_")  # project=
+    assert (tmp_path / "sweep" / "optuna.db").is_file() and not list((tmp_path / "sweep").glob("trial_*"))
+    assert (csv["data"] == str(data.resolve())).all()  # the table names the dataset
 
     # Same study again with --count 3: only the missing trial runs, on a grid point not yet tried.
     table = run_sweep(sweep_file, count=3, **common)
     assert len(table) == 3 and table["cfg"].nunique() == 3 and (table["state"] == "COMPLETE").all()
+
+    # The same study folder with another dataset: refused before any training, naming what differs.
+    other = tmp_path / "other.yaml"
+    other.write_text(data.read_text())
+    with pytest.raises(UserError, match=r"data=.*data\.yaml in the study, .*other\.yaml now.*--study-name"):
+        run_sweep(sweep_file, count=4, **{**common, "data": str(other)})
+    assert len(pd.read_csv(tmp_path / "sweep" / "trials.csv")) == 3
+
+
+def test_a_study_is_bound_to_its_dataset_and_overrides(tmp_path: Path, monkeypatch, capsys):
+    """Trial runs honour project= and name=; continuing a study with another dataset or other overrides is
+    refused with one line; the same arguments continue it. Training is faked (score from the cfg)."""
+    import train.run
+    from train.run import RunResult
+
+    data_a, data_b = tmp_path / "A" / "data.yaml", tmp_path / "B" / "data.yaml"
+    for d in (data_a, data_b):
+        d.parent.mkdir()
+        d.write_text("path: /nowhere\n")
+    runs = []
+
+    def fake_train(args, options, on_epoch=None):
+        runs.append(Path(args["project"]) / args["name"])
+        return RunResult(runs[-1], {"score": 0.1 * len(runs), "conf": 0.3, "scale": 1.0}, epochs_done=1)
+
+    monkeypatch.setattr(train.run, "train", fake_train)
+    sweep_file = REPO_ROOT / "yolo_configs/sweeps/optimizers.yaml"
+    out = tmp_path / "sweep"
+    pinned = [("epochs", 2), ("project", str(tmp_path / "P")), ("name", "opt")]
+    table = run_sweep(sweep_file, count=2, data=str(data_a), overrides=pinned, out_dir=out)
+    assert runs == [tmp_path / "P" / "opt_000", tmp_path / "P" / "opt_001"]
+    assert set(table["data"]) == {str(data_a)} and "dataset: " + str(data_a) in capsys.readouterr().out
+
+    for data, overrides, differs in [
+        (data_b, pinned, rf"data={data_a} in the study, {data_b} now"),
+        (data_a, [("epochs", 3), *pinned[1:]], r"epochs=2 in the study, 3 now"),
+        (data_a, pinned[:2], r"name=opt in the study, trial now"),
+        (data_a, [*pinned, ("lr0", 0.02)], r"lr0=\(unset\) in the study, 0.02 now"),
+    ]:
+        with pytest.raises(UserError, match=differs) as err:
+            run_sweep(sweep_file, count=4, data=str(data), overrides=overrides, out_dir=out)
+        assert "--study-name" in str(err.value) and "\n" not in str(err.value)
+    assert len(runs) == 2 and len(pd.read_csv(out / "trials.csv")) == 2  # nothing ran, nothing rewritten
+
+    # The same arguments continue the study; another --study-name is a separate study beside it.
+    assert len(run_sweep(sweep_file, count=3, data=str(data_a), overrides=pinned, out_dir=out)) == 3
+    other = run_sweep(sweep_file, count=1, data=str(data_b), overrides=pinned, study_name="opt_b",
+                      out_dir=tmp_path / "sweep_b")  # fmt: skip
+    assert set(other["data"]) == {str(data_b)} and len(runs) == 4
 
 
 def test_interrupted_grid_sweep_continues_with_the_interrupted_point(tmp_path: Path, monkeypatch):

@@ -253,21 +253,22 @@ def test_generated_boxes_are_real_boxes(synth_dir: Path, real_labels: pd.DataFra
     assert all(tuple(b) in real for b in boxes)
 
 
-def test_embedded_box_sets_are_real_patients(real_labels: pd.DataFrame):
-    pos = real_labels[real_labels["Target"] == 1]
-    real_sets = {
-        tuple(sorted(map(tuple, g[["x", "y", "width", "height"]].to_numpy(int).tolist())))
-        for _, g in pos.groupby("patientId")
-    }
-    assert len(synth.EMBEDDED_BOX_SETS) == 64
-    assert all(tuple(sorted(s)) in real_sets for s in synth.EMBEDDED_BOX_SETS)
+def test_shipped_box_sets_are_the_real_files_sets(sample_dir: Path):
+    """The shipped table is exactly what --labels-csv makes of the real stage-2 labels file."""
+    shipped = synth.load_box_sets()
+    real = synth.load_box_sets(sample_dir / synth.LABELS_CSV)
+    assert len(shipped) == len(real) == 6012 and sum(len(s) for s in shipped) == 9555
+    assert all(np.array_equal(a, b) for a, b in zip(shipped, real, strict=True))
+    assert synth.box_source() == "shipped" and synth.box_source(sample_dir) == str(sample_dir)
 
 
-def test_box_sets_fall_back_to_the_embedded_table(monkeypatch, tmp_path: Path):
-    monkeypatch.setattr(synth, "DEFAULT_LABELS_CSV", tmp_path / "absent.csv")
+def test_shipped_box_sets_are_whole_pixels_in_the_frame():
     sets = synth.load_box_sets()
-    assert len(sets) == 64 and synth.box_source() == "embedded"
-    assert sets[0].shape == (len(synth.EMBEDDED_BOX_SETS[0]), 4)
+    boxes = np.concatenate(sets)
+    assert boxes.shape == (9555, 4) and (boxes == np.round(boxes)).all()
+    assert (boxes[:, 2:] > 0).all() and (boxes[:, :2] >= 0).all()
+    assert (boxes[:, 0] + boxes[:, 2] <= 1024).all() and (boxes[:, 1] + boxes[:, 3] <= 1024).all()
+    assert {len(s) for s in sets} == {1, 2, 3, 4}
 
 
 def test_box_sets_from_a_given_labels_csv(tmp_path: Path):
@@ -430,3 +431,38 @@ def test_render_is_a_radiograph_layout(rendered_specs):
     lungs = (img[100:160, 60:90].mean() + img[100:160, 166:196].mean()) / 2
     mediastinum = img[100:160, 122:134].mean()
     assert corner < 40 and lungs + 30 < mediastinum
+
+
+def _clone(dst: Path) -> Path:
+    """A copy of the repository's tracked files at ``dst/repo`` (what `git clone` gives a user)."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        check=True,
+    )
+    for name in files.stdout.decode().split("\0"):
+        if name and (REPO_ROOT / name).is_file():
+            (dst / "repo" / name).parent.mkdir(parents=True, exist_ok=True)
+            (dst / "repo" / name).write_bytes((REPO_ROOT / name).read_bytes())
+    return dst / "repo"
+
+
+def test_synth_bytes_do_not_depend_on_a_real_sample_beside_the_clone(tmp_path: Path, sample_dir: Path):
+    """Two clones, one with ../shared/rsna_sample beside it, one bare: the same command, the same bytes."""
+    outputs = []
+    for case in ("with_sample", "bare"):
+        repo = _clone(tmp_path / case)
+        if case == "with_sample":
+            (repo.parent / "shared").mkdir()
+            (repo.parent / "shared" / "rsna_sample").symlink_to(sample_dir)
+        env = subprocess_env()
+        env.pop("RSNA_SAMPLE_DIR", None)
+        env["PYTHONPATH"] = str(repo)
+        out = tmp_path / case / "synth"
+        cmd = [sys.executable, "-m", "convert", "synth", "--out", str(out), "--patients", "12"]
+        cmd += ["--test-patients", "2", "--imgsz", "128", "--seed", "3", "--workers", "1"]
+        subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, check=True)
+        outputs.append({p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+    assert outputs[0].keys() == outputs[1].keys() and len(outputs[0]) == 12 + 2 + 4
+    assert all(outputs[0][k] == outputs[1][k] for k in outputs[0])

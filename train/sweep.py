@@ -246,17 +246,52 @@ def suggest(trial, key: str, d) -> Any:
     return trial.suggest_float(key, d.low, d.high, step=d.step, log=d.log)
 
 
-def trials_table(study, metric: str) -> pd.DataFrame:  # noqa: F821  (pandas imported lazily)
-    """One row per trial: number, state, the metric, each parameter, run folder, Kaggle conf/scale, time."""
+def trials_table(study, metric: str, data: str) -> pd.DataFrame:  # noqa: F821  (pandas imported lazily)
+    """One row per trial: number, state, the metric, each parameter, run folder, Kaggle conf/scale, time,
+    and the dataset ``data`` the study is bound to (see :func:`bind_study`)."""
     df = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs", "duration"))
     if df.empty:
         return df
+    df.insert(2, "data", data)
     df = df.rename(columns={"value": metric})
     df.columns = [re.sub(r"^(params|user_attrs)_", "", c) for c in df.columns]
     if "duration" in df:
         df["duration"] = df["duration"].dt.total_seconds().round(1)
         df = df.rename(columns={"duration": "seconds"})
     return df
+
+
+BOUND_ATTR = "rsna_yolo_bound_to"
+"""Study user attribute holding what a study was created for: ``{"data": ..., "overrides": {...}}``."""
+
+
+def bind_study(study, bound: dict[str, Any], storage_url: str) -> None:
+    """Record the dataset and fixed overrides of a new study; refuse to continue one created for others.
+
+    ``bound`` is ``{"data": absolute data YAML, "overrides": {key: value}}`` (the key=value arguments given
+    for every trial, with the trial runs' ``project`` and ``name``). A study recorded with other values
+    raises ``UserError`` naming each difference: its trials answer another question, so their table and
+    best trial must not be presented as this one's.
+    """
+    recorded = study.user_attrs.get(BOUND_ATTR)
+    if recorded is None:
+        study.set_user_attr(BOUND_ATTR, bound)
+        return
+    if recorded == bound:
+        return
+    was, now = (
+        {"data": recorded["data"], **recorded["overrides"]},
+        {"data": bound["data"], **bound["overrides"]},
+    )
+    diffs = [
+        f"{k}={was.get(k, '(unset)')} in the study, {now.get(k, '(unset)')} now"
+        for k in sorted(was.keys() | now.keys())
+        if was.get(k, ...) != now.get(k, ...)
+    ]
+    raise UserError(
+        f"study {study.study_name} ({storage_url}) was created for other arguments: {'; '.join(diffs)}. "
+        "Continue it with the same ones, or start a separate study with --study-name NAME or another --out"
+    )
 
 
 def requeue_interrupted(study) -> list[int]:
@@ -326,6 +361,11 @@ def run_sweep(
     split_values(list({**spec.fixed, **example_values(spec), **pinned}.items()))
     folder = Path(out_dir or DEFAULT_SWEEPS_DIR / spec.name).resolve()
     folder.mkdir(parents=True, exist_ok=True)
+    # Trial runs go to <project>/<name>_NNN: project= and name= as typed, else the sweep folder / "trial".
+    runs_dir = Path(str(pinned.pop("project", None) or folder)).resolve()
+    run_prefix = str(pinned.pop("name", None) or "trial")
+    bound = {"data": pinned["data"], "overrides": {k: v for k, v in sorted(pinned.items()) if k != "data"}}
+    bound["overrides"].update(project=str(runs_dir), name=run_prefix)
     storage_url = storage or f"sqlite:///{folder / 'optuna.db'}"
     epochs = pinned.get("epochs", spec.fixed.get("epochs"))
     # A trial killed without a chance to record it (power loss, SIGKILL) stops sending heartbeats; after the
@@ -346,6 +386,7 @@ def run_sweep(
         direction=spec.goal,
         load_if_exists=True,
     )
+    bind_study(study, bound, storage_url)
     requeued = requeue_interrupted(study)
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     wanted = count if count is not None else default_count(spec)
@@ -353,7 +394,8 @@ def run_sweep(
     print(
         f"sweep {spec.name} ({spec.method}, {spec.metric} {spec.goal}): {remaining} of {wanted} trials to run"
     )
-    print(f"  study: {storage_url}   trial runs: {folder}")
+    print(f"  dataset: {bound['data']}")
+    print(f"  study: {storage_url}   trial runs: {runs_dir}/{run_prefix}_NNN   trials.csv: {folder}")
     if requeued:
         print(f"  trials interrupted last time, run again first: {', '.join(map(str, requeued))}")
 
@@ -362,7 +404,7 @@ def run_sweep(
         values = {**spec.fixed, **suggested, **pinned}
         values.setdefault("wandb_group", spec.name)
         args, options = split_values(list(values.items()))
-        args.update(project=str(folder), name=f"trial_{trial.number:03d}", exist_ok=True)
+        args.update(project=str(runs_dir), name=f"{run_prefix}_{trial.number:03d}", exist_ok=True)
 
         def on_epoch(epoch: int, value: float) -> bool:
             if math.isfinite(value):
@@ -391,10 +433,10 @@ def run_sweep(
             # UserError (a bad value in the file) stops the sweep; other failures fail one trial and go on.
             study.optimize(objective, n_trials=remaining, catch=(RuntimeError, ValueError, OSError))
     except KeyboardInterrupt:
-        trials_table(study, spec.metric).to_csv(folder / "trials.csv", index=False)
+        trials_table(study, spec.metric, bound["data"]).to_csv(folder / "trials.csv", index=False)
         print(f"sweep interrupted; trials so far: {folder / 'trials.csv'}. Rerun the command to continue")
         raise
-    table = trials_table(study, spec.metric)
+    table = trials_table(study, spec.metric, bound["data"])
     table.to_csv(folder / "trials.csv", index=False)
     if not table.empty:
         import pandas as pd
