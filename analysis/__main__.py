@@ -2,7 +2,7 @@
 
 import sys
 
-from convert.cli import run_cli
+from core.cli import run_cli
 
 COMMANDS = {
     "score": ("analysis.score_cli", "score a submission CSV against the labels with the exact Kaggle metric"),

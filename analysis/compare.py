@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from matplotlib.figure import Figure
 
 from analysis.report import Report
+from core.cli import UserError
+from core.runs import read_args, read_kaggle, run_weights
 
 MAP50 = "metrics/mAP50(B)"
 MAP50_95 = "metrics/mAP50-95(B)"
@@ -94,14 +95,12 @@ def read_run(path: Path) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise RunError("not a folder")
-    if not (path / "args.yaml").is_file():
-        raise RunError("no args.yaml (not an Ultralytics run folder, or its start was interrupted)")
     try:
-        args = yaml.safe_load((path / "args.yaml").read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise RunError(f"args.yaml is not valid YAML ({type(exc).__name__})") from exc
-    if not isinstance(args, dict):
-        raise RunError("args.yaml is not a mapping of arguments")
+        args = read_args(path)
+    except UserError as exc:
+        raise RunError("args.yaml: " + str(exc).split(": ", 1)[1]) from exc
+    if args is None:
+        raise RunError("no args.yaml (not an Ultralytics run folder, or its start was interrupted)")
     csv = path / "results.csv"
     if not csv.is_file():
         raise RunError(
@@ -118,11 +117,10 @@ def read_run(path: Path) -> Run:
     if results.empty:
         raise RunError("results.csv has no epoch rows")
     kaggle, notes = None, []
-    if (path / "kaggle.json").is_file():
-        try:
-            kaggle = json.loads((path / "kaggle.json").read_text())
-        except json.JSONDecodeError as exc:
-            notes.append(f"{path.name}: kaggle.json is not valid JSON ({exc}), treated as missing")
+    try:
+        kaggle = read_kaggle(path)
+    except UserError as exc:
+        notes.append(f"{path.name}: {exc}; treated as missing")
     return Run(path, args, results.reset_index(drop=True), kaggle, notes)
 
 
@@ -503,14 +501,12 @@ def ensure_kaggle(run: Run, data: Path | None, split: str, *, progress: bool = T
     data YAML (``data`` or the run's own ``args.yaml`` ``data``). Returns a note ("" when nothing to say)."""
     if run.kaggle is not None:
         return ""
-    weights = run.path / "weights"
-    if not ((weights / "best.pt").is_file() or (weights / "last.pt").is_file()):
+    if run_weights(run.path) is None:
         return f"{run.name}: no kaggle.json and no weights to compute it"
     data_yaml = Path(data) if data else Path(str(run.args.get("data", "")))
     if not data_yaml.is_file():
         return f"{run.name}: no kaggle.json, and the data YAML {data_yaml} is not here (pass --data)"
     from analysis.rescore import rescore  # imports Ultralytics: only when needed
-    from convert.cli import UserError
 
     try:
         run.kaggle = rescore(run.path, data_yaml, split=split, progress=progress)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from analysis.compare import run_compare
-from convert.cli import UserError
+from core.cli import UserError
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

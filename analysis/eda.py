@@ -25,10 +25,10 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from analysis.report import Report
-from convert.boxes import NATIVE_SIZE
-from convert.cli import UserError
-from convert.dicom import DicomError, dicom_to_uint8, header_metadata, read_dicom
-from convert.labels import CLASS_FILES, LABEL_FILES, Skip, find_csv, read_labels
+from core.boxes import NATIVE_SIZE
+from core.cli import UserError
+from core.dicom import DicomError, dicom_to_uint8, header_metadata, read_dicom
+from core.labels import CLASS_FILES, LABEL_FILES, Skip, find_csv, read_labels
 
 LABELS_CSV = "stage_2_train_labels.csv"
 CLASS_CSV = "stage_2_detailed_class_info.csv"
@@ -310,9 +310,7 @@ def load_kaggle(src: Path, *, progress: bool = True) -> EdaData:
     missing = kaggle_missing(
         labels, classes, patients, dicom_dir if dicom_dir.is_dir() else None, label_csv.name, class_csv.name
     )
-    extra = {
-        "Rows and patients the converter leaves out (convert.labels), by reason": skip_table(valid.skips)
-    }
+    extra = {"Rows and patients the converter leaves out (core.labels), by reason": skip_table(valid.skips)}
     unlabelled = sorted(set(paths) - set(patients["patientId"]))
     if unlabelled:
         extra["DICOMs without a label row"] = pd.DataFrame({"patientId": unlabelled[:20]})

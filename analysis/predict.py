@@ -1,7 +1,7 @@
 """Inference from trained weights on PNGs or DICOMs, to boxes in source pixels.
 
-One image's path: read (PNG as is; DICOM decoded with :func:`convert.dicom.read_dicom` +
-:func:`convert.dicom.dicom_to_uint8` and resized like the converter, longer side = ``imgsz``) -> Ultralytics
+One image's path: read (PNG as is; DICOM decoded with :func:`core.dicom.read_dicom` +
+:func:`core.dicom.dicom_to_uint8` and resized like the converter, longer side = ``imgsz``) -> Ultralytics
 predicts on the array (it letterboxes and maps boxes back to the array) -> optional horizontal-flip copy
 -> several models / flips fused with weighted box fusion (``ensemble_boxes``) -> divided by the array's
 scale (PNG pixels per source pixel) -> ``xywh_px`` in the source frame.
@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from convert.boxes import NATIVE_SIZE, xyxy_to_xywh
+from core.boxes import NATIVE_SIZE, xyxy_to_xywh
+from core.layout import PRED_COLUMNS
 
-PRED_COLUMNS = ["patientId", "conf", "x", "y", "width", "height"]
 WBF_IOU = 0.55
 """IoU above which weighted box fusion merges boxes of different models / flips (ensemble_boxes' default)."""
 
@@ -39,8 +39,8 @@ def load_image(path: Path, imgsz: int, scales: Mapping[str, float] | None = None
     NATIVE_SIZE``); a DICOM decoded and resized to ``imgsz`` with that resize's scale. Raises on failure."""
     path = Path(path)
     if path.suffix.lower() == ".dcm":
-        from convert.dicom import dicom_to_uint8, read_dicom
-        from convert.rsna import resize_longer_side, resized_shape
+        from core.dicom import dicom_to_uint8, read_dicom
+        from core.images import resize_longer_side, resized_shape
 
         img = dicom_to_uint8(read_dicom(path))
         # exactly the converter's resize, so test images look like the training PNGs

@@ -16,9 +16,7 @@ The pieces, each usable alone (the trainer reuses them):
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,18 +24,26 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from analysis.metric import frame_to_preds, frame_to_truth, per_image_scores, sweep
-from analysis.submission import PRED_COLUMNS, write_csv_atomic
-from convert.cli import UserError
+from core.cli import UserError
+from core.io import write_csv_atomic
+from core.layout import (
+    CLASSES,
+    NEGATIVE_CLASSES,
+    PRED_COLUMNS,
+    dataset_split,
+    read_dataset,
+    read_manifest,
+)
+from core.runs import predictions_name, read_kaggle, resolve_weights, write_kaggle
 
 SWEEP_CONFS = tuple(round(0.01 * k, 2) for k in range(1, 5)) + tuple(round(0.05 * k, 2) for k in range(1, 20))
 """0.01 ... 0.04, then 0.05 ... 0.95 in 0.05 steps."""
 SWEEP_SCALES = (1.0, 0.80, 0.85, 0.90, 0.95)
 PREDICT_CONF = 0.01
-CLASSES = ("Normal", "No Lung Opacity / Not Normal", "Lung Opacity")
-NEGATIVE_CLASSES = CLASSES[:2]
+BREAKDOWN_ORDER = tuple(reversed(CLASSES))
+"""Classes in the breakdown: Normal, Not Normal (the false-box loss), then Lung Opacity."""
 
 
 @dataclass
@@ -54,88 +60,6 @@ class TruthSet:
 
 # ---------------------------------------------------------------------------------------------------------
 # Ground truth
-def read_manifest(path: Path) -> pd.DataFrame:
-    """A dataset's ``manifest.csv`` with patientId/class/split as strings."""
-    return pd.read_csv(path, dtype={"patientId": str, "class": str, "split": str})
-
-
-def read_data_yaml(data_yaml: str | Path) -> tuple[Path, dict, Path]:
-    """``(yaml file, its content, dataset root)``; a folder stands for its ``data.yaml``; the root is the
-    YAML's ``path:`` (relative to the YAML's folder), else the YAML's folder."""
-    data_yaml = Path(data_yaml)
-    if data_yaml.is_dir():
-        data_yaml = data_yaml / "data.yaml"
-    try:
-        cfg = yaml.safe_load(data_yaml.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"{data_yaml}: cannot read the data YAML ({exc})") from exc
-    root = Path(cfg.get("path") or data_yaml.parent)
-    if not root.is_absolute():
-        root = (data_yaml.parent / root).resolve()
-    return data_yaml, cfg, root
-
-
-def read_dataset(data_yaml: str | Path) -> tuple[Path, pd.DataFrame]:
-    """Dataset root (the YAML's ``path:``, else its folder) and its ``manifest.csv``."""
-    _, _, root = read_data_yaml(data_yaml)
-    manifest_path = root / "manifest.csv"
-    if not manifest_path.is_file():
-        raise UserError(f"{manifest_path}: missing (was the dataset made by `python -m convert rsna`?)")
-    manifest = read_manifest(manifest_path)
-    for col in ("patientId", "split", "png", "scale"):
-        if col not in manifest.columns:
-            raise UserError(f"{manifest_path}: required column {col!r} missing")
-    return root, manifest
-
-
-def yaml_split_ids(
-    data_yaml: str | Path, split: str, manifest: pd.DataFrame | None = None
-) -> list[str] | None:
-    """patientIds of the images the data YAML's ``split`` entry names, read as Ultralytics reads it (a
-    folder of images or a ``.txt`` list of image paths, relative to the YAML's ``path:``); None when the
-    YAML has no such entry. A fold YAML (``folds/fold<k>.yaml``) names its own val list this way. A folder
-    inside the dataset stands for the ``manifest`` rows whose PNG is in it (so a PNG gone missing is
-    still reported by :func:`split_images`, not silently skipped)."""
-    data_yaml, cfg, root = read_data_yaml(data_yaml)
-    entries = cfg.get(split)
-    if not entries:
-        return None
-    ids: list[str] = []
-    for entry in [entries] if isinstance(entries, str) else list(entries):
-        where = Path(entry) if Path(entry).is_absolute() else root / entry
-        inside = manifest is not None and where.resolve().is_relative_to(root.resolve())
-        if inside and where.is_dir():
-            rel = where.resolve().relative_to(root.resolve())
-            in_dir = [Path(png).parent.is_relative_to(rel) for png in manifest["png"]]
-            ids += manifest.loc[in_dir, "patientId"].astype(str).tolist()
-        elif where.is_dir():
-            ids += sorted(q.stem for q in where.rglob("*") if q.suffix.lower() in {".png", ".jpg", ".jpeg"})
-        elif where.suffix == ".txt" and where.is_file():
-            lines = [ln.strip() for ln in where.read_text().splitlines()]
-            ids += [Path(ln).stem for ln in lines if ln]
-        else:
-            raise UserError(f"{data_yaml}: {split}: {entry} is neither a folder nor a .txt image list")
-    return ids
-
-
-def dataset_split(data_yaml: str | Path, split: str) -> tuple[Path, pd.DataFrame]:
-    """:func:`read_dataset` with the manifest's ``split`` column rewritten to the images that the data YAML's
-    ``split`` entry names (so a fold YAML scores its own val images, not the manifest's fold 0)."""
-    root, manifest = read_dataset(data_yaml)
-    ids = yaml_split_ids(data_yaml, split, manifest)
-    if ids is None:
-        return root, manifest
-    known = set(manifest["patientId"].astype(str))
-    unknown = [i for i in ids if i not in known]
-    if unknown:
-        raise UserError(
-            f"{data_yaml}: {split}: {len(unknown)} image(s) not in {root / 'manifest.csv'}, e.g. {unknown[0]}"
-        )
-    chosen = manifest["patientId"].astype(str).isin(set(ids))
-    other = np.where(manifest["split"] == split, "", manifest["split"])  # the manifest's own split: not it
-    return root, manifest.assign(split=np.where(chosen, split, other))
-
-
 def dataset_truth(root: Path, manifest: pd.DataFrame, split: str | None = None) -> TruthSet:
     """Ground truth of the labelled images of ``split`` (all labelled splits when None) from ``boxes.csv``."""
     boxes_path = Path(root) / "boxes.csv"
@@ -156,9 +80,9 @@ def dataset_truth(root: Path, manifest: pd.DataFrame, split: str | None = None) 
 
 
 def kaggle_truth(label_csv: Path) -> TruthSet:
-    """Ground truth from the Kaggle labels CSV, validated by :mod:`convert.labels`; the class CSV is used
+    """Ground truth from the Kaggle labels CSV, validated by :mod:`core.labels`; the class CSV is used
     when it sits beside it (for the per-class breakdown)."""
-    from convert.labels import (
+    from core.labels import (
         CLASS_COLUMNS,
         CLASS_FILES,
         LABEL_COLUMNS,
@@ -200,7 +124,7 @@ def read_truth(path: str | Path, *, split: str | None = None) -> TruthSet:
         yaml_path = path / "data.yaml" if (path / "data.yaml").is_file() else path
         return dataset_truth(*(dataset_split(yaml_path, split) if split else read_dataset(yaml_path)), split)
     if path.is_dir():
-        from convert.labels import LABEL_FILES, find_csv
+        from core.labels import LABEL_FILES, find_csv
 
         return kaggle_truth(find_csv(path, LABEL_FILES))
     if path.suffix in {".yaml", ".yml"}:
@@ -249,7 +173,7 @@ def breakdown(
                 g["missed"] += 1
                 g["missed_loss"] += 1.0 - scores[pid]
     out_classes = {}
-    for name in sorted(groups, key=lambda c: (CLASSES.index(c) if c in CLASSES else 99, c)):
+    for name in sorted(groups, key=lambda c: (BREAKDOWN_ORDER.index(c) if c in BREAKDOWN_ORDER else 99, c)):
         g = groups[name]
         entry = {
             "n_images": g["n_images"],
@@ -372,20 +296,6 @@ def plot_sweep(table: pd.DataFrame, path: str | Path, title: str = "") -> Path:
 
 # ---------------------------------------------------------------------------------------------------------
 # Predictions (cached)
-def resolve_weights(weights_or_run: str | Path) -> tuple[Path, Path]:
-    """``(weights, run_dir)``: a run folder -> its ``weights/best.pt`` (else ``last.pt``);
-    ``.../weights/x.pt`` -> the run folder is the grandparent; any other ``.pt`` -> its folder."""
-    p = Path(weights_or_run)
-    if p.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (p / "weights" / name).is_file():
-                return p / "weights" / name, p
-        raise UserError(f"{p}: no weights/best.pt or weights/last.pt in this run folder")
-    if not p.is_file():
-        raise UserError(f"{p}: no such weights file or run folder")
-    return p, (p.parent.parent if p.parent.name == "weights" else p.parent)
-
-
 def weights_signature(weights: Sequence[Path]) -> list[dict]:
     """What identifies weights for the prediction cache: path, size and a hash of the file's content."""
     out = []
@@ -437,8 +347,8 @@ def predict_split(
         "images_sha1": hashlib.sha1("\n".join(p.stem for p in images).encode()).hexdigest(),
         **(signature or {}),
     }
-    csv_path = out_dir / f"predictions_{split}.csv"
-    if csv_path.is_file() and _read_json(out_dir / "kaggle.json").get("prediction_signature") == signature:
+    csv_path = out_dir / predictions_name(split)
+    if csv_path.is_file() and previous_kaggle(out_dir).get("prediction_signature") == signature:
         frame = pd.read_csv(csv_path, dtype={"patientId": str})
         return frame[PRED_COLUMNS], signature, True
     frame = predict_images(
@@ -449,13 +359,13 @@ def predict_split(
     return frame[PRED_COLUMNS], signature, False
 
 
-def _read_json(path: Path) -> dict:
-    """A previous ``kaggle.json`` as a dict; empty when missing or unreadable (then nothing is reused)."""
+def previous_kaggle(folder: Path) -> dict:
+    """The ``kaggle.json`` that rescoring is about to replace, for what it can reuse; empty when absent or
+    unreadable (:func:`core.runs.read_kaggle`'s error: nothing of it is reused, and it is rewritten)."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
+        return read_kaggle(folder) or {}
+    except UserError:
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def ultralytics_map(
@@ -534,7 +444,7 @@ def rescore(
     n_boxes = {k: len(v[1]) for k, v in preds_best.items()}
     maps = {"map50": None, "map50_95": None}
     if ultralytics_val and len(weights) == 1 and not tta:
-        previous = _read_json(run_dir / "kaggle.json") if reused else {}
+        previous = previous_kaggle(run_dir) if reused else {}
         if known_maps is not None:
             maps = {"map50": float(known_maps["map50"]), "map50_95": float(known_maps["map50_95"])}
         elif previous.get("map50") is not None and previous.get("map50_95") is not None:
@@ -553,37 +463,16 @@ def rescore(
         **maps,
         "sweep": table.to_dict(orient="records"),
         "breakdown": breakdown(scores, gt.truth, gt.classes, n_boxes),
-        "predictions": f"predictions_{split}.csv",
+        "predictions": predictions_name(split),
         "imgsz": int(imgsz),
         "tta": bool(tta),
         "n_predictions": len(frame),
         "predictions_reused": reused,
         "prediction_signature": signature,
     }
-    write_json_atomic(result, run_dir / "kaggle.json")
+    write_kaggle(run_dir, result)
     name = weights[0].name if len(weights) == 1 else f"{len(weights)}-model WBF"
     title = f"{name} on {split}{' + flip TTA' if tta else ''}: best {best['score']:.4f}"
     plot_sweep(table, run_dir / "kaggle_threshold.png", title=title)
     result["run_dir"] = str(run_dir)
     return result
-
-
-def write_json_atomic(obj, path: str | Path) -> Path:
-    """Write JSON (NaN as null) via a temporary file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-
-    def clean(v):
-        if isinstance(v, float) and math.isnan(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [clean(x) for x in v]
-        if isinstance(v, np.generic):
-            return clean(v.item())
-        return v
-
-    tmp.write_text(json.dumps(clean(obj), indent=2) + "\n")
-    tmp.replace(path)
-    return path

@@ -9,8 +9,9 @@ import pandas as pd
 
 from analysis.metric import accumulate, evaluate_images, summarize
 from analysis.rescore import breakdown, format_breakdown, read_truth
-from analysis.submission import read_submission, submission_preds, write_csv_atomic
-from convert.cli import UserError
+from analysis.submission import read_submission, submission_preds
+from core.cli import UserError
+from core.io import write_csv_atomic
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

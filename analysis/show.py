@@ -15,20 +15,19 @@ is rescored first when it has weights (:func:`analysis.rescore.rescore`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
-import yaml
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from analysis.metric import frame_to_preds, per_image_scores
 from analysis.report import Report
-from convert.boxes import scale_about_centre
-from convert.cli import UserError
+from core.boxes import scale_about_centre
+from core.cli import UserError
+from core.runs import predictions_name, read_kaggle, run_data_yaml, run_weights
 
 KINDS = {
     "false positive": "no opacity, boxes predicted (scores 0)",
@@ -47,24 +46,24 @@ def load_inputs(run_dir: Path, split: str, data: Path | None = None, *, progress
     is never replaced); ``predictions`` the frame of ``predictions_<split>.csv``; ``truth`` maps every image
     of the split to its ``(G, 4)`` xywh_px boxes.
     """
-    from analysis.rescore import dataset_truth, read_dataset
+    from analysis.rescore import dataset_truth
+    from core.layout import read_dataset
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: not a run folder")
     kaggle_dir = run_dir
-    kaggle = _read_kaggle(run_dir)
+    kaggle = read_kaggle(run_dir)
     if kaggle is not None and kaggle.get("split") != split:
         # The run's own kaggle.json was tuned on another split and compare/submit rely on it: leave it as
         # it is and score this split into a subfolder of its own.
         kaggle_dir = run_dir / f"kaggle_{split}"
-        kaggle = _read_kaggle(kaggle_dir)
+        kaggle = read_kaggle(kaggle_dir)
         if kaggle is not None and kaggle.get("split") != split:
             kaggle = None
-    data_yaml = Path(data) if data else _data_yaml(run_dir, kaggle or _read_kaggle(run_dir))
-    if kaggle is None or not (kaggle_dir / kaggle.get("predictions", f"predictions_{split}.csv")).is_file():
-        weights = run_dir / "weights"
-        if not ((weights / "best.pt").is_file() or (weights / "last.pt").is_file()):
+    data_yaml = Path(data) if data else run_data_yaml(run_dir, kaggle or read_kaggle(run_dir))
+    if kaggle is None or not (kaggle_dir / kaggle.get("predictions", predictions_name(split))).is_file():
+        if run_weights(run_dir) is None:
             raise UserError(f"{run_dir}: no kaggle.json for split {split!r} and no weights to compute it")
         if data_yaml is None:
             raise UserError(f"{run_dir}: no data YAML known for rescoring; pass --data")
@@ -74,7 +73,7 @@ def load_inputs(run_dir: Path, split: str, data: Path | None = None, *, progress
     if data_yaml is None:
         raise UserError(f"{run_dir}: kaggle.json names no data YAML; pass --data")
     root, manifest = read_dataset(data_yaml)
-    preds_path = kaggle_dir / kaggle.get("predictions", f"predictions_{split}.csv")
+    preds_path = kaggle_dir / kaggle.get("predictions", predictions_name(split))
     if not preds_path.is_file():
         raise UserError(f"{preds_path}: missing (run `python -m analysis rescore {run_dir}`)")
     preds = pd.read_csv(preds_path, dtype={"patientId": str})
@@ -83,28 +82,6 @@ def load_inputs(run_dir: Path, split: str, data: Path | None = None, *, progress
         raise UserError(f"{preds_path}: missing column(s) {sorted(missing)}")
     truth = dataset_truth(root, manifest, split)
     return kaggle, preds, root, manifest, truth
-
-
-def _read_kaggle(folder: Path) -> dict | None:
-    """``folder/kaggle.json`` as a dict, ``None`` when absent; one-line error when it is not JSON."""
-    path = folder / "kaggle.json"
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc}); delete it to rescore") from exc
-
-
-def _data_yaml(run_dir: Path, kaggle: dict | None) -> Path | None:
-    """The data YAML named by kaggle.json, else by the run's args.yaml (when the file exists)."""
-    candidates = [kaggle.get("data")] if kaggle else []
-    if (run_dir / "args.yaml").is_file():
-        candidates.append((yaml.safe_load((run_dir / "args.yaml").read_text()) or {}).get("data"))
-    for c in candidates:
-        if c and Path(c).is_file():
-            return Path(c)
-    return None
 
 
 def image_table(

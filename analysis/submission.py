@@ -3,7 +3,7 @@
 Format: header ``patientId,PredictionString``; one row per patient; the prediction string is
 ``conf x y w h`` repeated (``xywh_px`` in the 1024-px source frame), empty when no box. Pure parsing
 (:func:`parse_prediction_string`, :func:`parse_submission_rows`) is separate from file reading; every
-problem a user can fix is one :class:`~convert.cli.UserError` naming the file and spreadsheet row
+problem a user can fix is one :class:`~core.cli.UserError` naming the file and spreadsheet row
 (header = row 1).
 
 A prediction frame (``predictions_<split>.csv`` and :func:`analysis.predict.predict_images`) has columns
@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from convert.boxes import NATIVE_SIZE, clip_xywh, scale_about_centre
-from convert.cli import UserError
+from core.boxes import NATIVE_SIZE, clip_xywh, scale_about_centre
+from core.cli import UserError
+from core.io import write_csv_atomic
+from core.layout import PRED_COLUMNS
 
 HEADER = ("patientId", "PredictionString")
-PRED_COLUMNS = ["patientId", "conf", "x", "y", "width", "height"]
 EDGE_TOLERANCE_PX = 1.0
 """How far (source pixels) a box may reach past the image edge before ``validate`` calls it out of range."""
 
@@ -181,16 +181,6 @@ def submission_frame(
         )
     ids = list(ids)
     return pd.DataFrame({"patientId": ids, "PredictionString": [strings.get(i, "") for i in ids]})
-
-
-def write_csv_atomic(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write ``frame`` as CSV via a temporary file in the same folder, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
 
 
 def write_submission(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from analysis.predict import predict_images
 from analysis.submission import image_ids, validate_submission, write_submission
-from convert.cli import UserError
+from core.cli import UserError
 
 DEFAULT_CONF = 0.25
 
@@ -93,7 +93,8 @@ def find_manifest(folder: Path, images: dict[str, Path]) -> Path | None:
 
 def main(args: argparse.Namespace) -> int:
     """Predict, write, validate, report."""
-    from analysis.rescore import read_manifest, resolve_weights
+    from core.layout import read_manifest
+    from core.runs import resolve_weights
 
     n_weights = len(args.weights)
     conf, scale = tuned_settings(args.from_run, args.tta, n_weights) if args.from_run else (DEFAULT_CONF, 1.0)

@@ -39,8 +39,10 @@ from PIL import Image
 from pydicom.encaps import generate_frames
 
 import offline  # noqa: F401  (before anything that may import ultralytics)
-from convert.rsna import available_cpus, convert_rsna, resized_shape
+from convert.rsna import convert_rsna
 from convert.synth import generate
+from core.images import resized_shape
+from core.workers import available_cpus
 
 
 class Clock:

@@ -2,7 +2,7 @@
 
 import sys
 
-from convert.cli import run_cli
+from core.cli import run_cli
 
 COMMANDS = {
     "synth": ("convert.synth_cli", "write realistic synthetic DICOMs and CSVs in the exact Kaggle layout"),

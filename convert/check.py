@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from convert.labels import BOX_COLUMNS, POSITIVE_CLASS, Labels, find_labels
-from convert.rsna import MANIFEST_COLUMNS, SPLITS, label_text, png_header
+from core.images import png_header
+from core.labels import Labels, find_labels
+from core.layout import BOX_COLUMNS, LABEL_SPLITS, MANIFEST_COLUMNS, POSITIVE_CLASS, SPLITS, label_text
 
-LABEL_SPLITS = ("train", "val")
 _EPS = 1e-6  # label files carry 6 decimals
 
 
@@ -122,7 +122,7 @@ def check_dataset(
 
     ``src``: the Kaggle folder it came from, to compare labels with the source CSVs; by default taken
     from ``report.json`` when that folder still exists. ``labels``: that folder's CSVs already parsed
-    (:func:`convert.labels.find_labels`), to save reading them again. ``report``: the conversion report
+    (:func:`core.labels.find_labels`), to save reading them again. ``report``: the conversion report
     (``counts`` and ``skips``) to compare counts with; by default ``out/report.json`` when present.
     """
     out = Path(out).expanduser().resolve()

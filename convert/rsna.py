@@ -1,8 +1,8 @@
 """Convert a Kaggle-layout RSNA folder (DICOMs + CSVs) to a verified Ultralytics YOLO dataset.
 
 One image's journey lives in :func:`convert_one`: read the DICOM, map it to 8-bit
-(:func:`convert.dicom.dicom_to_uint8`), resize so the longer side is ``imgsz``, write the PNG, write the
-YOLO label (:func:`convert.boxes.rsna_boxes_to_yolo`). :func:`convert_rsna` plans those jobs, runs them
+(:func:`core.dicom.dicom_to_uint8`), resize so the longer side is ``imgsz``, write the PNG, write the
+YOLO label (:func:`core.boxes.rsna_boxes_to_yolo`). :func:`convert_rsna` plans those jobs, runs them
 across processes and writes ``data.yaml``, ``folds/``, ``manifest.csv``, ``boxes.csv`` and
 ``report.json`` (layout and columns: docs/ARCHITECTURE.md), then runs :func:`convert.check.check_dataset`.
 
@@ -11,7 +11,7 @@ Guarantees:
 - bad input never stops the run: every DICOM, CSV row or patient left out becomes one skip line in the
   printed summary and in ``report.json``;
 - nothing is written outside ``out``: every output folder is resolved and checked to lie inside it, and
-  the files in it are named by patientIds that passed :func:`convert.labels.is_safe_id`;
+  the files in it are named by patientIds that passed :func:`core.labels.is_safe_id`;
 - interrupt-safe and resumable: each file is written to a temporary file in its folder and renamed into
   place, so a file that exists is complete (after a killed process; there is no fsync against power
   loss); a rerun reuses every image whose PNG (right size) and label
@@ -31,7 +31,6 @@ import math
 import os
 import re
 import signal
-import struct
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -40,67 +39,22 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
 from tqdm import tqdm
 
-from convert.boxes import CLASS_NAMES, clip_xywh, rsna_boxes_to_yolo
-from convert.cli import UserError
-from convert.dicom import DicomError, dicom_to_uint8, header_metadata, read_dicom
-from convert.labels import BOX_COLUMNS, Labels, Skip, find_csv, is_safe_id, read_labels
-from convert.labels import CLASS_FILES as CLASS_CSVS
-from convert.labels import LABEL_FILES as LABEL_CSVS
 from convert.split import split_patients
+from core.boxes import clip_xywh
+from core.cli import UserError
+from core.dicom import DicomError, dicom_to_uint8, header_metadata, read_dicom
+from core.images import png_header, resize_longer_side, resized_shape
+from core.io import TMP_SUFFIX, write_atomic
+from core.kaggle import Source, find_source
+from core.labels import Labels, Skip, is_safe_id, read_labels
+from core.layout import BOX_COLUMNS, MANIFEST_COLUMNS, SPLITS, data_yaml_text, label_text
+from core.workers import available_cpus, die_with_parent
 
-TRAIN_DIRS = ("stage_2_train_images", "stage_1_train_images")
-TEST_DIRS = ("stage_2_test_images", "stage_1_test_images")
-SPLITS = ("train", "val", "test")
-MANIFEST_COLUMNS = (
-    "patientId", "split", "fold", "class", "Target", "n_boxes", "PatientAge", "PatientSex",
-    "ViewPosition", "rows", "cols", "png", "scale",
-)  # fmt: skip
-"""``manifest.csv`` columns, in this order (docs/ARCHITECTURE.md)."""
-TMP_SUFFIX = ".tmp"
 MAX_PRINTED_SKIPS = 5
 """Examples printed per kind of skip (report.json lists them all)."""
 MAX_PRINTED_PROBLEMS = 20
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where the Kaggle files are inside ``--src``."""
-
-    root: Path
-    label_csv: Path
-    class_csv: Path
-    train_dir: Path
-    test_dir: Path | None
-
-
-def find_source(src: str | Path) -> Source:
-    """Locate the label CSVs and image folders (stage-2 names first, stage-1 accepted).
-
-    Raises :class:`UserError` (one line) when ``src`` is not a folder or lacks a labels CSV, the class
-    CSV or the training-image folder. The test-image folder is optional.
-    """
-    root = Path(src).expanduser().resolve()
-    if not root.is_dir():
-        raise UserError(f"--src {src}: not a folder")
-    label_csv = find_csv(root, LABEL_CSVS)
-    class_csv = find_csv(root, CLASS_CSVS)
-    train = [root / d for d in TRAIN_DIRS if (root / d).is_dir()]
-    if not train:
-        raise UserError(f"{root}: no training-image folder ({' or '.join(TRAIN_DIRS)})")
-    test = [root / d for d in TEST_DIRS if (root / d).is_dir()]
-    return Source(root, label_csv, class_csv, train[0], test[0] if test else None)
-
-
-def available_cpus() -> int:
-    """CPU cores this process may run on (its affinity mask, e.g. under ``taskset`` or a container)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def inside(out: Path, relative: str | Path) -> Path:
@@ -122,41 +76,6 @@ def in_folder(folder: Path, name: str) -> Path:
     return folder / name
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and a rename (never half-written)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
-def resized_shape(rows: int, cols: int, imgsz: int) -> tuple[int, int, float]:
-    """``(height, width, scale)`` of an image of ``rows x cols`` resized so its longer side is ``imgsz``.
-
-    >>> resized_shape(1024, 1024, 640), resized_shape(600, 800, 400)
-    ((640, 640, 0.625), (300, 400, 0.5))
-    """
-    scale = imgsz / max(rows, cols)
-    height = max(1, math.floor(rows * scale + 0.5))
-    width = max(1, math.floor(cols * scale + 0.5))
-    return height, width, scale
-
-
-def resize_longer_side(image: np.ndarray, imgsz: int) -> np.ndarray:
-    """``(H, W)`` uint8 -> ``(h, w)`` uint8 with ``max(h, w) == imgsz``; INTER_AREA when shrinking."""
-    height, width, scale = resized_shape(image.shape[0], image.shape[1], imgsz)
-    if (height, width) == image.shape[:2]:
-        return image
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return cv2.resize(image, (width, height), interpolation=interpolation)
-
-
-def label_text(boxes_xywh_px, rows: int, cols: int) -> str:
-    """The YOLO label file content for Kaggle boxes ``(N, 4)`` in a ``rows x cols`` source image."""
-    lines = rsna_boxes_to_yolo(boxes_xywh_px, width=cols, height=rows)
-    return "".join(line + "\n" for line in lines)
-
-
 def outside_boxes(boxes_xywh_px, rows: int, cols: int) -> np.ndarray:
     """Boolean mask ``(N,)``: the boxes with no area inside a ``rows x cols`` image (left out of the label).
 
@@ -166,19 +85,6 @@ def outside_boxes(boxes_xywh_px, rows: int, cols: int) -> np.ndarray:
     boxes = np.asarray(boxes_xywh_px, dtype=np.float64).reshape(-1, 4)
     clipped = clip_xywh(boxes, cols, rows)
     return (clipped[:, 2] <= 0) | (clipped[:, 3] <= 0)
-
-
-def png_header(path: Path) -> tuple[int, int, int, int] | None:
-    """``(width, height, bit_depth, colour_type)`` from a PNG's IHDR chunk, or None if not a PNG."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(26)
-    except OSError:
-        return None
-    if len(head) < 26 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
-        return None
-    width, height = struct.unpack(">II", head[16:24])
-    return width, height, head[24], head[25]
 
 
 @dataclass(frozen=True)
@@ -255,24 +161,7 @@ def _init_worker(parent: int) -> None:
     # handle (it stops the pool); workers ignoring it avoids a traceback from every process.
     cv2.setNumThreads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent)
-
-
-def _die_with_parent(parent: int) -> None:
-    """Linux: have the kernel kill this worker when its parent dies.
-
-    Without it a ``kill -9`` of the converter leaves its pool workers behind, asleep forever on a queue
-    nobody writes to (and, until then, still writing the images of their chunk beside a rerun).
-    """
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: workers then end when the pool shuts down
-        return
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
+    die_with_parent(parent)
 
 
 def run_jobs(jobs: list[Job], workers: int, progress: bool = True) -> list[dict]:
@@ -412,14 +301,6 @@ def plan(
     return jobs, rows, skips
 
 
-def _data_yaml(out: Path, train: str, val: str, test: str | None) -> bytes:
-    data = {"path": str(out), "train": train, "val": val}
-    if test:
-        data["test"] = test
-    data["names"] = dict(CLASS_NAMES)
-    return yaml.safe_dump(data, sort_keys=False).encode()
-
-
 def write_outputs(out: Path, manifest: list[dict], labels: Labels, folds: int) -> list[Path]:
     """Write ``manifest.csv``, ``boxes.csv``, ``data.yaml`` and the fold files; return every path written."""
     written: list[Path] = []
@@ -436,7 +317,7 @@ def write_outputs(out: Path, manifest: list[dict], labels: Labels, folds: int) -
     put("boxes.csv", _csv_bytes(("patientId", *BOX_COLUMNS), truth[["patientId", *BOX_COLUMNS]].to_numpy()))
     has_test = any(r["split"] == "test" for r in manifest)
     test = "images/test" if has_test else None
-    put("data.yaml", _data_yaml(out, "images/train", "images/val", test))
+    put("data.yaml", data_yaml_text(out, "images/train", "images/val", test).encode())
     for k in range(folds):
         lists = {"train": [], "val": []}
         for r in manifest:
@@ -444,9 +325,8 @@ def write_outputs(out: Path, manifest: list[dict], labels: Labels, folds: int) -
                 lists["val" if r["fold"] == k else "train"].append(str(out / r["png"]))
         for name, paths in lists.items():
             put(f"folds/fold{k}_{name}.txt", "".join(p + "\n" for p in paths).encode())
-        put(
-            f"folds/fold{k}.yaml", _data_yaml(out, f"folds/fold{k}_train.txt", f"folds/fold{k}_val.txt", test)
-        )
+        fold_yaml = data_yaml_text(out, f"folds/fold{k}_train.txt", f"folds/fold{k}_val.txt", test)
+        put(f"folds/fold{k}.yaml", fold_yaml.encode())
     return written
 
 
@@ -523,7 +403,7 @@ def convert_rsna(
     (``{ok, problems}`` from :func:`convert.check.check_dataset`). Bad input is skipped and reported, never
     raised; a ``src`` without the Kaggle files raises :class:`UserError`.
     """
-    from convert.check import check_dataset  # check imports this module's constants
+    from convert.check import check_dataset
 
     if imgsz < 1:
         raise UserError(f"--imgsz must be positive, got {imgsz}")

@@ -34,7 +34,8 @@ from pydicom.uid import (
 )
 from tqdm import tqdm
 
-from convert.boxes import NATIVE_SIZE
+from core.boxes import NATIVE_SIZE
+from core.workers import die_with_parent
 
 TRANSFER_SYNTAXES = {"jpeg": JPEGBaseline8Bit, "explicit": ExplicitVRLittleEndian}
 """``write_dicom(transfer_syntax=...)`` names -> transfer syntax UIDs."""
@@ -719,9 +720,7 @@ def generate(
     jobs = [(s, folders["train"], imgsz) for s in train] + [(s, folders["test"], imgsz) for s in test]
     bar = tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress)
     if workers > 1 and len(jobs) > 1:
-        from convert.rsna import _die_with_parent  # no orphaned workers after a kill -9
-
-        with ProcessPoolExecutor(workers, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+        with ProcessPoolExecutor(workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
             for _ in pool.map(_write_job, jobs, chunksize=8):
                 bar.update()
     else:

@@ -7,8 +7,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from convert.boxes import NATIVE_SIZE
-from convert.cli import UserError
+from core.boxes import NATIVE_SIZE
+from core.cli import UserError
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -62,8 +62,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from convert.rsna import available_cpus
     from convert.synth import generate
+    from core.workers import available_cpus
 
     if args.patients < 0 or args.test_patients < 0:
         raise UserError("--patients and --test-patients must be >= 0")

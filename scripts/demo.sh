@@ -35,7 +35,7 @@ else
   TEST_DIR="$DATA/stage_2_test_images"
   # Fail before converting ~30k films if the pretrained weights cannot be had: the same check and message
   # as python -m train (a local file, Ultralytics' weights folder, or RSNA_YOLO_ONLINE=1 to download).
-  $PY -c "import sys, train; from convert.cli import call_reporting_errors; from train.args import resolve_model
+  $PY -c "import sys, train; from core.cli import call_reporting_errors; from train.args import resolve_model
 sys.exit(call_reporting_errors('demo', lambda m: resolve_model(m) and 0, sys.argv[1]))" "$MODEL"
 fi
 mkdir -p "$OUT"

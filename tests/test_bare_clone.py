@@ -1,4 +1,4 @@
-"""A bare clone (no real challenge files beside it) passes: the real-data tests skip, saying what they need."""
+"""A bare clone (no real challenge files beside it) passes: real-data tests skip, saying what they need."""
 
 from __future__ import annotations
 
@@ -25,4 +25,4 @@ def test_real_data_tests_skip_with_the_reason_when_the_sample_is_absent(tmp_path
     assert skipped and int(skipped.group(1)) >= 20, summary
     assert not re.search(r"\d+ (passed|failed|error)", summary), summary
     # -ra prints the reason once per distinct skip, naming the folder and the variable.
-    assert f"needs real RSNA challenge files" in out and str(empty) in out and "RSNA_SAMPLE_DIR" in out
+    assert "needs real RSNA challenge files" in out and str(empty) in out and "RSNA_SAMPLE_DIR" in out

@@ -188,7 +188,7 @@ def test_runs_found_at_any_depth_and_traces_reported(tmp_path: Path) -> None:
     (train / "kaggle.json").write_text("{not json")
     paths, table = compare.run_compare([train], tmp_path / "out", rescore=False, progress=False)
     assert table["Kaggle mAP"].isna().all()
-    assert "train: kaggle.json is not valid JSON" in paths["markdown"].read_text()
+    assert "kaggle.json: not valid JSON" in paths["markdown"].read_text()
 
 
 def test_best_run_sentence_names_ties() -> None:

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from analysis import show
-from convert.boxes import scale_about_centre
-from convert.cli import UserError
+from core.boxes import scale_about_centre
+from core.cli import UserError
 from tests.conftest import REPO_ROOT, subprocess_env
 
 CONF, SCALE = 0.5, 0.8

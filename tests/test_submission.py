@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.rescore import breakdown, dataset_split, read_truth, split_images
+from analysis.rescore import breakdown, read_truth, split_images
 from analysis.submission import (
     check_against_ids,
     image_ids,
@@ -22,7 +22,8 @@ from analysis.submission import (
     validate_submission,
     write_submission,
 )
-from convert.cli import UserError
+from core.cli import UserError
+from core.layout import dataset_split
 from tests.conftest import REPO_ROOT, subprocess_env
 
 HEADER = "patientId,PredictionString\n"

@@ -13,7 +13,7 @@ from conftest import REPO_ROOT
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from tiny_yolo_data import make_synthetic_dataset
 
-from convert.cli import UserError
+from core.cli import UserError
 from train.sweep import distribution, load_sweep, make_pruner, make_sampler, run_sweep
 
 

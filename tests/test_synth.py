@@ -16,8 +16,8 @@ import pytest
 from conftest import REPO_ROOT, subprocess_env
 
 from convert import synth
-from convert.boxes import xywh_to_xyxy
 from convert.synth import write_dicom
+from core.boxes import xywh_to_xyxy
 
 UUID = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 

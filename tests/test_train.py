@@ -17,7 +17,7 @@ import yaml
 from conftest import REPO_ROOT, subprocess_env
 from tiny_yolo_data import make_synthetic_dataset
 
-from convert.cli import UserError
+from core.cli import UserError
 from train.args import TrainOptions, parse_key_values, resolve_model
 from train.resume import completed_epochs, finished_reason
 

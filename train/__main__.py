@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from convert.cli import call_reporting_errors
+from core.cli import call_reporting_errors
 
 PROG = "python -m train"
 

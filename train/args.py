@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import offline
-from convert.cli import UserError
+from core.cli import UserError
 
 DATA_ENV = "RSNA_YOLO_DATA"  # data.yaml for runs started without data= (e.g. by `wandb agent`)
 HUB_HELP = "https://github.com/ultralytics/assets/releases"

@@ -11,8 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-KAGGLE_JSON = "kaggle.json"
-
 
 def predict_settings(trainer) -> dict[str, Any]:
     """Prediction settings matching the training run: image size, device, batch (AutoBatch's -1 -> 16)."""
@@ -50,7 +48,8 @@ class EpochScorer:
     """
 
     def __init__(self, data: Path, split: str = "val"):
-        from analysis.rescore import dataset_split, dataset_truth, split_images
+        from analysis.rescore import dataset_truth, split_images
+        from core.layout import dataset_split
 
         # the split as the data YAML names it: a fold YAML's own val list, not the manifest's fold 0
         root, manifest = dataset_split(Path(data), split)

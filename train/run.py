@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import offline
-from convert.cli import UserError
+from core.cli import UserError
+from core.runs import KAGGLE_JSON
 from train import kaggle, wandb_log
 from train.args import TrainOptions, hub_download_failed, resolve_data, resolve_model
 
@@ -145,7 +146,7 @@ def report_score(result: dict[str, Any], run_dir: Path) -> str:
     """One line for the console: the tuned Kaggle score and where kaggle.json is."""
     return (
         f"Kaggle mAP (val): {result['score']:.4f} at conf {result['conf']:.2f}, "
-        f"box scale {result['scale']:.2f} -> {run_dir / kaggle.KAGGLE_JSON}"
+        f"box scale {result['scale']:.2f} -> {run_dir / KAGGLE_JSON}"
     )
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from convert.cli import UserError
+from core.cli import UserError
 
 DEFAULT_SWEEPS_DIR = Path("runs") / "sweeps"
 METHODS = ("grid", "random", "bayes")

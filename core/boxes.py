@@ -1,6 +1,6 @@
 """Box geometry: pure functions on arrays, coordinates named in every name.
 
-Conventions (see STYLE.md):
+Conventions (docs/ARCHITECTURE.md; every box maths of the project is done here):
 
 - ``xywh_px``: top-left corner x, y and width, height in pixels (the Kaggle CSV and submission format);
 - ``xyxy_px``: top-left and bottom-right corners in pixels;
@@ -15,9 +15,6 @@ import numpy as np
 
 NATIVE_SIZE = 1024
 """Width and height in pixels of every RSNA challenge image (the frame of Kaggle boxes)."""
-
-CLASS_NAMES = {0: "opacity"}
-"""The single YOLO class."""
 
 LABEL_DECIMALS = 6
 """Decimals written to YOLO label files: 1e-6 of 1024 px is 0.001 px, far under the 0.5 px budget."""

@@ -34,16 +34,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from convert.cli import UserError
-
-LABEL_FILES = ("stage_2_train_labels.csv", "stage_1_train_labels.csv")
-CLASS_FILES = ("stage_2_detailed_class_info.csv", "stage_1_detailed_class_info.csv")
-LABEL_COLUMNS = ("patientId", "x", "y", "width", "height", "Target")
-CLASS_COLUMNS = ("patientId", "class")
-BOX_COLUMNS = ("x", "y", "width", "height")
-POSITIVE_CLASS = "Lung Opacity"
-CLASSES = (POSITIVE_CLASS, "No Lung Opacity / Not Normal", "Normal")
-"""The 3-way class of the detailed class file; the split is stratified on it."""
+from core.cli import UserError
+from core.kaggle import CLASS_COLUMNS, CLASS_FILES, LABEL_COLUMNS, LABEL_FILES, find_csv
+from core.layout import BOX_COLUMNS, CLASSES, POSITIVE_CLASS
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,200}")
 _FIRST_DATA_ROW = 2  # spreadsheet row of the first data line: the header is row 1
@@ -102,14 +95,6 @@ def is_safe_id(patient_id: str) -> bool:
     [True, False, False, False, False, False]
     """
     return bool(_SAFE_ID.fullmatch(patient_id)) and patient_id not in {".", ".."}
-
-
-def find_csv(src: Path, names: tuple[str, ...]) -> Path:
-    """The first of ``names`` present in ``src``; :class:`UserError` naming them all when none is."""
-    for name in names:
-        if (src / name).is_file():
-            return src / name
-    raise UserError(f"{src}: none of {', '.join(names)} found (is --src a Kaggle RSNA download folder?)")
 
 
 def read_csv_strings(path: Path, required: tuple[str, ...]) -> pd.DataFrame:

@@ -1,0 +1,98 @@
+"""A training run folder: where its weights, data YAML, ``kaggle.json`` and prediction files are.
+
+An Ultralytics run folder holds ``args.yaml`` (every argument), ``results.csv`` (one row per epoch) and
+``weights/{best,last}.pt``; ``python -m train`` and ``analysis rescore`` add ``kaggle.json`` (the tuned
+Kaggle score, docs/ARCHITECTURE.md) and ``predictions_<split>.csv``. Every reader of those goes through
+here, with one policy for ``kaggle.json``: absent -> ``None``; present but unreadable -> :class:`UserError`
+naming the file and the fix (delete it and rescore). A caller that can go on without it (``compare`` lists
+the run with a note; ``rescore`` rewrites it) catches that error and says so.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.cli import UserError
+from core.io import write_json_atomic
+
+WEIGHTS = ("best.pt", "last.pt")
+"""A run's weights in order of preference (``best.pt`` is the best epoch by Ultralytics' fitness)."""
+ARGS_YAML = "args.yaml"
+KAGGLE_JSON = "kaggle.json"
+
+
+def predictions_name(split: str) -> str:
+    """``predictions_<split>.csv``: a run's box predictions on a split (``core.layout.PRED_COLUMNS``)."""
+    return f"predictions_{split}.csv"
+
+
+def run_weights(run_dir: str | Path) -> Path | None:
+    """``run_dir/weights/best.pt``, else ``last.pt``, else None."""
+    for name in WEIGHTS:
+        if (Path(run_dir) / "weights" / name).is_file():
+            return Path(run_dir) / "weights" / name
+    return None
+
+
+def resolve_weights(weights_or_run: str | Path) -> tuple[Path, Path]:
+    """``(weights, run_dir)``: a run folder -> its :func:`run_weights`; ``.../weights/x.pt`` -> the run folder
+    is the grandparent; any other ``.pt`` -> its folder."""
+    p = Path(weights_or_run)
+    if p.is_dir():
+        weights = run_weights(p)
+        if weights is None:
+            raise UserError(f"{p}: no weights/best.pt or weights/last.pt in this run folder")
+        return weights, p
+    if not p.is_file():
+        raise UserError(f"{p}: no such weights file or run folder")
+    return p, (p.parent.parent if p.parent.name == "weights" else p.parent)
+
+
+def read_args(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's ``args.yaml`` as a dict; None when absent; :class:`UserError` when not a YAML mapping."""
+    path = Path(run_dir) / ARGS_YAML
+    if not path.is_file():
+        return None
+    try:
+        args = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({type(exc).__name__})") from exc
+    if not isinstance(args, dict):
+        raise UserError(f"{path}: not a mapping of arguments")
+    return args
+
+
+def read_kaggle(folder: str | Path) -> dict[str, Any] | None:
+    """``folder/kaggle.json`` as a dict; None when absent; :class:`UserError` when unreadable."""
+    path = Path(folder) / KAGGLE_JSON
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc}); delete it to rescore") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a JSON object; delete it to rescore")
+    return data
+
+
+def write_kaggle(folder: str | Path, result: dict[str, Any]) -> Path:
+    """Write ``folder/kaggle.json`` atomically (NaN as null)."""
+    return write_json_atomic(result, Path(folder) / KAGGLE_JSON)
+
+
+def run_data_yaml(run_dir: str | Path, kaggle: dict[str, Any] | None = None) -> Path | None:
+    """The data YAML a run was scored or trained on: ``kaggle["data"]``, else ``args.yaml``'s ``data``, the
+    first that exists on this machine; None when neither does."""
+    candidates = [kaggle.get("data")] if kaggle else []
+    args = read_args(run_dir)
+    if args:
+        candidates.append(args.get("data"))
+    for c in candidates:
+        if c and Path(str(c)).is_file():
+            return Path(str(c))
+    return None
