@@ -42,6 +42,14 @@ def sample_dir() -> Path:
     return SAMPLE_DIR
 
 
+@pytest.fixture(scope="session")
+def real_labels(sample_dir: Path):
+    """The real ``stage_2_train_labels.csv`` as pandas reads it (a DataFrame; read once per session)."""
+    import pandas as pd
+
+    return pd.read_csv(sample_dir / "stage_2_train_labels.csv")
+
+
 @pytest.fixture
 def real_kaggle(tmp_path: Path, sample_dir: Path) -> Path:
     """A writable copy of the real sample in the Kaggle layout (CSVs + 12 training DICOMs)."""

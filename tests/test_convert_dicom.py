@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from convert.synth import write_dicom
+from convert.synth_dicom import write_dicom
 from core.dicom import DicomError, dicom_to_uint8, header_metadata, parse_age, read_dicom
 
 REAL = "stage_2_train_images/0004cfab-14fd-4e49-80ba-63a80b6bddd6.dcm"

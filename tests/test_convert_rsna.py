@@ -16,7 +16,8 @@ import pytest
 
 from convert.check import check_dataset
 from convert.rsna import convert_rsna
-from convert.synth import generate, write_dicom
+from convert.synth import generate
+from convert.synth_dicom import write_dicom
 from core.boxes import cxcywh_norm_to_xywh_px
 from core.cli import UserError
 from core.layout import MANIFEST_COLUMNS
