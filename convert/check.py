@@ -202,11 +202,11 @@ def _check_image(out: Path, row: dict, where: str, problems: list[str]) -> None:
         problems.append(f"{where}: {expected_rel} missing or not a PNG")
         return
     try:
-        rows, cols, scale = int(row["rows"]), int(row["cols"]), float(row["scale"])
+        rows, cols, png_scale = int(row["rows"]), int(row["cols"]), float(row["scale"])
     except ValueError:
         problems.append(f"{where}: rows/cols/scale not numbers")
         return
-    size = (int(np.floor(cols * scale + 0.5)), int(np.floor(rows * scale + 0.5)))
+    size = (int(np.floor(cols * png_scale + 0.5)), int(np.floor(rows * png_scale + 0.5)))
     if header[:2] != size or header[2:] != (8, 0):
         problems.append(f"{where}: {expected_rel} is {header[0]}x{header[1]}, depth {header[2]}, colour type "
                         f"{header[3]}; expected {size[0]}x{size[1]} 8-bit grayscale")  # fmt: skip

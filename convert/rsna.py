@@ -102,7 +102,7 @@ class Job:
 def convert_one(job: Job) -> dict:
     """Convert one DICOM (or reuse a finished one). Never raises for bad input.
 
-    Returns ``{"patientId", "ok": True, "reused": bool, "meta": header_metadata(...), "scale"}`` or
+    Returns ``{"patientId", "ok": True, "reused": bool, "meta": header_metadata(...), "png_scale"}`` or
     ``{"patientId", "ok": False, "reason": str}``.
     """
     try:
@@ -118,8 +118,9 @@ def convert_one(job: Job) -> dict:
         write_atomic(job.png, encoded.tobytes())
         if job.label is not None:
             write_atomic(job.label, label_text(job.boxes, meta["rows"], meta["cols"]).encode())
-        scale = resized_shape(meta["rows"], meta["cols"], job.imgsz)[2]
-        return {"patientId": job.patient_id, "ok": True, "reused": False, "meta": meta, "scale": scale}
+        png_scale = resized_shape(meta["rows"], meta["cols"], job.imgsz)[2]
+        done = {"patientId": job.patient_id, "ok": True, "reused": False, "meta": meta}
+        return {**done, "png_scale": png_scale}
     except DicomError as exc:
         reason = str(exc).replace(f"{job.dicom}: ", "")
         return {"patientId": job.patient_id, "ok": False, "reason": reason}
@@ -146,14 +147,14 @@ def _reuse(job: Job) -> dict | None:
     meta = header_metadata(ds)
     if meta["rows"] is None or meta["cols"] is None:
         return None
-    height, width, scale = resized_shape(meta["rows"], meta["cols"], job.imgsz)
+    height, width, png_scale = resized_shape(meta["rows"], meta["cols"], job.imgsz)
     if png_header(job.png) != (width, height, 8, 0):
         return None
     if job.label is not None:
         expected = label_text(job.boxes, meta["rows"], meta["cols"]).encode()
         if job.label.read_bytes() != expected:
             write_atomic(job.label, expected)
-    return {"patientId": job.patient_id, "ok": True, "reused": True, "meta": meta, "scale": scale}
+    return {"patientId": job.patient_id, "ok": True, "reused": True, "meta": meta, "png_scale": png_scale}
 
 
 def _init_worker(parent: int) -> None:
@@ -460,7 +461,7 @@ def convert_rsna(
                 "rows": meta["rows"],
                 "cols": meta["cols"],
                 "png": job.png.relative_to(out).as_posix(),
-                "scale": result["scale"],
+                "scale": result["png_scale"],  # the manifest column keeps its name
             }
         )
     manifest.sort(key=lambda r: r["patientId"])

@@ -45,9 +45,9 @@ def labels_csv_text(specs: list[PatientSpec], imgsz: int = NATIVE_SIZE) -> tuple
     """
     labels = ["patientId,x,y,width,height,Target"]
     classes = ["patientId,class"]
-    scale = imgsz / NATIVE_SIZE
+    png_scale = imgsz / NATIVE_SIZE
     for spec in sorted(specs, key=lambda s: s.patient_id):
-        rows = spec.boxes_xywh_px * scale
+        rows = spec.boxes_xywh_px * png_scale
         if len(rows) == 0:
             labels.append(f"{spec.patient_id},,,,,0")
             classes.append(f"{spec.patient_id},{spec.cls}")

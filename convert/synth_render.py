@@ -222,7 +222,7 @@ def render_radiograph(
     out = np.clip(img, 0, 255).astype(np.uint8)
     if rng.random() < 0.8:  # the side marker technologists put on the film
         text = ("AP PORTABLE" if spec.view == "AP" else "PA") if rng.random() < 0.5 else "L"
-        scale = imgsz / 1024
+        k = imgsz / NATIVE_SIZE  # the marker's size follows the film's
         org = (int((0.78 if text == "L" else 0.05) * imgsz), int(0.07 * imgsz))
-        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, 1.4 * scale, 230, max(1, int(3 * scale)))
+        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, 1.4 * k, 230, max(1, int(3 * k)))
     return out

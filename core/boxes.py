@@ -67,8 +67,8 @@ def xywh_px_to_cxcywh_norm(boxes_xywh_px, width: float, height: float) -> np.nda
     [[0.25, 0.125, 0.5, 0.25]]
     """
     b = as_boxes(boxes_xywh_px)
-    scale = np.array([width, height, width, height], dtype=np.float64)
-    return np.concatenate([b[:, :2] + b[:, 2:] / 2, b[:, 2:]], axis=1) / scale
+    frame = np.array([width, height, width, height], dtype=np.float64)
+    return np.concatenate([b[:, :2] + b[:, 2:] / 2, b[:, 2:]], axis=1) / frame
 
 
 def cxcywh_norm_to_xywh_px(boxes_cxcywh_norm, width: float, height: float) -> np.ndarray:
@@ -78,20 +78,21 @@ def cxcywh_norm_to_xywh_px(boxes_cxcywh_norm, width: float, height: float) -> np
     [[0.0, 0.0, 512.0, 256.0]]
     """
     b = as_boxes(boxes_cxcywh_norm)
-    scale = np.array([width, height, width, height], dtype=np.float64)
-    px = b * scale
+    frame = np.array([width, height, width, height], dtype=np.float64)
+    px = b * frame
     return np.concatenate([px[:, :2] - px[:, 2:] / 2, px[:, 2:]], axis=1)
 
 
-def scale_about_centre(boxes_xywh_px, factor: float) -> np.ndarray:
-    """Shrink (``factor < 1``) or grow each box about its centre; the centre does not move.
+def scale_about_centre(boxes_xywh_px, box_scale: float) -> np.ndarray:
+    """Shrink (``box_scale < 1``) or grow each box about its centre; the centre does not move (the "box
+    scale" tuned by rescoring; not the PNG scale of ``manifest.csv``).
 
     >>> scale_about_centre([[100, 100, 100, 50]], 0.8).tolist()
     [[110.0, 105.0, 80.0, 40.0]]
     """
     b = as_boxes(boxes_xywh_px)
     centre = b[:, :2] + b[:, 2:] / 2
-    size = b[:, 2:] * factor
+    size = b[:, 2:] * box_scale
     return np.concatenate([centre - size / 2, size], axis=1)
 
 

@@ -21,7 +21,6 @@ name such as yolo11s.pt (needs RSNA_YOLO_ONLINE=1). data= defaults to $RSNA_YOLO
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from core.cli import call_reporting_errors
@@ -29,53 +28,23 @@ from core.cli import call_reporting_errors
 PROG = "python -m train"
 
 
-def _train(argv: list[str]) -> int:
-    from train.args import parse_key_values
-    from train.run import train
-
-    args, options = parse_key_values(argv)
-    result = train(args, options)
-    print(f"run folder: {result.run_dir}")
-    return 0
-
-
-def _resume(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog=f"{PROG} resume",
-        description="Continue a killed training run from RUN_DIR/weights/last.pt to its planned epochs, "
-        "then rescore it with the Kaggle metric. A finished run cannot be extended: start a new run from "
-        "its weights instead (model=RUN_DIR/weights/best.pt).",
-    )
-    parser.add_argument("run_dir", help="the run folder (holds args.yaml and weights/last.pt)")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="settings Ultralytics lets a resume change: device, batch...",
-    )
-    ns = parser.parse_args(argv)
-    from train.args import OPTION_KEYS, parse_key_values
-    from train.run import resume
-
-    args, options = parse_key_values(ns.overrides)
-    given = {t.split("=", 1)[0].removeprefix("--") for t in ns.overrides} & OPTION_KEYS  # e.g. wandb=False
-    result = resume(ns.run_dir, args, options={k: getattr(options, k) for k in given})
-    print(f"run folder: {result.run_dir}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
+    """Dispatch: ``resume`` and ``sweep`` to their command lines, anything else is a training run."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help", "help"}:
         print(__doc__)
         return 0
     if argv[0] == "resume":
-        return call_reporting_errors(PROG, _resume, argv[1:])
+        from train.train_cli import resume_main
+
+        return call_reporting_errors(PROG, resume_main, argv[1:])
     if argv[0] == "sweep":
-        from train.sweep import main as sweep_main
+        from train.sweep_cli import main as sweep_main
 
         return call_reporting_errors(PROG, sweep_main, argv[1:], f"{PROG} sweep")
-    return call_reporting_errors(PROG, _train, argv)
+    from train.train_cli import train_main
+
+    return call_reporting_errors(PROG, train_main, argv)
 
 
 if __name__ == "__main__":

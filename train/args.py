@@ -70,6 +70,26 @@ def parse_key_values(argv: list[str]) -> tuple[dict[str, Any], TrainOptions]:
     >>> args, opts.kaggle_every, opts.wandb
     ({'epochs': 3, 'imgsz': 64}, 1, False)
     """
+    return split_values(key_value_pairs(argv))
+
+
+def given_options(argv: list[str]) -> set[str]:
+    """The names of our ``TrainOptions`` given explicitly among ``key=value`` tokens (``wandb=False`` ...).
+
+    >>> sorted(given_options(["device=cpu", "wandb=False", "--kaggle_every=2"]))
+    ['kaggle_every', 'wandb']
+    """
+    return {key for key, _ in key_value_pairs(argv)} & OPTION_KEYS
+
+
+def key_value_pairs(argv: list[str]) -> list[tuple[str, Any]]:
+    """``key=value`` tokens (``key = value`` and ``--key=value`` too) -> typed ``(key, value)`` pairs, in
+    order, exactly as the ``yolo`` command line reads them; the words ``detect`` and ``train`` of a pasted
+    ``yolo detect train`` line are skipped. Anything else is a ``UserError``.
+
+    >>> key_value_pairs(["detect", "train", "epochs=3", "lr0", "=", "0.01", "--cos_lr=True"])
+    [('epochs', 3), ('lr0', 0.01), ('cos_lr', True)]
+    """
     from ultralytics.cfg import merge_equals_args, parse_key_value_pair
 
     try:
@@ -87,7 +107,7 @@ def parse_key_values(argv: list[str]) -> tuple[dict[str, Any], TrainOptions]:
             pairs.append(parse_key_value_pair(token))
         except AssertionError as exc:
             raise UserError(f"'{token}': {exc}") from None
-    return split_values(pairs)
+    return pairs
 
 
 def split_values(pairs: list[tuple[str, Any]]) -> tuple[dict[str, Any], TrainOptions]:

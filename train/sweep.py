@@ -19,7 +19,6 @@ q_uniform, log_uniform_values, log_uniform (min/max are natural-log exponents), 
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
 import time
@@ -450,47 +449,3 @@ def run_sweep(
             print(f"best: trial {best['number']}: {spec.metric} = {score:.4f}, {best.get('run_dir')}")
     print(f"trials table: {folder / 'trials.csv'}")
     return table
-
-
-def main(argv: list[str], prog: str = "python -m train sweep") -> int:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=__doc__.split("\n\n")[0] + " Extra key=value arguments apply to every trial.",
-        epilog="Online instead: `wandb sweep SWEEP.yaml`, then on each machine "
-        "`RSNA_YOLO_DATA=/abs/data.yaml wandb agent ENTITY/PROJECT/ID`.",
-    )
-    parser.add_argument("sweep_file", type=Path, help="a W&B sweep YAML, e.g. yolo_configs/sweeps/bayes.yaml")
-    parser.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="fixed for every trial, e.g. epochs=5"
-    )
-    parser.add_argument(
-        "--count", type=int, help="total finished trials wanted (default: grid size / run_cap / 10)"
-    )
-    parser.add_argument("--data", help="dataset YAML for every trial (default: data= or $RSNA_YOLO_DATA)")
-    parser.add_argument(
-        "--study-name", help="Optuna study name = W&B group = folder name (default: file name)"
-    )
-    parser.add_argument(
-        "--storage", help="Optuna RDB URL shared by machines (default: sqlite in the sweep folder)"
-    )
-    parser.add_argument("--out", type=Path, help="sweep folder (default: runs/sweeps/<study name>)")
-    parser.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
-    ns = parser.parse_intermixed_args(argv)  # key=value words may come before or after the options
-    from ultralytics.cfg import merge_equals_args, parse_key_value_pair
-
-    pairs = []
-    for token in merge_equals_args(ns.overrides):
-        if "=" not in token:
-            raise UserError(f"'{token}': extra arguments must be key=value, e.g. epochs=5")
-        pairs.append(parse_key_value_pair(token.removeprefix("--")))
-    run_sweep(
-        ns.sweep_file,
-        count=ns.count,
-        data=ns.data,
-        overrides=pairs,
-        study_name=ns.study_name,
-        storage=ns.storage,
-        out_dir=ns.out,
-        seed=ns.seed,
-    )
-    return 0
