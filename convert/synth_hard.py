@@ -34,20 +34,12 @@ import math
 import cv2
 import numpy as np
 
-from convert.boxes import NATIVE_SIZE
-from convert.synth import (
-    LUNG_OPACITY,
-    NOT_NORMAL,
-    PatientSpec,
-    _anatomy,
-    _lung_mask,
-    _noise,
-    _smoothstep,
-    sample_patients,
-)
+from convert.synth_render import _anatomy, _lung_mask, _noise, _smoothstep
+from convert.synth_sample import LUNG_OPACITY, NOT_NORMAL, PatientSpec, sample_patients
+from core.boxes import NATIVE_SIZE
 
 HARD_RENDER_SIZE = 320
-"""The density map is drawn at this size (a little finer than ``synth.RENDER_SIZE`` for rib and vessel
+"""The density map is drawn at this size (a little finer than ``synth_render.RENDER_SIZE`` for rib and vessel
 detail) and upscaled; grain and markers are added at the output size."""
 
 MIMICS = ("atelectasis", "effusion", "interstitial", "mass", "scarring")

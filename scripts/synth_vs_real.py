@@ -22,11 +22,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for a plain run
 
-from convert.boxes import NATIVE_SIZE
-from convert.cli import UserError, call_reporting_errors
-from convert.dicom import DicomError, dicom_to_uint8, read_dicom
-from convert.synth import load_box_sets, render_radiograph
 from convert.synth_hard import intensity_stats, render_hard_radiograph, sample_hard_patients
+from convert.synth_render import render_radiograph
+from convert.synth_sample import load_box_sets
+from core.boxes import NATIVE_SIZE
+from core.cli import UserError, call_reporting_errors
+from core.dicom import DicomError, dicom_to_uint8, read_dicom
 
 TILE = 200
 COLUMNS = 6

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
-from convert import synth
+from convert import synth_render, synth_sample
 from convert.synth_hard import (
     HARD_FINDINGS,
     MIMICS,
@@ -19,13 +19,14 @@ from convert.synth_hard import (
     sample_hard_findings,
     sample_hard_patients,
 )
+from core.boxes import NATIVE_SIZE
 
-BOX_SETS = [np.array(s, dtype=np.float64) for s in synth.EMBEDDED_BOX_SETS]
+BOX_SETS = synth_sample.load_box_sets()
 
 
-def _specs(cls: str, n: int, seed: int) -> list[synth.PatientSpec]:
+def _specs(cls: str, n: int, seed: int) -> list[synth_sample.PatientSpec]:
     rng = np.random.default_rng(seed)
-    return [harden_spec(synth.sample_patient(rng, cls, BOX_SETS)) for _ in range(n)]
+    return [harden_spec(synth_sample.sample_patient(rng, cls, BOX_SETS)) for _ in range(n)]
 
 
 def _lung_zone(size: int) -> np.ndarray:
@@ -38,17 +39,17 @@ def _lung_zone(size: int) -> np.ndarray:
 
 
 def test_same_spec_same_bytes():
-    spec = _specs(synth.LUNG_OPACITY, 1, seed=3)[0]
+    spec = _specs(synth_sample.LUNG_OPACITY, 1, seed=3)[0]
     assert harden_spec(spec).findings == spec.findings  # harden_spec is a pure function of the spec
     first = render_hard_radiograph(spec, 256)
     assert first.tobytes() == render_hard_radiograph(spec, 256).tobytes()
-    other = _specs(synth.LUNG_OPACITY, 2, seed=3)[1]
+    other = _specs(synth_sample.LUNG_OPACITY, 2, seed=3)[1]
     assert first.tobytes() != render_hard_radiograph(other, 256).tobytes()
 
 
 @pytest.mark.parametrize("imgsz", [256, 1024])
 def test_shape_and_dtype(imgsz: int):
-    img = render_hard_radiograph(_specs(synth.NOT_NORMAL, 1, seed=4)[0], imgsz)
+    img = render_hard_radiograph(_specs(synth_sample.NOT_NORMAL, 1, seed=4)[0], imgsz)
     assert img.shape == (imgsz, imgsz)
     assert img.dtype == np.uint8
     assert 20 < img.mean() < 235 and img.std() > 20  # a film, not a blank
@@ -59,13 +60,13 @@ def test_without_boxes_changes_only_near_the_boxes():
     # Blur, edge enhancement and upscaling spread an opacity a few pixels past its box; 6% of the
     # film is well beyond their kernels (about 15 px at the 320-px drawing size, i.e. under 5%).
     margin = int(0.06 * imgsz)
-    for spec in _specs(synth.LUNG_OPACITY, 3, seed=5):
+    for spec in _specs(synth_sample.LUNG_OPACITY, 3, seed=5):
         diff = render_hard_radiograph(spec, imgsz).astype(int) - render_hard_radiograph(
             spec, imgsz, with_boxes=False
         ).astype(int)
         near = np.zeros((imgsz, imgsz), bool)
         inside = np.zeros((imgsz, imgsz), bool)
-        for x, y, w, h in spec.boxes_xywh_px * imgsz / synth.NATIVE_SIZE:
+        for x, y, w, h in spec.boxes_xywh_px * imgsz / NATIVE_SIZE:
             x0, y0, x1, y1 = int(x), int(y), int(np.ceil(x + w)), int(np.ceil(y + h))
             near[max(0, y0 - margin) : y1 + margin, max(0, x0 - margin) : x1 + margin] = True
             inside[y0:y1, x0:x1] = True
@@ -76,7 +77,7 @@ def test_without_boxes_changes_only_near_the_boxes():
 
 
 def test_framing_and_exposure_vary_more_than_the_default_level():
-    specs = _specs(synth.NORMAL, 16, seed=6)
+    specs = _specs(synth_sample.NORMAL, 16, seed=6)
 
     def spread(images: list[np.ndarray]) -> tuple[float, float]:
         """Across films: std of the body's centroid (framing, px) and of the mean grey (exposure)."""
@@ -87,7 +88,7 @@ def test_framing_and_exposure_vary_more_than_the_default_level():
         return float(np.std(centroids, axis=0).max()), float(np.std([img.mean() for img in images]))
 
     hard_framing, hard_exposure = spread([render_hard_radiograph(s, 256) for s in specs])
-    default_framing, default_exposure = spread([synth.render_radiograph(s, 256) for s in specs])
+    default_framing, default_exposure = spread([synth_render.render_radiograph(s, 256) for s in specs])
     assert hard_framing > 1.5 * default_framing
     assert hard_exposure > default_exposure
 
@@ -102,9 +103,11 @@ def test_not_normal_findings_brighten_the_lung_fields():
         diff = render(spec, size).astype(int) - render(spec, size, with_findings=False).astype(int)
         return float(((diff >= 10) & zone).sum() / zone.sum())
 
-    not_normal = [brightened(render_hard_radiograph, s) for s in _specs(synth.NOT_NORMAL, 12, seed=7)]
-    normal = [brightened(render_hard_radiograph, s) for s in _specs(synth.NORMAL, 6, seed=7)]
-    default = [brightened(synth.render_radiograph, s) for s in _specs(synth.NOT_NORMAL, 12, seed=7)]
+    not_normal = [brightened(render_hard_radiograph, s) for s in _specs(synth_sample.NOT_NORMAL, 12, seed=7)]
+    normal = [brightened(render_hard_radiograph, s) for s in _specs(synth_sample.NORMAL, 6, seed=7)]
+    default = [
+        brightened(synth_render.render_radiograph, s) for s in _specs(synth_sample.NOT_NORMAL, 12, seed=7)
+    ]
     assert max(normal) == 0.0
     assert np.mean(np.array(not_normal) > 0.01) >= 0.6
     assert np.mean(not_normal) > 2 * np.mean(default) > 0  # the default level's findings are small
@@ -112,17 +115,17 @@ def test_not_normal_findings_brighten_the_lung_fields():
 
 def test_sample_hard_findings():
     rng = np.random.default_rng(8)
-    not_normal = [sample_hard_findings(rng, synth.NOT_NORMAL) for _ in range(2000)]
+    not_normal = [sample_hard_findings(rng, synth_sample.NOT_NORMAL) for _ in range(2000)]
     assert all(f and set(f) <= set(HARD_FINDINGS) and list(f) == sorted(f) for f in not_normal)
     with_mimic = np.mean([bool(set(f) & set(MIMICS)) for f in not_normal])
     assert 0.7 < with_mimic < 0.8  # MIMIC_RATE = 0.75
-    assert all(sample_hard_findings(rng, synth.NORMAL) == () for _ in range(100))
-    lung_opacity = [sample_hard_findings(rng, synth.LUNG_OPACITY) for _ in range(100)]
+    assert all(sample_hard_findings(rng, synth_sample.NORMAL) == () for _ in range(100))
+    lung_opacity = [sample_hard_findings(rng, synth_sample.LUNG_OPACITY) for _ in range(100)]
     assert not set().union(*lung_opacity) & {"mass", "atelectasis", "interstitial", "scarring"}
 
 
 def test_hard_patients_keep_the_default_sampling():
-    default = synth.sample_patients(np.random.default_rng(9), 30, BOX_SETS)
+    default = synth_sample.sample_patients(np.random.default_rng(9), 30, BOX_SETS)
     hard = sample_hard_patients(np.random.default_rng(9), 30, BOX_SETS)
     for d, h in zip(default, hard, strict=True):
         assert (d.patient_id, d.cls, d.render_seed, d.age, d.sex, d.view) == (
