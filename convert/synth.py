@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from convert.synth_dicom import write_dicom
+from convert.synth_hard import harden_spec, render_hard_radiograph
 from convert.synth_render import render_radiograph
 from convert.synth_sample import PatientSpec, load_box_sets, sample_patients
 from core.boxes import NATIVE_SIZE
@@ -63,12 +64,20 @@ def submission_csv_text(specs: list[PatientSpec]) -> str:
     return "\n".join(["patientId,PredictionString", *rows]) + "\n"
 
 
-def write_patient(spec: PatientSpec, folder: Path, imgsz: int) -> Path:
-    """Render ``spec`` and write ``folder/<patientId>.dcm`` (JPEG Baseline, like the real files)."""
+DIFFICULTIES = {"easy": render_radiograph, "hard": render_hard_radiograph}
+"""``--difficulty`` -> renderer. ``easy`` (the default, the demo's): one framing and exposure, crisp
+anatomy, bright opacities, distractors outside the lung fields. ``hard``: varied framing, rotation,
+exposure and contrast, soft-tissue and bowel-gas overlap, faint patchy opacities, and Not Normal findings
+that mimic opacity inside the lung fields (:mod:`convert.synth_hard`; docs/synth_vs_real/)."""
+
+
+def write_patient(spec: PatientSpec, folder: Path, imgsz: int, difficulty: str = "easy") -> Path:
+    """Render ``spec`` at ``difficulty`` and write ``folder/<patientId>.dcm`` (JPEG Baseline, like the real
+    files)."""
     path = folder / f"{spec.patient_id}.dcm"
     write_dicom(
         path,
-        render_radiograph(spec, imgsz),
+        DIFFICULTIES[difficulty](spec, imgsz),
         patient_id=spec.patient_id,
         age=spec.age,
         sex=spec.sex,
@@ -78,9 +87,8 @@ def write_patient(spec: PatientSpec, folder: Path, imgsz: int) -> Path:
     return path
 
 
-def _write_job(job: tuple[PatientSpec, Path, int]) -> str:
-    spec, folder, imgsz = job
-    return str(write_patient(spec, folder, imgsz))
+def _write_job(job: tuple[PatientSpec, Path, int, str]) -> str:
+    return str(write_patient(*job))
 
 
 def box_source(labels_csv: str | Path | None = None) -> str:
@@ -89,6 +97,7 @@ def box_source(labels_csv: str | Path | None = None) -> str:
 
 
 def _readme(seed: int, patients: int, test_patients: int, imgsz: int, summary: dict) -> str:
+    difficulty = summary["difficulty"]
     counts = ", ".join(f"{n} {cls}" for cls, n in summary["classes"].items())
     source = summary["box_source"]
     if source == "shipped":
@@ -99,8 +108,9 @@ SYNTHETIC, not patient data: written by `python -m convert synth` of rsna-yolo t
 without the Kaggle download. Same layout, file names, CSV formats and DICOM tags as the real challenge
 files; the images are drawn chest radiographs, and each labelled box holds a drawn opacity.
 
-Arguments: `--patients {patients} --test-patients {test_patients} --seed {seed} --imgsz {imgsz}`
-(box sets drawn from {source}).
+Arguments: `--patients {patients} --test-patients {test_patients} --seed {seed} --imgsz {imgsz}
+--difficulty {difficulty}` (box sets drawn from {source}). Scores measured on these films say nothing
+about real X-rays.
 The same arguments give byte-identical files.
 
 - `{TRAIN_IMAGES}/`: {patients} DICOMs ({counts}; {summary["train_boxes"]} boxes)
@@ -117,6 +127,7 @@ def generate(
     labels_csv: str | Path | None = None,
     imgsz: int = NATIVE_SIZE,
     *,
+    difficulty: str = "easy",
     workers: int = 1,
     overwrite: bool = False,
     progress: bool = False,
@@ -127,6 +138,8 @@ def generate(
     ``stage_2_train_labels.csv``, ``stage_2_detailed_class_info.csv``, ``stage_2_sample_submission.csv``
     and a ``README.md`` saying it is synthetic. Deterministic: the same arguments give the same bytes
     (``workers`` does not change them). Box sets come from ``labels_csv`` (see :func:`load_box_sets`).
+    ``difficulty`` picks the renderer (:data:`DIFFICULTIES`); both levels draw the same patients, classes
+    and boxes for a seed (``hard`` redraws only the boxless findings).
 
     Refuses (``FileExistsError``) to mix with DICOMs already in ``out`` unless ``overwrite``, which
     deletes only the files this function writes.
@@ -136,6 +149,8 @@ def generate(
         raise ValueError("patients and test_patients must be >= 0")
     if imgsz < 64:
         raise ValueError(f"imgsz must be at least 64, got {imgsz}")
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTIES)}, got {difficulty!r}")
     folders = {"train": out / TRAIN_IMAGES, "test": out / TEST_IMAGES}
     stale = [p for f in folders.values() if f.is_dir() for p in f.glob("*.dcm")]
     if stale and not overwrite:
@@ -151,6 +166,8 @@ def generate(
     box_sets = load_box_sets(labels_csv)
     train = sample_patients(rng, patients, box_sets)
     test = sample_patients(rng, test_patients, box_sets)
+    if difficulty == "hard":  # the same patients and boxes; findings that mimic opacity
+        train, test = [harden_spec(s) for s in train], [harden_spec(s) for s in test]
 
     labels_text, classes_text = labels_csv_text(train, imgsz)
     for name, text in [
@@ -161,7 +178,8 @@ def generate(
         with open(out / name, "w", newline="\n") as fh:
             fh.write(text)
 
-    jobs = [(s, folders["train"], imgsz) for s in train] + [(s, folders["test"], imgsz) for s in test]
+    jobs = [(s, folders["train"], imgsz, difficulty) for s in train]
+    jobs += [(s, folders["test"], imgsz, difficulty) for s in test]
     bar = tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress)
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
@@ -182,6 +200,7 @@ def generate(
         "classes": {cls: sum(s.cls == cls for s in train) for cls in CLASSES},
         "train_boxes": int(sum(len(s.boxes_xywh_px) for s in train)),
         "box_source": box_source(labels_csv),
+        "difficulty": difficulty,
     }
     (out / "README.md").write_text(_readme(seed, patients, test_patients, imgsz, summary))
     return summary

@@ -42,6 +42,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help=f"image width and height (default {NATIVE_SIZE}, as the real files)",
     )
     parser.add_argument(
+        "--difficulty",
+        choices=("easy", "hard"),
+        default="easy",
+        help="easy (default, the demo's): clean films, bright opacities; hard: like the real films in what "
+        "matters for detection (varied framing and exposure, faint patchy opacities, Not Normal findings "
+        "that mimic opacity inside the lungs: a detector puts false boxes there). Same patients and boxes",
+    )
+    parser.add_argument(
         "--labels-csv",
         type=Path,
         default=None,
@@ -80,6 +88,7 @@ def main(args: argparse.Namespace) -> int:
             args.seed,
             labels_csv=args.labels_csv,
             imgsz=args.imgsz,
+            difficulty=args.difficulty,
             workers=max(1, args.workers or available_cpus()),
             overwrite=args.overwrite,
             progress=True,
@@ -92,7 +101,8 @@ def main(args: argparse.Namespace) -> int:
     classes = ", ".join(f"{n} {cls}" for cls, n in summary["classes"].items())
     n_images = summary["train_patients"] + summary["test_patients"]
     print(
-        f"synth: wrote {summary['train_patients']} train ({classes}; {summary['train_boxes']} boxes) and "
+        f"synth ({summary['difficulty']}): wrote {summary['train_patients']} train "
+        f"({classes}; {summary['train_boxes']} boxes) and "
         f"{summary['test_patients']} test DICOMs to {summary['out']} in {seconds:.1f} s "
         f"({n_images / max(seconds, 1e-9):.0f} img/s)"
     )

@@ -150,6 +150,23 @@ def test_generate_is_byte_identical_for_a_seed(tmp_path: Path):
     assert _tree_bytes(tmp_path / "c")[synth.LABELS_CSV] != first[synth.LABELS_CSV]
 
 
+def test_hard_difficulty_same_patients_and_labels_other_films(tmp_path: Path):
+    """--difficulty hard: the CSVs (patients, classes, boxes) equal the easy level's for a seed; the films
+    differ; two hard runs (1 and 2 workers) are byte-identical; an unknown level is refused."""
+    easy = synth.generate(tmp_path / "easy", 10, 2, seed=4, imgsz=128)
+    hard = synth.generate(tmp_path / "hard", 10, 2, seed=4, imgsz=128, difficulty="hard")
+    again = synth.generate(tmp_path / "again", 10, 2, seed=4, imgsz=128, difficulty="hard", workers=2)
+    e, h, a = (_tree_bytes(tmp_path / d) for d in ("easy", "hard", "again"))
+    assert (easy["difficulty"], hard["difficulty"]) == ("easy", "hard") and h == a
+    for name in (synth.LABELS_CSV, synth.CLASS_CSV, synth.SUBMISSION_CSV):
+        assert e[name] == h[name]
+    dicoms = [k for k in e if str(k).endswith(".dcm")]
+    assert len(dicoms) == 12 and all(e[k] != h[k] for k in dicoms)
+    assert "--difficulty hard" in h["README.md"].decode()
+    with pytest.raises(ValueError, match="difficulty must be one of easy, hard"):
+        synth.generate(tmp_path / "bad", 1, 0, seed=0, imgsz=128, difficulty="medium")
+
+
 def test_generate_scales_boxes_to_imgsz(tmp_path: Path, real_labels: pd.DataFrame):
     synth.generate(tmp_path, 30, 0, seed=3, imgsz=256)
     labels = pd.read_csv(tmp_path / synth.LABELS_CSV)
@@ -172,7 +189,7 @@ def test_cli_writes_and_summarises(tmp_path: Path):
     cmd += ["--test-patients", "1", "--seed", "5", "--imgsz", "128"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("synth: wrote 4 train (") and "1 test DICOMs" in done.stdout
+    assert done.stdout.startswith("synth (easy): wrote 4 train (") and "1 test DICOMs" in done.stdout
     assert len(list((tmp_path / synth.TRAIN_IMAGES).glob("*.dcm"))) == 4
     again = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), cwd=REPO_ROOT)
     assert again.returncode == 2
