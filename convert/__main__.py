@@ -1,4 +1,4 @@
-"""``python -m convert {synth,rsna,check}``."""
+"""``python -m convert {synth,rsna,check,classify}``."""
 
 import sys
 
@@ -8,6 +8,7 @@ COMMANDS = {
     "synth": ("convert.synth_cli", "write realistic synthetic DICOMs and CSVs in the exact Kaggle layout"),
     "rsna": ("convert.rsna_cli", "convert a Kaggle-layout folder (DICOMs + CSVs) to a YOLO dataset"),
     "check": ("convert.check_cli", "verify a converted dataset (labels, coordinates, counts)"),
+    "classify": ("convert.classify_cli", "add the 3-class classification view (links) to a dataset"),
 }
 
 if __name__ == "__main__":

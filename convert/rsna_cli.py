@@ -55,11 +55,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, default=None, metavar="W", help="processes (default: all CPU cores)"
     )
+    parser.add_argument(
+        "--classify",
+        action="store_true",
+        help="also write the classification view OUT/classify/ (links; see `python -m convert classify`)",
+    )
+    parser.add_argument(
+        "--binary", action="store_true", help="with --classify: opacity / no_opacity (OUT/classify_binary/)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def main(args: argparse.Namespace) -> int:
     from convert.rsna import convert_rsna
+    from core.cli import UserError
+
+    if args.binary and not args.classify:
+        raise UserError("--binary is an option of --classify (the classification view); add --classify")
 
     report = convert_rsna(
         args.src,
@@ -71,4 +83,9 @@ def main(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=not args.no_progress,
     )
+    if args.classify:
+        from convert.classify import write_classify_view
+        from convert.classify_cli import print_view
+
+        print_view(write_classify_view(args.out, binary=args.binary))
     return 0 if report["check"]["ok"] else 1

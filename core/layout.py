@@ -11,6 +11,9 @@ D/folds/fold<k>.yaml + fold<k>_{train,val}.txt   image lists of fold k (--folds 
 D/manifest.csv                              one row per image, MANIFEST_COLUMNS
 D/boxes.csv                                 the ground truth, BOXES_COLUMNS in source pixels (xywh_px)
 D/report.json                               converted/skipped counts, each skip with file/row + reason
+D/classify/{train,val}/{lung_opacity,not_normal,normal}/<patientId>.png   links to the PNGs above
+D/classify/fold<k>/{train,val}/<class>/<patientId>.png                    the same per fold (--folds)
+D/classify_binary/...                       the same with opacity / no_opacity (--binary)
 ```
 """
 
@@ -36,6 +39,13 @@ Lung Opacity (Target 1) has boxes; the other two (Target 0) have none."""
 POSITIVE_CLASS = LUNG_OPACITY
 NEGATIVE_CLASSES = (NORMAL, NOT_NORMAL)
 """Target-0 classes: any box on such an image costs the image its whole score."""
+
+CLASS_DIRS = {LUNG_OPACITY: "lung_opacity", NOT_NORMAL: "not_normal", NORMAL: "normal"}
+"""Folder names of the three classes in a classification view (``D/classify/<split>/<folder>/``)."""
+BINARY_DIRS = {LUNG_OPACITY: "opacity", NOT_NORMAL: "no_opacity", NORMAL: "no_opacity"}
+"""Folder names of the binary view (``D/classify_binary/``): Lung Opacity against the other two."""
+OPACITY_DIRS = ("lung_opacity", "opacity")
+"""The folder (= Ultralytics class name) whose probability is P(Lung Opacity), in either view."""
 
 YOLO_NAMES = {0: "opacity"}
 """The single class of the detection labels (``names`` of ``data.yaml``)."""
