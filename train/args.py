@@ -58,6 +58,7 @@ class TrainOptions:
 OPTION_KEYS = frozenset(f.name for f in fields(TrainOptions))
 # Tokens of `yolo detect train ...` accepted (and ignored) so a yolo command line can be pasted as is.
 YOLO_WORDS = frozenset({"detect", "train"})
+TASKS = ("detect", "classify")
 
 
 def parse_key_values(argv: list[str]) -> tuple[dict[str, Any], TrainOptions]:
@@ -135,12 +136,21 @@ def split_values(pairs: list[tuple[str, Any]]) -> tuple[dict[str, Any], TrainOpt
         raise UserError(" ".join(str(exc).split())) from None
     finally:
         LOGGER.disabled = False
-    for key, allowed in (("mode", "train"), ("task", "detect")):
-        if overrides.get(key, allowed) != allowed:
-            raise UserError(f"{key}={overrides[key]}: python -m train only trains detection models")
-    overrides.pop("mode", None)
-    overrides.pop("task", None)
-    return overrides, TrainOptions.from_dict(options)
+    if overrides.pop("mode", "train") != "train":
+        raise UserError("mode: python -m train trains (use `yolo val` / `analysis rescore` to evaluate)")
+    task = overrides.pop("task", "detect")
+    if task not in TASKS:
+        raise UserError(f"task={task}: python -m train trains detectors (task=detect) or classifiers "
+                        "(task=classify)")  # fmt: skip
+    opts = TrainOptions.from_dict(options)
+    if task == "classify":
+        overrides["task"] = task  # absent for detection, as Ultralytics' own default
+        if opts.kaggle_every:
+            raise UserError(
+                "kaggle_every: the Kaggle metric scores boxes; a classifier (task=classify) is evaluated "
+                "after training instead (classify.json: accuracy, per-class recall, ROC AUC of P(opacity))"
+            )
+    return overrides, opts
 
 
 def resolve_cfg(value: str) -> Path:
@@ -151,14 +161,30 @@ def resolve_cfg(value: str) -> Path:
     raise UserError(f"cfg={value}: file not found (hyperparameter files are in yolo_configs/hyp/)")
 
 
-def resolve_data(args: dict[str, Any]) -> Path:
-    """The dataset YAML: ``data=`` or, failing that, ``$RSNA_YOLO_DATA``; must exist."""
+def resolve_data(args: dict[str, Any], task: str = "detect") -> Path:
+    """The dataset: ``data=`` or, failing that, ``$RSNA_YOLO_DATA``; must exist. A detector trains on a
+    data YAML; a classifier (``task=classify``) on a classification view, a folder with ``train/`` and
+    ``val/`` class folders (``python -m convert classify D`` writes ``D/classify``)."""
     value = args.get("data") or os.environ.get(DATA_ENV)
     if not value:
         raise UserError(
             f"no dataset: pass data=path/to/data.yaml (written by `python -m convert rsna`) or set {DATA_ENV}"
         )
     path = Path(str(value)).expanduser()
+    if task == "classify":
+        if path.is_dir() and (path / "train").is_dir() and (path / "val").is_dir():
+            return path.resolve()
+        root = path.parent if path.is_file() else path
+        hint = f"data={root / 'classify'}" if (root / "manifest.csv").is_file() else "data=D/classify"
+        raise UserError(
+            f"data={value}: task=classify needs a classification view (train/ and val/ class folders): "
+            f"{hint}, made by `python -m convert classify {root}`"
+        )
+    if path.is_dir():
+        raise UserError(
+            f"data={value}: a folder; a detector trains on a data YAML (D/data.yaml), a classifier on a "
+            "classification view with task=classify"
+        )
     if not path.is_file():
         raise UserError(f"data={value}: file not found (convert a dataset with `python -m convert rsna`)")
     return path.resolve()
@@ -179,7 +205,8 @@ def resolve_model(value: Any) -> str:
     model = str(value)
     path = Path(model).expanduser()
     if path.suffix in {".yaml", ".yml"}:
-        return model
+        in_repo = offline.REPO_ROOT / path  # yolo_configs/models/*.yaml from any working directory
+        return str(in_repo) if not path.is_file() and in_repo.is_file() else model
     if path.is_file():
         return str(path.resolve())
     if path.suffix == "":

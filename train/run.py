@@ -42,7 +42,8 @@ __all__ = ["RunResult", "TrainOptions", "train"]
 
 @dataclass
 class RunResult:
-    """What a training run produced. ``kaggle`` is the kaggle.json content (None if not rescored)."""
+    """What a training run produced. ``kaggle`` is the kaggle.json content of a detector (None if not
+    rescored); ``classify`` the classify.json content of a classifier (task=classify)."""
 
     run_dir: Path
     kaggle: dict[str, Any] | None
@@ -51,6 +52,7 @@ class RunResult:
     epoch_scores: dict[int, float] = field(default_factory=dict)  # epoch -> kaggle/mAP (kaggle_every)
     metrics: dict[str, float] = field(default_factory=dict)  # Ultralytics' final validation metrics
     wandb_sync: str | None = None  # the `wandb sync ...` command for an offline W&B run
+    classify: dict[str, Any] | None = None
 
 
 @contextlib.contextmanager
@@ -71,9 +73,10 @@ def ultralytics_wandb(enabled: bool) -> Iterator[None]:
 class _Session:
     """State shared by the callbacks of one training run (the W&B run, per-epoch scores, the stop flag)."""
 
-    def __init__(self, options: TrainOptions, data: Path, on_epoch: EpochHook | None):
+    def __init__(self, options: TrainOptions, data: Path, on_epoch: EpochHook | None, task: str = "detect"):
         self.options = options
         self.data = data
+        self.task = task
         self.on_epoch = on_epoch
         self.wandb_run = None
         self.epoch_scores: dict[int, float] = {}
@@ -160,8 +163,10 @@ def _fit(model, args: dict[str, Any], session: _Session, resume: bool) -> RunRes
         trainer = model.trainer
         run_dir = Path(trainer.save_dir)
         metrics = {k: float(v) for k, v in (trainer.metrics or {}).items()}
-        result = None
-        if session.options.rescore and not session.stopped_by_hook:
+        result = classified = None
+        if session.task == "classify" and session.options.rescore and not session.stopped_by_hook:
+            classified = _evaluate_classifier(trainer, session)
+        elif session.options.rescore and not session.stopped_by_hook:
             try:
                 result = kaggle.final_score(trainer, session.data)
             except UserError as exc:  # e.g. no manifest.csv/boxes.csv: say the training itself is safe
@@ -185,7 +190,30 @@ def _fit(model, args: dict[str, Any], session: _Session, resume: bool) -> RunRes
         epoch_scores=dict(session.epoch_scores),
         metrics=metrics,
         wandb_sync=sync,
+        classify=classified,
     )
+
+
+def _evaluate_classifier(trainer, session: _Session) -> dict[str, Any]:
+    """classify.json for a finished classifier run (its best weights on the view's val split), logged to
+    W&B as ``classify/*``."""
+    from analysis.classifier import CLASSIFY_JSON, evaluate
+
+    weights = trainer.best if Path(trainer.best).is_file() else trainer.last
+    settings = kaggle.predict_settings(trainer)
+    out = trainer.save_dir
+    result = evaluate(weights, session.data, split="val", out_dir=out, progress=False, **settings)
+    auc = result["auc_opacity"]
+    print(
+        f"classifier (val): accuracy {result['accuracy']:.4f}, ROC AUC of P(opacity) "
+        f"{'n/a' if auc is None else f'{auc:.4f}'} -> {Path(trainer.save_dir) / CLASSIFY_JSON}"
+    )
+    values = {"classify/accuracy": result["accuracy"]}
+    if auc is not None:
+        values["classify/auc_opacity"] = auc
+    wandb_log.log(session.wandb_run, values)
+    wandb_log.set_summary(session.wandb_run, values)
+    return result
 
 
 def train(
@@ -201,16 +229,19 @@ def train(
 
     options = options or TrainOptions()
     args = dict(args)
-    data = resolve_data(args)
+    task = args.pop("task", "detect")
+    data = resolve_data(args, task)
     args["data"] = str(data)
     name = resolve_model(args.pop("model", None))
     try:
-        model = YOLO(name, task="detect")
+        model = YOLO(name, task=task)
     except OSError as exc:  # a hub name with RSNA_YOLO_ONLINE=1 where the download fails (no network)
         if Path(name).is_file() or Path(name).suffix in {".yaml", ".yml"}:
             raise
         raise hub_download_failed(name, exc) from None
-    return _fit(model, args, _Session(options, data, on_epoch), resume=False)
+    if model.task != task:
+        raise UserError(f"model={name} is a {model.task} model; with task={task} pass a {task} model")
+    return _fit(model, args, _Session(options, data, on_epoch, task), resume=False)
 
 
 def resume(
@@ -236,6 +267,7 @@ def resume(
     saved = run_dir / OPTIONS_FILE
     before = json.loads(saved.read_text()) if saved.is_file() else {}
     options = TrainOptions.from_dict({**before, **(options or {})})
-    data = resolve_data({"data": (args or {}).get("data") or train_args.get("data")})
-    model = YOLO(str(last), task="detect")
-    return _fit(model, dict(args or {}), _Session(options, data, on_epoch), resume=True)
+    task = str(train_args.get("task") or "detect")
+    data = resolve_data({"data": (args or {}).get("data") or train_args.get("data")}, task)
+    model = YOLO(str(last), task=task)
+    return _fit(model, dict(args or {}), _Session(options, data, on_epoch, task), resume=True)

@@ -209,7 +209,12 @@ def default_count(spec: SweepSpec) -> int:
 
 
 def objective_value(metric: str, result) -> float:
-    """The sweep metric of a finished trial: ``kaggle/<key of kaggle.json>`` or an Ultralytics metric."""
+    """The sweep metric of a finished trial: ``kaggle/<key of kaggle.json>`` (a detector),
+    ``classify/<key of classify.json>`` (a classifier: ``classify/auc_opacity``, ``classify/accuracy``) or
+    an Ultralytics metric."""
+    if metric.startswith("classify/") and result.classify is not None:
+        value = result.classify.get(metric.removeprefix("classify/"))
+        return float("nan") if value is None else float(value)
     if metric == "kaggle/mAP":
         return float(result.kaggle["score"])
     if metric.startswith("kaggle/"):
@@ -356,7 +361,8 @@ def run_sweep(
         **{**spec.__dict__, "space": {k: v for k, v in spec.space.items() if k not in pinned}},
     )
     # Check the dataset and the keys before creating a study whose every trial would fail on them.
-    pinned["data"] = str(resolve_data({"data": pinned.get("data") or spec.fixed.get("data")}))
+    task = pinned.get("task", spec.fixed.get("task", "detect"))
+    pinned["data"] = str(resolve_data({"data": pinned.get("data") or spec.fixed.get("data")}, task))
     split_values(list({**spec.fixed, **example_values(spec), **pinned}.items()))
     folder = Path(out_dir or DEFAULT_SWEEPS_DIR / spec.name).resolve()
     folder.mkdir(parents=True, exist_ok=True)
