@@ -70,7 +70,9 @@ def test_optimizer_variants_have_matching_learning_rates():
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
 def test_sweep_file_is_a_wandb_sweep_and_an_optuna_space(path: Path):
     doc = yaml.safe_load(path.read_text())
-    assert doc["metric"] == {"name": "kaggle/mAP", "goal": "maximize"}
+    classifier = doc["parameters"].get("task") == {"value": "classify"}
+    metric = "classify/auc_opacity" if classifier else "kaggle/mAP"
+    assert doc["metric"] == {"name": metric, "goal": "maximize"}
     assert doc["command"] == ["${env}", "python", "-m", "train", "${args_no_hyphens}"]
     assert "/work/" not in path.read_text()
     spec = load_sweep(path)
@@ -89,7 +91,8 @@ def test_sweep_file_is_a_wandb_sweep_and_an_optuna_space(path: Path):
             assert isinstance(d, (FloatDistribution, IntDistribution)) and d.low == spec_in["min"]
     # Every key is one `python -m train` takes (an Ultralytics argument or ours), checked as a trial would be.
     args, _ = split_values(list({**spec.fixed, **example_values(spec)}.items()))
-    assert "cfg" in args and Path(args["cfg"]).is_file()
+    assert classifier or ("cfg" in args and Path(args["cfg"]).is_file())
+    assert args.get("task") == ("classify" if classifier else None)
     if spec.method == "grid":
         sizes = [len(v["values"]) for v in doc["parameters"].values() if "values" in v]
         assert default_count(spec) == len(list(itertools.product(*grid_values(spec).values())))
