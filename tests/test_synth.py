@@ -155,7 +155,7 @@ def test_hard_difficulty_same_patients_and_labels_other_films(tmp_path: Path):
     differ; two hard runs (1 and 2 workers) are byte-identical; an unknown level is refused."""
     easy = synth.generate(tmp_path / "easy", 10, 2, seed=4, imgsz=128)
     hard = synth.generate(tmp_path / "hard", 10, 2, seed=4, imgsz=128, difficulty="hard")
-    again = synth.generate(tmp_path / "again", 10, 2, seed=4, imgsz=128, difficulty="hard", workers=2)
+    synth.generate(tmp_path / "again", 10, 2, seed=4, imgsz=128, difficulty="hard", workers=2)
     e, h, a = (_tree_bytes(tmp_path / d) for d in ("easy", "hard", "again"))
     assert (easy["difficulty"], hard["difficulty"]) == ("easy", "hard") and h == a
     for name in (synth.LABELS_CSV, synth.CLASS_CSV, synth.SUBMISSION_CSV):
