@@ -32,7 +32,7 @@ MAP50 = "metrics/mAP50(B)"
 MAP50_95 = "metrics/mAP50-95(B)"
 LOSSES = ("box_loss", "cls_loss", "dfl_loss")
 SIZES = "nsmlx"
-"""Ultralytics model scales, smallest first."""
+"""Ultralytics model sizes (what it calls scales), smallest first."""
 BOOKKEEPING = {
     "name", "save_dir", "project", "exist_ok", "resume", "device", "workers", "verbose", "plots", "save",
     "save_period", "cache", "mode", "task", "model", "source", "show", "save_txt", "save_conf", "save_crop",

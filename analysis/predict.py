@@ -4,7 +4,7 @@ One image's path: read (PNG as is; DICOM decoded with :func:`core.dicom.read_dic
 :func:`core.dicom.dicom_to_uint8` and resized like the converter, longer side = ``imgsz``) -> Ultralytics
 predicts on the array (it letterboxes and maps boxes back to the array) -> optional horizontal-flip copy
 -> several models / flips fused with weighted box fusion (``ensemble_boxes``) -> divided by the array's
-scale (PNG pixels per source pixel) -> ``xywh_px`` in the source frame.
+PNG scale (PNG pixels per source pixel, ``png_scale``) -> ``xywh_px`` in the source frame.
 
 :func:`predict_images` returns a frame ``patientId, conf, x, y, width, height`` (one row per box); images
 that could not be read are listed in ``frame.attrs["failed"]`` (patientId -> reason) and have no row.
@@ -34,9 +34,18 @@ def resolve_imgsz(weights: str | Path, default: int = 640) -> int:
     return int(max(imgsz) if isinstance(imgsz, (list, tuple)) else imgsz)
 
 
-def load_image(path: Path, imgsz: int, scales: Mapping[str, float] | None = None) -> tuple[np.ndarray, float]:
-    """``(gray (H, W) uint8, scale)``: a PNG as stored with the manifest's scale (else ``longer side /
-    NATIVE_SIZE``); a DICOM decoded and resized to ``imgsz`` with that resize's scale. Raises on failure."""
+def manifest_png_scales(manifest: pd.DataFrame) -> dict[str, float]:
+    """patientId -> PNG scale (PNG pixels per source pixel: the ``scale`` column) of ``manifest.csv`` rows,
+    the ``png_scales`` of :func:`predict_images`."""
+    return dict(zip(manifest["patientId"].astype(str), manifest["scale"].astype(float), strict=True))
+
+
+def load_image(
+    path: Path, imgsz: int, png_scales: Mapping[str, float] | None = None
+) -> tuple[np.ndarray, float]:
+    """``(gray (H, W) uint8, png_scale)``: a PNG as stored with its scale from ``png_scales`` (else ``longer
+    side / NATIVE_SIZE``); a DICOM decoded and resized to ``imgsz`` with that resize's PNG scale. Raises on
+    failure."""
     path = Path(path)
     if path.suffix.lower() == ".dcm":
         from core.dicom import dicom_to_uint8, read_dicom
@@ -48,8 +57,8 @@ def load_image(path: Path, imgsz: int, scales: Mapping[str, float] | None = None
     img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if img is None:
         raise ValueError(f"{path}: unreadable image")
-    scale = scales.get(path.stem) if scales else None
-    return img, float(scale) if scale else max(img.shape) / NATIVE_SIZE
+    png_scale = png_scales.get(path.stem) if png_scales else None
+    return img, float(png_scale) if png_scale else max(img.shape) / NATIVE_SIZE
 
 
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
@@ -109,16 +118,17 @@ def predict_images(
     batch: int = 16,
     tta: bool = False,
     device=None,
-    scales: Mapping[str, float] | None = None,
+    png_scales: Mapping[str, float] | None = None,
     wbf_iou: float = WBF_IOU,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Predict every image; boxes in SOURCE pixels (xywh_px), one row per box, :data:`PRED_COLUMNS`.
 
-    ``images``: PNG or ``.dcm`` paths (patientId = file stem). ``scales``: patientId -> PNG pixels per
-    source pixel (the manifest's ``scale``) for converted PNGs; without it a PNG's source frame is taken to
-    be ``NATIVE_SIZE`` on its longer side. ``imgsz`` defaults to the first weights' training size. Several
-    weights and/or ``tta`` (horizontal flip) are fused with weighted box fusion (``wbf_iou``).
+    ``images``: PNG or ``.dcm`` paths (patientId = file stem). ``png_scales``: patientId -> PNG pixels per
+    source pixel (the manifest's ``scale``, :func:`manifest_png_scales`) for converted PNGs; without it a
+    PNG's source frame is taken to be ``NATIVE_SIZE`` on its longer side. ``imgsz`` defaults to the first
+    weights' training size. Several weights and/or ``tta`` (horizontal flip) are fused with weighted box
+    fusion (``wbf_iou``).
     Unreadable images are skipped and listed in ``frame.attrs["failed"]`` (patientId -> reason).
     """
     from tqdm import tqdm
@@ -135,18 +145,18 @@ def predict_images(
         loaded, arrays = [], []
         for path in chunk:
             try:
-                img, scale = load_image(path, imgsz, scales)
+                img, png_scale = load_image(path, imgsz, png_scales)
             except Exception as exc:  # a corrupt file must not stop a submission: report it, keep going
                 failed[path.stem] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 continue
-            loaded.append((path.stem, scale, img.shape))
+            loaded.append((path.stem, png_scale, img.shape))
             arrays.append(img)
         if arrays:
             per_image = _predict_batch(models, arrays, imgsz=imgsz, conf=conf, tta=tta, device=device)
-            for (pid, scale, shape), parts in zip(loaded, per_image, strict=True):
+            for (pid, png_scale, shape), parts in zip(loaded, per_image, strict=True):
                 xyxy, scores = fuse(parts, shape[1], shape[0], conf=conf, iou_thr=wbf_iou)
                 keep = scores >= conf
-                xywh = xyxy_to_xywh(xyxy[keep] / scale)
+                xywh = xyxy_to_xywh(xyxy[keep] / png_scale)
                 rows += [(pid, float(c), *map(float, b)) for c, b in zip(scores[keep], xywh, strict=True)]
         bar.update(len(chunk))
     bar.close()

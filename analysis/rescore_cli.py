@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.rescore import PREDICT_CONF, format_breakdown, format_sweep, rescore
+from analysis.breakdown import format_breakdown
+from analysis.rescore import PREDICT_CONF, rescore
+from analysis.tuning import format_sweep
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

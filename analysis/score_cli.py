@@ -5,13 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
-from analysis.metric import accumulate, evaluate_images, summarize
-from analysis.rescore import breakdown, format_breakdown, read_truth
-from analysis.submission import read_submission, submission_preds
-from core.cli import UserError
-from core.io import write_csv_atomic
+from analysis.breakdown import format_breakdown
+from analysis.score import score_submission
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -43,56 +38,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Print the score, the counts and the per-class breakdown."""
-    if not 0.0 <= args.conf <= 1.0:
-        raise UserError(f"--conf {args.conf:g}: a confidence threshold is between 0 and 1")
-    if not args.scale > 0.0:
-        raise UserError(f"--scale {args.scale:g}: the box scale must be positive")
-    gt = read_truth(args.truth, split=args.split)
-    sub = read_submission(args.submission)
-    for note in gt.notes:
-        print(f"note: {note}")
-    preds = {k: v for k, v in submission_preds(sub).items() if k not in gt.excluded}
-    ids = [i for i in sub.ids if i not in gt.excluded]
-    unknown = [
-        (i, r) for i, r in zip(sub.ids, sub.rows, strict=True) if i not in gt.truth and i not in gt.excluded
-    ]
-    if unknown and not args.subset:
-        pid, row = unknown[0]
-        raise UserError(
-            f"{args.submission}:{row} ({pid}): patient not in the truth ({len(unknown)} such rows); "
-            "use --subset to score only patients of the truth named in the submission"
-        )
-    truth = gt.truth
-    if args.subset:
-        truth = {i: gt.truth[i] for i in ids if i in gt.truth}
-        preds = {k: v for k, v in preds.items() if k in truth}
-        if unknown:
-            print(f"note: {len(unknown)} patient(s) not in the truth ignored, e.g. {unknown[0][0]}")
-    if not truth:
-        raise UserError(f"{args.submission}: no patient of the truth to score")
-    ev = evaluate_images(truth, preds, scale=args.scale)
-    scores = accumulate(ev, [args.conf])[0]
-    score = summarize(scores)
-    per = {i: float(s) for i, s in zip(ev.ids, scores, strict=True) if s == s}
-    n_kept = dict(zip(ev.ids, ev.n_kept(args.conf).tolist(), strict=True))
-    missing = len(set(truth) - set(sub.ids))
-    print(
-        f"Kaggle score {score:.6f}  ({len(per)} images scored, {len(truth) - len(per)} left out: no truth "
-        f"and no box; {missing} truth patients absent from the submission counted as no box)"
+    result = score_submission(
+        args.truth,
+        args.submission,
+        split=args.split,
+        subset=args.subset,
+        conf=args.conf,
+        box_scale=args.scale,
+        per_image_csv=args.per_image,
     )
-    if gt.classes:
-        for line in format_breakdown(breakdown(per, truth, gt.classes, n_kept)):
+    print(
+        f"Kaggle score {result.score:.6f}  ({result.n_scored} images scored, {result.n_left_out} left out: "
+        f"no truth and no box; {result.n_absent} truth patients absent from the submission counted as no box)"
+    )
+    if result.breakdown is not None:
+        for line in format_breakdown(result.breakdown):
             print(line)
     if args.per_image:
-        frame = pd.DataFrame(
-            {
-                "patientId": list(ev.ids),
-                "class": [gt.classes.get(i, "") for i in ev.ids],
-                "n_truth": ev.n_gt,
-                "n_pred": [n_kept[i] for i in ev.ids],
-                "score": scores,
-            }
-        )
-        write_csv_atomic(frame, args.per_image)
         print(f"per-image scores: {args.per_image}")
     return 0

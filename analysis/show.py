@@ -1,8 +1,8 @@
 """Prediction pictures: ground truth beside predictions at the tuned threshold, worst images first.
 
 Inputs are the files a rescored run holds (docs/ARCHITECTURE.md): ``kaggle.json`` (tuned ``conf`` and box
-``scale``, the ``data`` YAML) and ``predictions_<split>.csv`` (source pixels, conf >= 0.01), plus the
-dataset's ``manifest.csv`` (PNG paths and their scale) and ``boxes.csv`` (the truth). A run without them
+scale ``scale``, the ``data`` YAML) and ``predictions_<split>.csv`` (source pixels, conf >= 0.01), plus the
+dataset's ``manifest.csv`` (PNG paths and their PNG scale) and ``boxes.csv`` (the truth). A run without them
 is rescored first when it has weights (:func:`analysis.rescore.rescore`).
 
 - :func:`image_table` -> one row per image of the split: ground-truth and predicted box counts at the
@@ -27,6 +27,7 @@ from analysis.metric import frame_to_preds, per_image_scores
 from analysis.report import Report
 from core.boxes import scale_about_centre
 from core.cli import UserError
+from core.layout import BOX_COLUMNS
 from core.runs import predictions_name, read_kaggle, run_data_yaml, run_weights
 
 KINDS = {
@@ -46,7 +47,8 @@ def load_inputs(run_dir: Path, split: str, data: Path | None = None, *, progress
     is never replaced); ``predictions`` the frame of ``predictions_<split>.csv``; ``truth`` maps every image
     of the split to its ``(G, 4)`` xywh_px boxes.
     """
-    from analysis.rescore import dataset_truth
+    from analysis.rescore import read_predictions
+    from analysis.truth import dataset_truth
     from core.layout import read_dataset
 
     run_dir = Path(run_dir)
@@ -76,21 +78,18 @@ def load_inputs(run_dir: Path, split: str, data: Path | None = None, *, progress
     preds_path = kaggle_dir / kaggle.get("predictions", predictions_name(split))
     if not preds_path.is_file():
         raise UserError(f"{preds_path}: missing (run `python -m analysis rescore {run_dir}`)")
-    preds = pd.read_csv(preds_path, dtype={"patientId": str})
-    missing = {"patientId", "conf", "x", "y", "width", "height"} - set(preds.columns)
-    if missing:
-        raise UserError(f"{preds_path}: missing column(s) {sorted(missing)}")
+    preds = read_predictions(preds_path)
     truth = dataset_truth(root, manifest, split)
     return kaggle, preds, root, manifest, truth
 
 
 def image_table(
-    truth: dict[str, np.ndarray], preds: pd.DataFrame, conf: float, scale: float, classes: dict[str, str]
+    truth: dict[str, np.ndarray], preds: pd.DataFrame, conf: float, box_scale: float, classes: dict[str, str]
 ) -> pd.DataFrame:
     """One row per image of ``truth``: ``patientId, class, n_gt, n_pred`` (conf >= ``conf``), ``max_conf``,
-    ``score`` (Kaggle score at ``conf``/``scale``; NaN when left out) and ``kind`` (see :data:`KINDS`)."""
+    ``score`` (Kaggle score at ``conf``/``box_scale``; NaN when left out) and ``kind`` (see :data:`KINDS`)."""
     kept = preds[preds["conf"] >= conf]
-    scores = per_image_scores(truth, frame_to_preds(kept), conf=conf, scale=scale)
+    scores = per_image_scores(truth, frame_to_preds(kept), conf=conf, scale=box_scale)
     n_pred = kept.groupby("patientId").size()
     max_conf = kept.groupby("patientId")["conf"].max()
     ids = list(truth)
@@ -150,13 +149,14 @@ def fig_pairs(
     truth: dict[str, np.ndarray],
     preds: pd.DataFrame,
     conf: float,
-    scale: float,
+    box_scale: float,
     title: str,
     *,
     per_row: int = 2,
 ) -> Figure:
     """Each image of ``rows`` twice, side by side: ground truth (green) | predictions at ``conf`` with boxes
-    scaled by ``scale`` (red, confidence on each; ground truth dashed green). ``per_row`` pairs per line."""
+    scaled by ``box_scale`` (red, confidence on each; ground truth dashed green). ``per_row`` pairs per
+    line."""
     info = manifest.set_index("patientId")
     n = max(len(rows), 1)
     lines = int(np.ceil(n / per_row))
@@ -174,10 +174,10 @@ def fig_pairs(
         if img is None:
             ax_gt.set_title(f"{row.patientId[:8]}: image missing", fontsize=8)
             continue
-        f = float(entry["scale"])  # PNG pixels per source pixel
-        gt = truth.get(row.patientId, np.zeros((0, 4))) * f
+        png_scale = float(entry["scale"])  # PNG pixels per source pixel
+        gt = truth.get(row.patientId, np.zeros((0, 4))) * png_scale
         mine = kept[kept["patientId"] == row.patientId].sort_values("conf", ascending=False)
-        boxes = scale_about_centre(mine[["x", "y", "width", "height"]].to_numpy(float), scale) * f
+        boxes = scale_about_centre(mine[list(BOX_COLUMNS)].to_numpy(float), box_scale) * png_scale
         _draw(ax_gt, img, gt, "#2ca02c")
         _draw(ax_pr, img, gt, "#2ca02c", dashed=True)
         _draw(ax_pr, img, boxes, "#d62728", labels=[f"{c:.2f}" for c in mine["conf"]])
@@ -219,15 +219,15 @@ def run_show(
     if worst < 1:
         raise UserError(f"--worst must be at least 1 (got {worst})")
     kaggle, preds, root, manifest, truth = load_inputs(run_dir, split, data, progress=progress)
-    conf, scale = float(kaggle["conf"]), float(kaggle["scale"])
+    conf, box_scale = float(kaggle["conf"]), float(kaggle["scale"])
     classes = dict(zip(manifest["patientId"].astype(str), manifest["class"].fillna(""), strict=True))
-    table = image_table(truth.truth, preds, conf, scale, classes)
+    table = image_table(truth.truth, preds, conf, box_scale, classes)
     sections = worst_sections(table, worst)
     out = Path(out) if out else run_dir / f"show_{split}"
     report = Report(f"Predictions of {run_dir.name} on {split}: worst first", out)
     counted = table["score"].notna()
     report.text(
-        f"Tuned threshold conf >= {conf:g} and box scale {scale:g} (from kaggle.json); Kaggle mAP "
+        f"Tuned threshold conf >= {conf:g} and box scale {box_scale:g} (from kaggle.json); Kaggle mAP "
         f"{table.loc[counted, 'score'].mean():.4f} over {int(counted.sum())} scored images of {len(table)}. "
         "Left: ground truth (green). Right: predictions (red, with confidence) over the ground truth "
         "(dashed)."
@@ -240,7 +240,7 @@ def run_show(
     fp = sections["false positives"]
     if len(fp):
         report.text("Images without opacity that received boxes, most confident false alarm first.")
-        report.figure(fig_pairs(fp, root, manifest, truth.truth, preds, conf, scale,
+        report.figure(fig_pairs(fp, root, manifest, truth.truth, preds, conf, box_scale,
                                 "False positives on images without opacity (most confident first)"),
                       "worst_false_positives", "Worst false positives")  # fmt: skip
     else:
@@ -249,7 +249,7 @@ def run_show(
     opac = sections["opacities"]
     if len(opac):
         report.text("Images with ground-truth boxes, lowest Kaggle score first (complete misses score 0).")
-        report.figure(fig_pairs(opac, root, manifest, truth.truth, preds, conf, scale,
+        report.figure(fig_pairs(opac, root, manifest, truth.truth, preds, conf, box_scale,
                                 "Images with opacity, lowest score first"), "worst_opacities",
                       "Worst misses and poor matches")  # fmt: skip
     else:

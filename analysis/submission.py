@@ -25,9 +25,10 @@ import pandas as pd
 from core.boxes import NATIVE_SIZE, clip_xywh, scale_about_centre
 from core.cli import UserError
 from core.io import write_csv_atomic
-from core.layout import PRED_COLUMNS
+from core.layout import BOX_COLUMNS, PRED_COLUMNS
 
 HEADER = ("patientId", "PredictionString")
+_BOX = list(BOX_COLUMNS)  # pandas selects columns with a list
 EDGE_TOLERANCE_PX = 1.0
 """How far (source pixels) a box may reach past the image edge before ``validate`` calls it out of range."""
 
@@ -46,6 +47,11 @@ class Submission:
 
     def row_of(self, patient_id: str) -> int:
         return self.rows[self.ids.index(patient_id)]
+
+    @property
+    def n_with_boxes(self) -> int:
+        """Patients with at least one box."""
+        return int(self.boxes["patientId"].nunique())
 
 
 def parse_prediction_string(text: str) -> np.ndarray:
@@ -152,42 +158,41 @@ def submission_preds(sub: Submission) -> dict[str, tuple[np.ndarray, np.ndarray]
     return frame_to_preds(sub.boxes)
 
 
-def select_boxes(preds: pd.DataFrame, *, conf: float = 0.0, scale: float = 1.0) -> pd.DataFrame:
-    """Keep boxes with ``conf >= conf`` and scale them about their centre (``scale=1`` leaves them as is)."""
+def select_boxes(preds: pd.DataFrame, *, conf: float = 0.0, box_scale: float = 1.0) -> pd.DataFrame:
+    """Keep boxes with ``conf >= conf`` and scale them about their centre by ``box_scale`` (1 leaves them as
+    they are)."""
     kept = preds[preds["conf"] >= conf].copy()
-    if scale != 1.0 and len(kept):
-        kept[["x", "y", "width", "height"]] = scale_about_centre(
-            kept[["x", "y", "width", "height"]].to_numpy(np.float64), scale
-        )
+    if box_scale != 1.0 and len(kept):
+        kept[_BOX] = scale_about_centre(kept[_BOX].to_numpy(np.float64), box_scale)
     return kept
 
 
 def submission_frame(
-    ids: Iterable[str], preds: pd.DataFrame, *, conf: float = 0.0, scale: float = 1.0
+    ids: Iterable[str], preds: pd.DataFrame, *, conf: float = 0.0, box_scale: float = 1.0
 ) -> pd.DataFrame:
     """``patientId,PredictionString`` with one row per id (in order), from a prediction frame.
 
     Boxes are clipped to the ``NATIVE_SIZE`` frame that :func:`check_against_ids` requires: predictions
-    lie inside their image, but a box grown about its centre (``scale > 1``) may not.
+    lie inside their image, but a box grown about its centre (``box_scale > 1``) may not.
     """
-    kept = select_boxes(preds, conf=conf, scale=scale)
+    kept = select_boxes(preds, conf=conf, box_scale=box_scale)
     if len(kept):
-        xywh = kept[["x", "y", "width", "height"]].to_numpy(np.float64)
-        kept[["x", "y", "width", "height"]] = clip_xywh(xywh, NATIVE_SIZE, NATIVE_SIZE)
+        xywh = kept[_BOX].to_numpy(np.float64)
+        kept[_BOX] = clip_xywh(xywh, NATIVE_SIZE, NATIVE_SIZE)
     strings: dict[str, str] = {}
     for pid, group in kept.groupby("patientId", sort=False):
         strings[str(pid)] = format_prediction_string(
-            group["conf"].to_numpy(np.float64), group[["x", "y", "width", "height"]].to_numpy(np.float64)
+            group["conf"].to_numpy(np.float64), group[_BOX].to_numpy(np.float64)
         )
     ids = list(ids)
     return pd.DataFrame({"patientId": ids, "PredictionString": [strings.get(i, "") for i in ids]})
 
 
 def write_submission(
-    path: str | Path, ids: Iterable[str], preds: pd.DataFrame, *, conf: float = 0.0, scale: float = 1.0
+    path: str | Path, ids: Iterable[str], preds: pd.DataFrame, *, conf: float = 0.0, box_scale: float = 1.0
 ) -> Path:
     """Write the submission of ``preds`` (one row per id) to ``path``."""
-    return write_csv_atomic(submission_frame(ids, preds, conf=conf, scale=scale), path)
+    return write_csv_atomic(submission_frame(ids, preds, conf=conf, box_scale=box_scale), path)
 
 
 def image_ids(folder: str | Path) -> dict[str, Path]:

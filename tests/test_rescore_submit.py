@@ -22,8 +22,9 @@ import pytest
 
 from analysis.metric import frame_to_preds, frame_to_truth, kaggle_map
 from analysis.predict import predict_images
-from analysis.rescore import SWEEP_CONFS, SWEEP_SCALES, rescore
+from analysis.rescore import rescore
 from analysis.submission import read_submission
+from analysis.tuning import SWEEP_BOX_SCALES, SWEEP_CONFS
 from tests.conftest import REPO_ROOT, subprocess_env
 
 pytestmark = pytest.mark.slow
@@ -76,7 +77,7 @@ def test_rescore_writes_the_contract_and_the_right_score(project):
     val = manifest[manifest["split"] == "val"]
     assert saved["n_images"] == len(val) and saved["split"] == "val"
     assert saved["weights"] == str(run / "weights" / "best.pt")
-    assert len(saved["sweep"]) == len(SWEEP_CONFS) * len(SWEEP_SCALES) == 115
+    assert len(saved["sweep"]) == len(SWEEP_CONFS) * len(SWEEP_BOX_SCALES) == 115
     assert 0.0 <= saved["map50"] <= 1.0 and 0.0 <= saved["map50_95"] <= saved["map50"] + 1e-12
 
     # the cached predictions: val patients only, source pixels (256-px DICOMs), conf >= 0.01
@@ -120,9 +121,9 @@ def test_dicom_and_png_inference_agree_in_source_pixels(project):
     weights = project["run"] / "weights" / "best.pt"
     dicoms = [root / "kaggle" / "stage_2_train_images" / f"{p}.dcm" for p in val["patientId"]]
     pngs = [root / "ds" / p for p in val["png"]]
-    scales = dict(zip(val["patientId"], val["scale"], strict=True))
+    png_scales = dict(zip(val["patientId"], val["scale"], strict=True))
     from_dcm = predict_images(weights, dicoms, imgsz=64, conf=0.001, progress=False)
-    from_png = predict_images(weights, pngs, imgsz=64, conf=0.001, scales=scales, progress=False)
+    from_png = predict_images(weights, pngs, imgsz=64, conf=0.001, png_scales=png_scales, progress=False)
     assert from_dcm.attrs["failed"] == {} and from_png.attrs["failed"] == {}
     assert len(from_png) > 0  # an untrained net still proposes low-confidence boxes: the check is not vacuous
     pd.testing.assert_frame_equal(from_dcm, from_png, atol=1e-6, rtol=0)
@@ -183,7 +184,7 @@ def test_ensemble_tta_submission_scores_like_its_predictions(project, tmp_path):
     printed = float(re.search(r"Kaggle score ([0-9.]+|nan)", scored.stdout).group(1))
     frame = predict_images(
         weights, sorted(images.glob("*.png")), imgsz=64, conf=0.01, tta=True,
-        scales=dict(zip(val["patientId"], val["scale"], strict=True)), progress=False,
+        png_scales=dict(zip(val["patientId"], val["scale"], strict=True)), progress=False,
     )  # fmt: skip
     boxes = pd.read_csv(root / "ds" / "boxes.csv", dtype={"patientId": str})
     expected = kaggle_map(frame_to_truth(boxes, val["patientId"]), frame_to_preds(frame))
@@ -247,7 +248,7 @@ def test_rescore_of_a_fold_yaml_scores_its_own_val_list(project, tmp_path):
 
 
 def test_submit_on_converted_pngs_finds_the_manifest(project, tmp_path):
-    """PNGs of a converted dataset (64 px from 256-px sources): ``submit`` takes their scale from the
+    """PNGs of a converted dataset (64 px from 256-px sources): ``submit`` takes their PNG scale from the
     dataset's manifest by itself, so boxes land in the 256-px source frame, as with ``--scales-from``."""
     root, run = project["root"], project["run"]
     val_dir = root / "ds" / "images" / "val"

@@ -17,7 +17,7 @@ from core.boxes import scale_about_centre
 from core.cli import UserError
 from tests.conftest import REPO_ROOT, subprocess_env
 
-CONF, SCALE = 0.5, 0.8
+CONF, BOX_SCALE = 0.5, 0.8
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +33,9 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def handmade_run(dataset: Path, run: Path) -> dict[str, str]:
-    """A run folder with kaggle.json (conf 0.5, scale 0.8) and predictions_train.csv built from the truth.
+    """A run folder with kaggle.json (conf 0.5, box scale 0.8) and predictions_train.csv built from the truth.
 
-    Returns the role of each patient used: A perfect (boxes grown by 1/0.8, so the tuned scale restores
+    Returns the role of each patient used: A perfect (boxes grown by 1/0.8, so the tuned box scale restores
     them exactly), B no box, C only a box below the threshold, D its first box only (1 of n matched at every
     IoU threshold: score 1/n), E and F negatives with false boxes at conf 0.8 and 0.6, G a negative whose
     only box is below the threshold (a true negative).
@@ -50,10 +50,10 @@ def handmade_run(dataset: Path, run: Path) -> dict[str, str]:
              "G": neg["patientId"].iloc[2]}  # fmt: skip
     gt = {p: g[["x", "y", "width", "height"]].to_numpy(float) for p, g in boxes.groupby("patientId")}
     rows = []
-    for x, y, w, h in scale_about_centre(gt[roles["A"]], 1 / SCALE):
+    for x, y, w, h in scale_about_centre(gt[roles["A"]], 1 / BOX_SCALE):
         rows.append((roles["A"], 0.9, x, y, w, h))
     rows.append((roles["C"], 0.3, *gt[roles["C"]][0]))
-    rows.append((roles["D"], 0.7, *scale_about_centre(gt[roles["D"]][:1], 1 / SCALE)[0]))
+    rows.append((roles["D"], 0.7, *scale_about_centre(gt[roles["D"]][:1], 1 / BOX_SCALE)[0]))
     rows += [
         (roles["E"], 0.8, 10, 10, 50, 80),
         (roles["F"], 0.6, 100, 20, 60, 60),
@@ -64,7 +64,7 @@ def handmade_run(dataset: Path, run: Path) -> dict[str, str]:
         run / "predictions_train.csv", index=False
     )
     kaggle = {"split": "train", "data": str(dataset / "data.yaml"), "score": None, "conf": CONF,
-              "scale": SCALE, "predictions": "predictions_train.csv"}  # fmt: skip
+              "scale": BOX_SCALE, "predictions": "predictions_train.csv"}  # fmt: skip
     (run / "kaggle.json").write_text(json.dumps(kaggle))
     return {**roles, "n_D": len(gt[roles["D"]])}
 
@@ -97,7 +97,7 @@ def test_ranking_and_sections_match_hand_computed_scores(dataset: Path, tmp_path
     html = paths["html"].read_text()
     assert html.count("data:image/png;base64,") == 2
     md = paths["markdown"].read_text()
-    assert f"conf >= {CONF:g} and box scale {SCALE:g}" in md
+    assert f"conf >= {CONF:g} and box scale {BOX_SCALE:g}" in md
     mean = np.mean([1.0, 1 / roles["n_D"], 0, 0, 0, 0, 0, 0])  # 4 positives + 2 remaining positives + E + F
     assert f"Kaggle mAP {mean:.4f} over 8 scored images of 19" in md
     assert pd.read_csv(paths["images"])["patientId"].nunique() == 19

@@ -48,7 +48,8 @@ class EpochScorer:
     """
 
     def __init__(self, data: Path, split: str = "val"):
-        from analysis.rescore import dataset_truth, split_images
+        from analysis.rescore import split_images
+        from analysis.truth import dataset_truth
         from core.layout import dataset_split
 
         # the split as the data YAML names it: a fold YAML's own val list, not the manifest's fold 0
@@ -59,10 +60,11 @@ class EpochScorer:
     def __call__(self, weights: Path, *, imgsz: int, batch: int = 16, device=None) -> float:
         """Best Kaggle mAP over the confidence x scale sweep (NaN when no image counts)."""
         from analysis.predict import predict_images
-        from analysis.rescore import PREDICT_CONF, best_row, sweep_scores
+        from analysis.rescore import PREDICT_CONF
+        from analysis.tuning import best_row, sweep_scores
 
         frame = predict_images(
             [Path(weights)], self.images, imgsz=imgsz, conf=PREDICT_CONF, batch=batch, device=device,
-            scales=self.scales, progress=False,
+            png_scales=self.scales, progress=False,
         )  # fmt: skip
         return float(best_row(sweep_scores(self.truth, frame))["score"])

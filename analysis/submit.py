@@ -1,0 +1,148 @@
+"""A Kaggle submission from trained weights (``analysis submit``): predict, write, validate.
+
+- :func:`tuned_settings` -> the threshold and box scale a run was tuned to (its ``kaggle.json``);
+- :func:`find_manifest` -> the ``manifest.csv`` whose PNG scales map converted PNGs back to the source frame;
+- :func:`make_submission` -> the whole command: predict a folder of test DICOMs (or converted PNGs), write
+  one row per image, validate the file, and return a :class:`SubmitSummary`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from analysis.rescore import PREDICT_CONF
+from analysis.submission import image_ids, validate_submission, write_submission
+from analysis.tuning import check_settings
+from core.cli import UserError
+from core.layout import read_manifest
+from core.runs import KAGGLE_JSON, read_kaggle, resolve_weights
+
+DEFAULT_CONF = 0.25
+"""The threshold without a tuned run (Ultralytics' default)."""
+
+
+@dataclass(frozen=True)
+class SubmitSummary:
+    """What :func:`make_submission` wrote: ``path``, patients, those with boxes, boxes, the threshold and box
+    scale used, and the images that could not be read (patientId -> reason; each has an empty row)."""
+
+    path: Path
+    n_patients: int
+    n_with_boxes: int
+    n_boxes: int
+    conf: float
+    box_scale: float
+    failed: dict[str, str]
+
+
+def tuned_settings(
+    from_run: str | Path, tta: bool = False, n_weights: int = 1, *, echo: Callable[[str], object] = print
+) -> tuple[float, float]:
+    """``(conf, box_scale)`` from a run folder's ``kaggle.json`` (or that file), read by
+    :func:`core.runs.read_kaggle`; ``echo`` gets a warning when it was tuned with other TTA / ensembling
+    than ``tta`` / ``n_weights``."""
+    from_run = Path(from_run)
+    folder = from_run.parent if from_run.name == KAGGLE_JSON else from_run
+    path = folder / KAGGLE_JSON
+    data = read_kaggle(folder)
+    if data is None:
+        raise UserError(f"{path}: no tuned conf/scale (no such file); run `python -m analysis rescore` first")
+    try:
+        tuned_tta = bool(data.get("tta", False))
+        tuned_n = len(data["weights"]) if isinstance(data.get("weights"), list) else 1
+        if (tuned_tta, tuned_n) != (tta, n_weights):
+            echo(
+                f"warning: {path} was tuned with {tuned_n} model(s), TTA {tuned_tta}; this submission uses "
+                f"{n_weights}, TTA {tta} (rescore the same combination with --tta / several weights)"
+            )
+        return float(data["conf"]), float(data.get("scale") or 1.0)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(
+            f"{path}: no tuned conf/scale ({exc}); run `python -m analysis rescore` first"
+        ) from exc
+
+
+def find_manifest(folder: Path, images: dict[str, Path]) -> Path | None:
+    """For converted PNGs (``D/images/<split>/``), the dataset's ``D/manifest.csv`` (its ``scale`` column,
+    the PNG scale, maps boxes back to the source frame); None for DICOMs or when there is none."""
+    if not any(p.suffix.lower() == ".png" for p in images.values()):
+        return None
+    folder = Path(folder).resolve()
+    for parent in (folder, folder.parent, folder.parent.parent):
+        if (parent / "manifest.csv").is_file():
+            return parent / "manifest.csv"
+    return None
+
+
+def read_png_scales(manifest_csv: Path) -> dict[str, float]:
+    """patientId -> PNG scale from a ``manifest.csv`` of ``convert rsna``; :class:`UserError` without the
+    ``scale`` column."""
+    from analysis.predict import manifest_png_scales
+
+    manifest = read_manifest(manifest_csv)
+    if "scale" not in manifest.columns:
+        raise UserError(f"{manifest_csv}: no 'scale' column (expected a manifest.csv of `convert rsna`)")
+    return manifest_png_scales(manifest)
+
+
+def make_submission(
+    weights: Sequence[str | Path],
+    images_dir: str | Path,
+    out: str | Path,
+    *,
+    conf: float | None = None,
+    box_scale: float | None = None,
+    from_run: str | Path | None = None,
+    tta: bool = False,
+    imgsz: int | None = None,
+    batch: int = 16,
+    device=None,
+    png_scales_from: str | Path | None = None,
+    progress: bool = True,
+    echo: Callable[[str], object] = print,
+) -> SubmitSummary:
+    """Predict every image of ``images_dir`` with ``weights`` (run folders or ``.pt``; several are fused with
+    weighted box fusion, ``tta`` adds horizontal flips), write the submission to ``out`` and validate it.
+
+    The threshold and box scale are ``from_run``'s tuned ones (:func:`tuned_settings`) else
+    :data:`DEFAULT_CONF` and 1; ``conf`` / ``box_scale`` override them. Converted PNGs are mapped back to the
+    source frame with the PNG scales of ``png_scales_from`` (a ``manifest.csv``; default: the one
+    :func:`find_manifest` finds). An unreadable image gets an empty row. ``echo`` receives warnings and notes
+    as they arise.
+    """
+    tuned = tuned_settings(from_run, tta, len(weights), echo=echo) if from_run else (DEFAULT_CONF, 1.0)
+    conf = tuned[0] if conf is None else conf
+    box_scale = tuned[1] if box_scale is None else box_scale
+    check_settings(conf, box_scale)
+    weight_files = [resolve_weights(w)[0] for w in weights]
+    images = image_ids(images_dir)
+    png_scales = None
+    manifest_csv = png_scales_from or find_manifest(Path(images_dir), images)
+    if manifest_csv:
+        if not png_scales_from:
+            echo(f"note: PNG scales from {manifest_csv}")
+        png_scales = read_png_scales(Path(manifest_csv))
+    from analysis.predict import predict_images
+
+    # Weighted box fusion needs the weak boxes too: fuse from the floor rescore predicts at, so that an
+    # ensemble's fused boxes are the ones its threshold was tuned on.
+    fused = len(weight_files) > 1 or tta
+    frame = predict_images(
+        weight_files,
+        list(images.values()),
+        imgsz=imgsz,
+        conf=min(conf, PREDICT_CONF) if fused else conf,
+        batch=batch,
+        tta=tta,
+        device=device,
+        png_scales=png_scales,
+        progress=progress,
+    )
+    failed = frame.attrs.get("failed", {})
+    for pid, reason in failed.items():
+        echo(f"warning: {pid}: {reason} -> empty row")
+    write_submission(out, list(images), frame, conf=conf, box_scale=box_scale)
+    sub = validate_submission(out, images)
+    return SubmitSummary(Path(out), len(sub.ids), sub.n_with_boxes, len(sub.boxes), conf, box_scale, failed)
