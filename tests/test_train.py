@@ -77,7 +77,7 @@ def test_cfg_fills_in_and_explicit_keys_win_in_any_position():
         (["epochs"], "'epochs': expected key=value"),
         (["cfg=nope.yaml"], "cfg=nope.yaml: file not found"),
         (["kaggle_every=-1"], "kaggle_every=-1"),
-        (["task=segment"], "only trains detection models"),
+        (["task=segment"], "task=segment: python -m train trains detectors (task=detect) or classifiers"),
     ],
 )
 def test_bad_arguments_are_one_clear_error(argv, message):
