@@ -130,11 +130,63 @@ def ultralytics_map(
     return {"map50": float(metrics.box.map50), "map50_95": float(metrics.box.map)}
 
 
-def default_out_dir(run_dir: Path, n_weights: int, tta: bool) -> Path:
-    """The run folder itself for one model without TTA, else a subfolder (``kaggle_ensemble3_tta`` ...) so
-    that the run's own ``kaggle.json`` keeps describing the run's own weights."""
+def default_out_dir(run_dir: Path, n_weights: int, tta: bool, gated: bool = False) -> Path:
+    """The run folder itself for one model without TTA or gate, else a subfolder (``kaggle_ensemble3_tta``,
+    ``kaggle_gated`` ...) so that the run's own ``kaggle.json`` keeps describing the run's own weights."""
     parts = ([f"ensemble{n_weights}"] if n_weights > 1 else []) + (["tta"] if tta else [])
+    parts += ["gated"] if gated else []
     return run_dir / f"kaggle_{'_'.join(parts)}" if parts else run_dir
+
+
+def classifier_split(
+    classifiers: Sequence[Path],
+    images: Sequence[Path],
+    out_dir: Path,
+    split: str,
+    *,
+    tta: bool = False,
+    batch: int = 32,
+    device=None,
+    progress: bool = True,
+) -> tuple[dict[str, float], dict, bool]:
+    """P(Lung Opacity) of each image of a split, or ``out_dir/classifier_<split>.csv`` reused when the
+    ``classifier_signature`` of ``out_dir/kaggle.json`` matches (weights content, TTA, image list).
+    Returns ``(patientId -> p_opacity, signature, reused)``; an unreadable image is a :class:`UserError`."""
+    from analysis.classifier import predict_probs
+    from analysis.gating import check_coverage, p_opacity_map
+
+    signature = {
+        "weights": weights_signature(classifiers),
+        "tta": bool(tta),
+        "split": split,
+        "images_sha1": hashlib.sha1("\n".join(Path(p).stem for p in images).encode()).hexdigest(),
+    }
+    csv_path = out_dir / f"classifier_{split}.csv"
+    if csv_path.is_file() and previous_kaggle(out_dir).get("classifier_signature") == signature:
+        return p_opacity_map(pd.read_csv(csv_path, dtype={"patientId": str})), signature, True
+    probs = predict_probs(classifiers, images, tta=tta, batch=batch, device=device, progress=progress)
+    p = p_opacity_map(probs)
+    check_coverage([Path(i).stem for i in images], p, f"classifier {classifiers[0]}")
+    write_csv_atomic(probs[["patientId", "p_opacity"]], csv_path)
+    return p, signature, False
+
+
+def check_same_images(classifier_runs: Sequence[Path], split: str, ids: Sequence[str]) -> None:
+    """A classifier trained on a view of another dataset (its ``<view>/<split>`` images are not the
+    detector's) is one clear error: its probabilities would not describe these images."""
+    from core.runs import read_args
+
+    for run in classifier_runs:
+        view = Path(str((read_args(run) or {}).get("data", "")))
+        if not (view / split).is_dir():
+            continue  # weights without their view here: coverage is still checked image by image
+        theirs = {p.stem for p in (view / split).glob("*/*.png")}
+        if theirs != set(ids):
+            raise UserError(
+                f"classifier {run} was trained on {view}, whose {split} images differ from the detector's "
+                f"({len(theirs ^ set(ids))} of {len(theirs | set(ids))} differ): a classifier of another "
+                "dataset; train one on this dataset's view (`python -m convert classify`)"
+            )
 
 
 def rescore(
@@ -152,6 +204,8 @@ def rescore(
     box_scales: Sequence[float] = SWEEP_BOX_SCALES,
     ultralytics_val: bool = True,
     known_maps: dict[str, float] | None = None,
+    classifier: str | Path | Sequence[str | Path] | None = None,
+    classifier_tta: bool = False,
     progress: bool = True,
 ) -> dict:
     """Predict ``split`` once with the run's weights (several: WBF ensemble), sweep threshold x box scale
@@ -166,13 +220,21 @@ def rescore(
     so rescoring again runs no inference. ``known_maps`` (``{"map50", "map50_95"}``) are values Ultralytics
     already measured for these weights on this split, e.g. the trainer's final validation of ``best.pt``:
     they are used as they are instead of validating a second time.
+
+    ``classifier`` (a classifier run folder or weights; several are averaged, ``classifier_tta`` adds
+    flips) gates the boxes (:mod:`analysis.gating`): P(Lung Opacity) of each image is predicted once (kept
+    in ``classifier_<split>.csv``) and the gate (hard or soft, "no gate" included) is tuned jointly with the
+    threshold and box scale. Outputs go to ``kaggle_gated/``; ``kaggle.json`` then holds the gated best,
+    the ungated best (``ungated``), the gate (``gate``) and what the gate changed in the breakdown.
     """
     items = [weights_or_run] if isinstance(weights_or_run, (str, Path)) else list(weights_or_run)
     if not items:
         raise UserError("no weights given")
     resolved = [resolve_weights(w) for w in items]
     weights = [w for w, _ in resolved]
-    run_dir = Path(out_dir) if out_dir else default_out_dir(resolved[0][1], len(weights), tta)
+    classifiers = _as_list(classifier)
+    gated = bool(classifiers)
+    run_dir = Path(out_dir) if out_dir else default_out_dir(resolved[0][1], len(weights), tta, gated)
     run_dir.mkdir(parents=True, exist_ok=True)
     data_yaml = Path(data_yaml)
     root, manifest = dataset_split(data_yaml, split)
@@ -186,11 +248,19 @@ def rescore(
         progress=progress,
     )  # fmt: skip
     frame = frame[frame["conf"] >= conf]
-    table = sweep_scores(gt.truth, frame, [c for c in confs if c >= conf], box_scales)
+    confs = [c for c in confs if c >= conf]
+    table = sweep_scores(gt.truth, frame, confs, box_scales)
     best = best_row(table)
-    preds_best = frame_to_preds(frame[frame["conf"] >= best["conf"]])
-    scores = per_image_scores(gt.truth, preds_best, scale=best["scale"])
-    n_boxes = {k: len(v[1]) for k, v in preds_best.items()}
+    explain = _explain(gt, frame, best)
+    gating = None
+    if gated:
+        gating = _tune_gate(classifiers, classifier_tta, gt, frame, root, manifest, split, run_dir,
+                            confs=confs, box_scales=box_scales, batch=batch, device=device,
+                            progress=progress)  # fmt: skip
+        ungated = {"score": best["score"], "conf": best["conf"], "scale": best["scale"], "breakdown": explain}
+        best = gating["best"]
+        table = gating["table"]
+        explain = gating["breakdown"]
     maps = {"map50": None, "map50_95": None}
     if ultralytics_val and len(weights) == 1 and not tta:
         previous = previous_kaggle(run_dir) if reused else {}
@@ -211,7 +281,7 @@ def rescore(
         "scale": best["scale"],
         **maps,
         "sweep": table.to_dict(orient="records"),
-        "breakdown": breakdown(scores, gt.truth, gt.classes, n_boxes),
+        "breakdown": explain,
         "predictions": predictions_name(split),
         "imgsz": int(imgsz),
         "tta": bool(tta),
@@ -219,9 +289,88 @@ def rescore(
         "predictions_reused": reused,
         "prediction_signature": signature,
     }
+    if gating is not None:
+        result.update(
+            gate={"mode": best["mode"], "gate": best["gate"]},
+            ungated=ungated,
+            gate_effect=gate_effect(ungated["breakdown"], explain),
+            gates=gating["gates"],
+            classifier=[str(c) for c in gating["classifiers"]],
+            classifier_tta=bool(classifier_tta),
+            classifier_predictions=f"classifier_{split}.csv",
+            classifier_reused=gating["reused"],
+            classifier_signature=gating["signature"],
+        )
     write_kaggle(run_dir, result)
     name = weights[0].name if len(weights) == 1 else f"{len(weights)}-model WBF"
-    title = f"{name} on {split}{' + flip TTA' if tta else ''}: best {best['score']:.4f}"
+    gate_text = f" + {best['mode']} gate {best['gate']}" if gating is not None else ""
+    title = f"{name} on {split}{' + flip TTA' if tta else ''}{gate_text}: best {best['score']:.4f}"
     plot_sweep(table, run_dir / "kaggle_threshold.png", title=title)
     result["run_dir"] = str(run_dir)
     return result
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return [value] if isinstance(value, (str, Path)) else list(value)
+
+
+def _explain(gt, frame: pd.DataFrame, best: dict) -> dict:
+    """The loss breakdown of ``frame`` at the ``best`` threshold and box scale."""
+    preds_best = frame_to_preds(frame[frame["conf"] >= best["conf"]])
+    scores = per_image_scores(gt.truth, preds_best, scale=best["scale"])
+    n_boxes = {k: len(v[1]) for k, v in preds_best.items()}
+    return breakdown(scores, gt.truth, gt.classes, n_boxes)
+
+
+def _tune_gate(classifiers, classifier_tta, gt, frame, root, manifest, split, run_dir, *, confs, box_scales,
+               batch, device, progress) -> dict:  # fmt: skip
+    """Predict P(opacity) for the split (or reuse it), tune the gate with the threshold and box scale."""
+    from analysis.gating import apply_gate, best_gate, gate_sweep
+
+    resolved = [resolve_weights(c) for c in classifiers]
+    images, _ = split_images(root, manifest, split)
+    check_same_images([r for _, r in resolved], split, [p.stem for p in images])
+    p, signature, reused = classifier_split(
+        [w for w, _ in resolved], images, run_dir, split, tta=classifier_tta, batch=batch, device=device,
+        progress=progress,
+    )  # fmt: skip
+    table = gate_sweep(gt.truth, frame, p, confs=confs, box_scales=box_scales)
+    best = best_gate(table)
+    mode_rows = table[(table["mode"] == best["mode"])]
+    chosen = (
+        mode_rows[mode_rows["gate"].isna()]
+        if best["gate"] is None
+        else mode_rows[mode_rows["gate"] == best["gate"]]
+    )
+    per_gate = [
+        {
+            "mode": mode,
+            "gate": None if pd.isna(gate) else float(gate),
+            **best_row(group[["conf", "scale", "score"]]),
+        }
+        for (mode, gate), group in table.groupby(["mode", "gate"], dropna=False, sort=False)
+    ]
+    gated_frame = apply_gate(frame, p, mode=best["mode"], gate=best["gate"] or 0.0)
+    return {
+        "best": best,
+        "table": chosen[["conf", "scale", "score"]].reset_index(drop=True),
+        "gates": per_gate,
+        "breakdown": _explain(gt, gated_frame, best),
+        "classifiers": [w for w, _ in resolved],
+        "signature": signature,
+        "reused": reused,
+    }
+
+
+def gate_effect(ungated: dict, gated: dict) -> dict:
+    """What the gate changed in the loss breakdown: false-box loss (Normal + Not Normal) removed, Lung
+    Opacity loss added (true boxes dropped), and the net change of the loss (negative = better)."""
+    removed = ungated["false_box_loss"] - gated["false_box_loss"]
+    added = gated["lung_opacity_loss"] - ungated["lung_opacity_loss"]
+    return {
+        "false_box_loss_removed": removed,
+        "lung_opacity_loss_added": added,
+        "loss_change": added - removed,
+    }

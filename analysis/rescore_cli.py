@@ -44,6 +44,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--conf", type=float, default=PREDICT_CONF, help="lowest confidence kept (default 0.01)"
     )
     parser.add_argument("--no-val", action="store_true", help="skip Ultralytics' mAP50 / mAP50-95 validation")
+    parser.add_argument(
+        "--classifier",
+        type=Path,
+        action="append",
+        metavar="CLS_RUN",
+        help="a classifier run (python -m train task=classify) gating the boxes: P(Lung Opacity) per image, "
+        "and the gate (hard: drop an image's boxes below it; soft: conf x P) tuned with the threshold and "
+        "box scale, 'no gate' included. Repeat to average several. Outputs go to kaggle_gated/",
+    )
+    parser.add_argument("--classifier-tta", action="store_true", help="flip TTA for the classifier(s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no sweep table")
 
 
@@ -60,6 +70,8 @@ def main(args: argparse.Namespace) -> int:
         tta=args.tta,
         out_dir=args.out,
         ultralytics_val=not args.no_val,
+        classifier=args.classifier,
+        classifier_tta=args.classifier_tta,
         progress=not args.quiet,
     )
     reused = " (predictions reused)" if result["predictions_reused"] else ""
@@ -73,9 +85,32 @@ def main(args: argparse.Namespace) -> int:
     print(
         f"best Kaggle score {result['score']:.4f} at conf {result['conf']:.2f}, scale {result['scale']:.2f}"
     )
+    if "gate" in result:
+        for line in gate_lines(result):
+            print(line)
     if result["map50"] is not None:
         print(f"Ultralytics mAP50 {result['map50']:.4f}, mAP50-95 {result['map50_95']:.4f}")
     for line in format_breakdown(result["breakdown"]):
         print(line)
-    print(f"written to {result['run_dir']}: kaggle.json, {result['predictions']}, kaggle_threshold.png")
+    extra = f", {result['classifier_predictions']}" if "gate" in result else ""
+    print(
+        f"written to {result['run_dir']}: kaggle.json, {result['predictions']}{extra}, kaggle_threshold.png"
+    )
+
+
+def gate_lines(result: dict) -> list[str]:
+    """The gate's effect in words: gated against ungated score, and the loss it moved."""
+    gate, ungated, effect = result["gate"], result["ungated"], result["gate_effect"]
+    how = "no gate" if gate["mode"] == "hard" and not gate["gate"] else (
+        f"hard gate {gate['gate']:.2f} (boxes of images with P(opacity) below it dropped)"
+        if gate["mode"] == "hard" else "soft gate (box conf x P(opacity))"
+    )  # fmt: skip
+    reused = " (classifier probabilities reused)" if result["classifier_reused"] else ""
+    return [
+        f"classifier gate: {how}{reused}",
+        f"  gated {result['score']:.4f} vs detector alone {ungated['score']:.4f} "
+        f"(conf {ungated['conf']:.2f}, scale {ungated['scale']:.2f})",
+        f"  false-box loss removed {effect['false_box_loss_removed']:.4f}, Lung Opacity loss added "
+        f"{effect['lung_opacity_loss_added']:.4f}",
+    ]
     return 0

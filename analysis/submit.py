@@ -2,6 +2,7 @@
 
 - :func:`tuned_settings` -> the threshold and box scale a run was tuned to (its ``kaggle.json``);
 - :func:`find_manifest` -> the ``manifest.csv`` whose PNG scales map converted PNGs back to the source frame;
+- :func:`tuned_gate` -> the classifier gate a run was tuned to (``kaggle_gated/kaggle.json``);
 - :func:`make_submission` -> the whole command: predict a folder of test DICOMs (or converted PNGs), write
   one row per image, validate the file, and return a :class:`SubmitSummary`.
 """
@@ -35,6 +36,7 @@ class SubmitSummary:
     conf: float
     box_scale: float
     failed: dict[str, str]
+    gate: dict | None = None
 
 
 def tuned_settings(
@@ -62,6 +64,23 @@ def tuned_settings(
         raise UserError(
             f"{path}: no tuned conf/scale ({exc}); run `python -m analysis rescore` first"
         ) from exc
+
+
+def tuned_gate(from_run: str | Path | None) -> dict:
+    """``{"mode", "gate"}`` tuned by ``analysis rescore --classifier`` (the ``gate`` of ``from_run``'s
+    ``kaggle.json``); :class:`UserError` when there is none."""
+    if from_run is None:
+        raise UserError("--classifier needs the tuned gate: --from-run RUN/kaggle_gated (or --gate G)")
+    from_run = Path(from_run)
+    folder = from_run.parent if from_run.name == KAGGLE_JSON else from_run
+    data = read_kaggle(folder) or {}
+    gate = data.get("gate")
+    if not isinstance(gate, dict) or gate.get("mode") not in ("hard", "soft"):
+        raise UserError(
+            f"{folder / KAGGLE_JSON}: no tuned classifier gate; run `python -m analysis rescore RUN --data D "
+            "--classifier CLS_RUN` and pass its kaggle_gated folder (or --gate G)"
+        )
+    return {"mode": gate["mode"], "gate": gate.get("gate")}
 
 
 def find_manifest(folder: Path, images: dict[str, Path]) -> Path | None:
@@ -100,6 +119,9 @@ def make_submission(
     batch: int = 16,
     device=None,
     png_scales_from: str | Path | None = None,
+    classifier: Sequence[str | Path] | None = None,
+    classifier_tta: bool = False,
+    gate: float | None = None,
     progress: bool = True,
     echo: Callable[[str], object] = print,
 ) -> SubmitSummary:
@@ -111,7 +133,17 @@ def make_submission(
     source frame with the PNG scales of ``png_scales_from`` (a ``manifest.csv``; default: the one
     :func:`find_manifest` finds). An unreadable image gets an empty row. ``echo`` receives warnings and notes
     as they arise.
+
+    ``classifier`` (run folders or weights, averaged; ``classifier_tta`` adds flips) gates the boxes with
+    :func:`analysis.gating.apply_gate`, the function rescoring tuned the gate with: the gate is
+    ``from_run``'s (:func:`tuned_gate`) unless ``gate`` sets a hard one.
     """
+    classifier = list(classifier or [])
+    gating = None
+    if classifier:
+        gating = {"mode": "hard", "gate": float(gate)} if gate is not None else tuned_gate(from_run)
+    elif gate is not None:
+        raise UserError("--gate needs --classifier (the classifier whose P(opacity) is gated)")
     tuned = tuned_settings(from_run, tta, len(weights), echo=echo) if from_run else (DEFAULT_CONF, 1.0)
     conf = tuned[0] if conf is None else conf
     box_scale = tuned[1] if box_scale is None else box_scale
@@ -128,7 +160,7 @@ def make_submission(
 
     # Weighted box fusion needs the weak boxes too: fuse from the floor rescore predicts at, so that an
     # ensemble's fused boxes are the ones its threshold was tuned on.
-    fused = len(weight_files) > 1 or tta
+    fused = len(weight_files) > 1 or tta or gating is not None  # a soft gate rescales confidences too
     frame = predict_images(
         weight_files,
         list(images.values()),
@@ -143,6 +175,21 @@ def make_submission(
     failed = frame.attrs.get("failed", {})
     for pid, reason in failed.items():
         echo(f"warning: {pid}: {reason} -> empty row")
+    if gating is not None:
+        frame = _gate(frame, classifier, classifier_tta, images, gating, batch, device, progress)
     write_submission(out, list(images), frame, conf=conf, box_scale=box_scale)
     sub = validate_submission(out, images)
-    return SubmitSummary(Path(out), len(sub.ids), sub.n_with_boxes, len(sub.boxes), conf, box_scale, failed)
+    counts = (len(sub.ids), sub.n_with_boxes, len(sub.boxes))
+    return SubmitSummary(Path(out), *counts, conf, box_scale, failed, gating)
+
+
+def _gate(frame, classifier, classifier_tta, images, gating, batch, device, progress):
+    """``frame`` gated by the classifiers' P(opacity) of the images that have boxes."""
+    from analysis.classifier import predict_probs
+    from analysis.gating import apply_gate, p_opacity_map
+
+    weights = [resolve_weights(c)[0] for c in classifier]
+    with_boxes = sorted(set(frame["patientId"].astype(str)))
+    probs = predict_probs(weights, [images[i] for i in with_boxes], tta=classifier_tta, batch=batch,
+                          device=device, progress=progress)  # fmt: skip
+    return apply_gate(frame, p_opacity_map(probs), mode=gating["mode"], gate=gating["gate"] or 0.0)

@@ -44,6 +44,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="manifest.csv of converted PNGs (their scale column; default: the manifest.csv of the dataset "
         "the PNG folder is in, else a PNG's longer side is taken as 1024 source pixels); DICOMs need nothing",
     )
+    parser.add_argument(
+        "--classifier",
+        type=Path,
+        action="append",
+        metavar="CLS_RUN",
+        help="classifier run(s) gating the boxes with the gate tuned by `analysis rescore --classifier` "
+        "(pass its kaggle_gated folder as --from-run); repeat to average several",
+    )
+    parser.add_argument("--classifier-tta", action="store_true", help="flip TTA for the classifier(s)")
+    parser.add_argument("--gate", type=float, help="a hard gate on P(opacity) instead of the tuned one")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -61,6 +71,9 @@ def main(args: argparse.Namespace) -> int:
         batch=args.batch,
         device=args.device,
         png_scales_from=args.scales_from,
+        classifier=args.classifier,
+        classifier_tta=args.classifier_tta,
+        gate=args.gate,
         progress=not args.quiet,
     )
     print(
@@ -68,4 +81,10 @@ def main(args: argparse.Namespace) -> int:
         f"{summary.n_boxes} boxes) at conf >= {summary.conf:g}, scale {summary.box_scale:g}; "
         f"{len(summary.failed)} unreadable image(s); validated"
     )
+    if summary.gate is not None:
+        g = summary.gate
+        print(
+            f"gated by the classifier: {g['mode']} gate"
+            + (f" {g['gate']:.2f}" if g["mode"] == "hard" else "")
+        )
     return 0
