@@ -53,7 +53,7 @@ def build_dicom(
     window_width: float | None = None,
     pixel_spacing: tuple[float, float] = (0.168, 0.168),
 ) -> Dataset:
-    """A dataset shaped like an RSNA challenge DICOM holding ``pixels``; see :func:`write_dicom`.
+    """A dataset shaped like an RSNA challenge DICOM holding ``pixels`` (what :func:`write_dicom` saves).
 
     UIDs derive from ``patient_id`` alone, so the same arguments always give the same bytes.
     """
@@ -149,24 +149,10 @@ def build_dicom(
     return ds
 
 
-def write_dicom(
-    path: str | Path,
-    pixels: np.ndarray,
-    *,
-    patient_id: str,
-    age: str | None = "51",
-    sex: str | None = "M",
-    view: str | None = "PA",
-    transfer_syntax: str = "jpeg",
-    photometric: str = "MONOCHROME2",
-    bits_stored: int | None = None,
-    rescale_slope: float | None = None,
-    rescale_intercept: float | None = None,
-    window_center: float | None = None,
-    window_width: float | None = None,
-    pixel_spacing: tuple[float, float] = (0.168, 0.168),
-) -> None:
+def write_dicom(path: str | Path, pixels: np.ndarray, **tags) -> None:
     """Write ``pixels`` (2-D ``(rows, cols)``, any shape) as a DICOM like the RSNA challenge files.
+
+    ``tags`` are :func:`build_dicom`'s keyword arguments (``patient_id`` is required):
 
     - ``transfer_syntax="jpeg"``: JPEG Baseline (1.2.840.10008.1.2.4.50), as every real file; ``pixels``
       must be uint8 (8 bits stored). Encoded with OpenCV (pydicom cannot encode JPEG) and encapsulated.
@@ -176,22 +162,7 @@ def write_dicom(
     ``age``, ``sex`` or ``view`` set to ``None`` leave the tag out (as a damaged header would).
     ``rescale_*`` and ``window_*`` add the Modality LUT / VOI LUT tags only when given.
     """
-    ds = build_dicom(
-        pixels,
-        patient_id=patient_id,
-        age=age,
-        sex=sex,
-        view=view,
-        transfer_syntax=transfer_syntax,
-        photometric=photometric,
-        bits_stored=bits_stored,
-        rescale_slope=rescale_slope,
-        rescale_intercept=rescale_intercept,
-        window_center=window_center,
-        window_width=window_width,
-        pixel_spacing=pixel_spacing,
-    )
-    ds.save_as(Path(path), enforce_file_format=True)
+    build_dicom(pixels, **tags).save_as(Path(path), enforce_file_format=True)
 
 
 def read_pixels(path: str | Path) -> np.ndarray:
