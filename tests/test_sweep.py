@@ -125,7 +125,7 @@ def test_a_study_is_bound_to_its_dataset_and_overrides(tmp_path: Path, monkeypat
     for data, overrides, differs in [
         (data_b, pinned, rf"data={data_a} in the study, {data_b} now"),
         (data_a, [("epochs", 3), *pinned[1:]], r"epochs=2 in the study, 3 now"),
-        (data_a, pinned[:2], r"name=opt in the study, trial now"),
+        (data_a, [*pinned, ("batch", 4)], r"batch=\(unset\) in the study, 4 now"),
         (data_a, [*pinned, ("lr0", 0.02)], r"lr0=\(unset\) in the study, 0.02 now"),
     ]:
         with pytest.raises(UserError, match=differs) as err:

@@ -19,10 +19,13 @@ q_uniform, log_uniform_values, log_uniform (min/max are natural-log exponents), 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import re
 import time
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,8 @@ from typing import Any
 from core.cli import UserError
 
 DEFAULT_SWEEPS_DIR = Path("runs") / "sweeps"
+DEFAULT_GRACE = 120
+"""Seconds without a heartbeat after which a running trial counts as dead (failed, run again once)."""
 METHODS = ("grid", "random", "bayes")
 NUMBER = (int, float)
 
@@ -265,6 +270,141 @@ def trials_table(study, metric: str, data: str) -> pd.DataFrame:  # noqa: F821  
     return df
 
 
+def redact(url: str) -> str:
+    """A storage URL without its password (``postgresql+psycopg://user:***@host/db``).
+
+    >>> redact("postgresql+psycopg://me:secret@db:5432/optuna")
+    'postgresql+psycopg://me:***@db:5432/optuna'
+    """
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def open_storage(url: str, grace: int):
+    """Optuna's RDB storage at ``url`` with heartbeats (every ``grace // 4`` s; a trial silent for
+    ``grace`` s is failed and retried once). A wrong URL, a missing driver or a server that does not answer
+    is one :class:`UserError` line."""
+    import optuna
+    import sqlalchemy.exc
+
+    try:
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5 (since 2.8, in fact)
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=max(1, grace // 4),
+                grace_period=grace,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+                engine_kwargs={"pool_pre_ping": True},
+            )
+    except (ImportError, ValueError, sqlalchemy.exc.ArgumentError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        detail = " ".join(str(exc.orig if hasattr(exc, "orig") else exc).split())[:300]
+        raise UserError(f"--storage {redact(url)}: cannot open the study database ({detail})") from None
+
+
+@contextlib.contextmanager
+def study_lock(rdb, url: str, name: str):
+    """A lock shared by every worker of study ``name``: a PostgreSQL advisory lock (released by the server
+    if the worker dies), or a file lock beside a SQLite database. Held only while a worker picks its next
+    trial, so the count and the grid stay exact across workers."""
+    if url.startswith("postgresql"):
+        from sqlalchemy import text
+
+        key = zlib.crc32(f"rsna-yolo sweep {name}".encode())
+        with rdb.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        return
+    if url.startswith("sqlite:///"):
+        import fcntl
+
+        db = Path(url.removeprefix("sqlite:///"))
+        with open(db.with_name(f".{db.name}.{name}.lock"), "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return
+    yield  # other databases: no lock (workers may then run a trial or two more than asked)
+
+
+def next_trial(study, wanted: int):
+    """The next trial for this worker (call under :func:`study_lock`): a new or queued trial while fewer than
+    ``wanted`` are finished or running; ``None`` once ``wanted`` are finished; :data:`WAIT` while the rest
+    are running elsewhere (one of them may die and have to run again)."""
+    import optuna
+    from optuna.storages import fail_stale_trials
+
+    with warnings.catch_warnings():
+        # Optuna calls heartbeats experimental and expects them inside Study.optimize; run_trials sends them
+        # itself (get_heartbeat_thread), as optimize does, around each trial it takes here.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
+        fail_stale_trials(study)  # dead workers' trials -> FAIL, each queued again once (WAITING)
+        states = optuna.trial.TrialState
+        trials = study.get_trials(deepcopy=False)
+        done = sum(t.state in (states.COMPLETE, states.PRUNED) for t in trials)
+        running = sum(t.state == states.RUNNING for t in trials)
+        if done + running < wanted:
+            return study.ask()  # takes a queued (WAITING) trial first
+    return None if done >= wanted else WAIT
+
+
+WAIT = object()
+"""What :func:`next_trial` returns while the study's last trials run elsewhere."""
+
+
+def run_trials(study, objective, wanted: int, lock, *, poll: float = 5.0) -> None:
+    """Take trials (:func:`next_trial`, under ``lock()``: :func:`study_lock`'s context) and run
+    ``objective`` on each, with heartbeats, until ``wanted`` are finished. A ``UserError`` stops the sweep;
+    ``RuntimeError``/``ValueError``/``OSError`` fail one trial (another takes its place; after ``wanted``
+    such failures in a row the sweep stops)."""
+    import optuna
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    failures = 0
+    while True:
+        with lock():
+            trial = next_trial(study, wanted)
+        if trial is None:
+            return
+        if trial is WAIT:
+            time.sleep(poll)
+            continue
+        with get_heartbeat_thread(trial._trial_id, study._storage):
+            try:
+                value = objective(trial)
+            except optuna.TrialPruned:
+                _tell(study, trial, state=optuna.trial.TrialState.PRUNED)
+                continue
+            except (KeyboardInterrupt, UserError):
+                _tell(study, trial, state=optuna.trial.TrialState.FAIL)
+                raise
+            except (RuntimeError, ValueError, OSError) as exc:
+                _tell(study, trial, state=optuna.trial.TrialState.FAIL)
+                failures += 1
+                print(f"trial {trial.number} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+                if failures >= wanted:
+                    raise UserError(f"{failures} trials failed in a row; the last: {exc}") from exc
+                continue
+        failures = 0
+        _tell(study, trial, value)
+
+
+def _tell(study, trial, value: float | None = None, state=None) -> None:
+    """``study.tell`` outside ``study.optimize``: Optuna's GridSampler calls ``study.stop()`` when its grid is
+    used up, which raises there; the trial is stored all the same (Optuna stores it in a ``finally``), and
+    :func:`run_trials` stops on its own count."""
+    try:
+        study.tell(trial, value, state=state)
+    except RuntimeError as exc:
+        if "Study.stop" not in str(exc):
+            raise
+
+
 BOUND_ATTR = "rsna_yolo_bound_to"
 """Study user attribute holding what a study was created for: ``{"data": ..., "overrides": {...}}``."""
 
@@ -273,9 +413,9 @@ def bind_study(study, bound: dict[str, Any], storage_url: str) -> None:
     """Record the dataset and fixed overrides of a new study; refuse to continue one created for others.
 
     ``bound`` is ``{"data": absolute data YAML, "overrides": {key: value}}`` (the key=value arguments given
-    for every trial, with the trial runs' ``project`` and ``name``). A study recorded with other values
-    raises ``UserError`` naming each difference: its trials answer another question, so their table and
-    best trial must not be presented as this one's.
+    for every trial, less ``project`` and ``name``, which only say where runs go). A study recorded with
+    other values raises ``UserError`` naming each difference: its trials answer another question, so
+    their table and best trial must not be presented as this one's.
     """
     recorded = study.user_attrs.get(BOUND_ATTR)
     if recorded is None:
@@ -342,11 +482,20 @@ def run_sweep(
     storage: str | None = None,
     out_dir: Path | None = None,
     seed: int = 0,
+    heartbeat_grace: int = DEFAULT_GRACE,
+    poll: float = 5.0,
 ):
     """Run (or continue) a sweep; returns the trials table, also written to ``<sweep folder>/trials.csv``.
 
     ``overrides`` (typed ``(key, value)`` pairs) apply to every trial and take a parameter out of the search.
     ``count`` is the total of finished trials wanted: a rerun only runs the ones still missing.
+
+    Several workers (processes or machines) started with the same arguments and the same ``storage`` share
+    the study and together run exactly ``count`` trials: each new trial is taken under a lock of the study
+    (:func:`study_lock`), counting the trials finished and running. A trial whose worker died (``kill -9``,
+    power loss) stops sending heartbeats; ``heartbeat_grace`` seconds later a worker marks it failed and it
+    is run again, once, by whichever worker is free (so a worker waits, polling every ``poll`` seconds, while
+    only others' running trials stand between the study and its count).
     """
     import optuna
 
@@ -369,30 +518,26 @@ def run_sweep(
     # Trial runs go to <project>/<name>_NNN: project= and name= as typed, else the sweep folder / "trial".
     runs_dir = Path(str(pinned.pop("project", None) or folder)).resolve()
     run_prefix = str(pinned.pop("name", None) or "trial")
+    # The question the study answers: the dataset and the fixed arguments. Where this machine puts its trial
+    # runs (project=, name=, --out) is not part of it: workers on other machines put theirs elsewhere.
     bound = {"data": pinned["data"], "overrides": {k: v for k, v in sorted(pinned.items()) if k != "data"}}
-    bound["overrides"].update(project=str(runs_dir), name=run_prefix)
     storage_url = storage or f"sqlite:///{folder / 'optuna.db'}"
     epochs = pinned.get("epochs", spec.fixed.get("epochs"))
-    # A trial killed without a chance to record it (power loss, SIGKILL) stops sending heartbeats; after the
-    # grace period it is marked failed and retried once, by this machine or another sharing the storage.
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5 (and have been since 2.8)
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        rdb = optuna.storages.RDBStorage(
-            storage_url,
-            heartbeat_interval=30,
-            grace_period=120,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+    if heartbeat_grace < 2:
+        raise UserError(f"--heartbeat-grace {heartbeat_grace}: at least 2 seconds")
+    rdb = open_storage(storage_url, heartbeat_grace)
+    lock = functools.partial(study_lock, rdb, storage_url, spec.name)
+    with lock():  # two workers starting together create, bind and requeue once
+        study = optuna.create_study(
+            storage=rdb,
+            study_name=spec.name,
+            sampler=make_sampler(spec, seed),
+            pruner=make_pruner(spec, epochs if isinstance(epochs, int) else None),
+            direction=spec.goal,
+            load_if_exists=True,
         )
-    study = optuna.create_study(
-        storage=rdb,
-        study_name=spec.name,
-        sampler=make_sampler(spec, seed),
-        pruner=make_pruner(spec, epochs if isinstance(epochs, int) else None),
-        direction=spec.goal,
-        load_if_exists=True,
-    )
-    bind_study(study, bound, storage_url)
-    requeued = requeue_interrupted(study)
+        bind_study(study, bound, storage_url)
+        requeued = requeue_interrupted(study)
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     wanted = count if count is not None else default_count(spec)
     remaining = max(wanted - len(study.get_trials(deepcopy=False, states=finished)), 0)
@@ -400,7 +545,7 @@ def run_sweep(
         f"sweep {spec.name} ({spec.method}, {spec.metric} {spec.goal}): {remaining} of {wanted} trials to run"
     )
     print(f"  dataset: {bound['data']}")
-    print(f"  study: {storage_url}   trial runs: {runs_dir}/{run_prefix}_NNN   trials.csv: {folder}")
+    print(f"  study: {redact(storage_url)}   trial runs: {runs_dir}/{run_prefix}_NNN   trials.csv: {folder}")
     if requeued:
         print(f"  trials interrupted last time, run again first: {', '.join(map(str, requeued))}")
 
@@ -435,8 +580,7 @@ def run_sweep(
 
     try:
         if remaining:
-            # UserError (a bad value in the file) stops the sweep; other failures fail one trial and go on.
-            study.optimize(objective, n_trials=remaining, catch=(RuntimeError, ValueError, OSError))
+            run_trials(study, objective, wanted, lock, poll=poll)
     except KeyboardInterrupt:
         trials_table(study, spec.metric, bound["data"]).to_csv(folder / "trials.csv", index=False)
         print(f"sweep interrupted; trials so far: {folder / 'trials.csv'}. Rerun the command to continue")

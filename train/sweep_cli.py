@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from train.sweep import DEFAULT_GRACE
 from train.sweep import __doc__ as SWEEP_DOC
 
 PROG = "python -m train sweep"
@@ -30,10 +31,20 @@ def main(argv: list[str], prog: str = PROG) -> int:
         "--study-name", help="Optuna study name = W&B group = folder name (default: file name)"
     )
     parser.add_argument(
-        "--storage", help="Optuna RDB URL shared by machines (default: sqlite in the sweep folder)"
+        "--storage",
+        help="Optuna RDB URL shared by several workers or machines, e.g. "
+        "postgresql+psycopg://USER:PASSWORD@HOST:5432/DB (default: sqlite in the sweep folder)",
     )
     parser.add_argument("--out", type=Path, help="sweep folder (default: runs/sweeps/<study name>)")
     parser.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    parser.add_argument(
+        "--heartbeat-grace",
+        type=int,
+        default=DEFAULT_GRACE,
+        metavar="S",
+        help=f"seconds without a heartbeat before a running trial counts as dead and is run again by "
+        f"another worker (default {DEFAULT_GRACE})",
+    )
     ns = parser.parse_intermixed_args(argv)  # key=value words may come before or after the options
     from train.args import key_value_pairs
     from train.sweep import run_sweep
@@ -45,6 +56,7 @@ def main(argv: list[str], prog: str = PROG) -> int:
         overrides=key_value_pairs(ns.overrides),
         study_name=ns.study_name,
         storage=ns.storage,
+        heartbeat_grace=ns.heartbeat_grace,
         out_dir=ns.out,
         seed=ns.seed,
     )
