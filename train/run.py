@@ -16,12 +16,20 @@ Ultralytics does the training exactly as `yolo detect train` would (same argumen
 - a per-epoch hook for sweeps (pruning), fed that score or, without it, Ultralytics' fitness;
 - after training, ``analysis.rescore`` on ``best.pt``: ``kaggle.json`` in the run folder (tuned threshold
   and box scale).
+
+Multi-GPU (``device=0,1,...``): Ultralytics trains through DDP, pickling the trainer's callbacks (our
+:class:`_Session`'s bound methods) with cloudpickle into a state file each DDP process loads. The session
+pickles without what cannot cross a process (the W&B run, a sweep's Optuna trial, the scorer's cache), its
+hooks act on rank 0 only (W&B run, per-epoch ``kaggle/mAP``), and the final rescoring runs once, here in the
+main process, into the same W&B run id. What DDP cannot do (a sweep's per-epoch pruning) is announced in one
+line before training starts (:func:`ddp_notes`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +40,7 @@ from core.cli import UserError
 from core.runs import KAGGLE_JSON
 from train import kaggle, wandb_log
 from train.args import TrainOptions, hub_download_failed, resolve_data, resolve_model
+from train.resume import completed_epochs
 
 OPTIONS_FILE = "train_options.json"  # our keys, saved beside args.yaml so `resume` restores them
 # on_epoch(epoch (1-based), value) -> True to stop training now (a pruned sweep trial)
@@ -70,8 +79,46 @@ def ultralytics_wandb(enabled: bool) -> Iterator[None]:
         offline.ultralytics_settings(wandb=False)
 
 
+def ddp_world_size(device: Any) -> int:
+    """How many processes Ultralytics starts for ``device=`` (``0,1`` or ``[0, 1]`` -> 2; one device -> 1).
+
+    >>> [ddp_world_size(d) for d in (None, "cpu", 0, "0", "0,1", [0, 1, 2], "-1,-1")]
+    [1, 1, 1, 1, 2, 3, 2]
+    """
+    if isinstance(device, (list, tuple)):
+        return len(device)
+    parts = [p for p in str(device or "").replace(" ", "").split(",") if p]
+    return len(parts) if len(parts) > 1 else 1
+
+
+def ddp_notes(world_size: int, options: TrainOptions, on_epoch: EpochHook | None) -> list[str]:
+    """What changes when training runs in ``world_size`` DDP processes, one line each (printed before
+    training starts)."""
+    if world_size <= 1:
+        return []
+    notes = [
+        f"DDP on {world_size} devices: our hooks run in rank 0 of the DDP processes (W&B run"
+        + (f", kaggle/mAP every {options.kaggle_every} epochs" if options.kaggle_every else "")
+        + "); the final Kaggle rescoring runs once, in this process, into the same W&B run id"
+    ]
+    if on_epoch is not None:
+        notes.append(
+            "DDP: a sweep trial cannot be pruned epoch by epoch across processes; this trial runs all its "
+            "epochs and reports its final score"
+        )
+    return notes
+
+
+def is_main_rank() -> bool:
+    """True outside DDP and in DDP's rank 0 (``RANK`` as torch.distributed.run sets it)."""
+    return int(os.environ.get("RANK", -1)) in (-1, 0)
+
+
 class _Session:
-    """State shared by the callbacks of one training run (the W&B run, per-epoch scores, the stop flag)."""
+    """State shared by the callbacks of one training run (the W&B run, per-epoch scores, the stop flag).
+
+    Picklable for DDP (:meth:`__getstate__`); its hooks do nothing outside rank 0.
+    """
 
     def __init__(self, options: TrainOptions, data: Path, on_epoch: EpochHook | None, task: str = "detect"):
         self.options = options
@@ -84,30 +131,42 @@ class _Session:
         self.trained = False  # an epoch of training ended since the last on_fit_epoch_end
         self.scorer: kaggle.EpochScorer | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What a DDP process gets: everything but the W&B run (each process would need its own), the
+        sweep's hook (an Optuna trial holding a database connection) and the scorer's cache (rebuilt)."""
+        return {**self.__dict__, "wandb_run": None, "on_epoch": None, "scorer": None}
+
     def attach(self, model) -> None:
         model.add_callback("on_pretrain_routine_start", self.on_pretrain_routine_start)
         model.add_callback("on_train_epoch_end", self.on_train_epoch_end)
         model.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
 
     def on_pretrain_routine_start(self, trainer) -> None:
+        if not is_main_rank():
+            return
         run_dir = Path(trainer.save_dir)
         (run_dir / OPTIONS_FILE).write_text(json.dumps(asdict(self.options), indent=2) + "\n")
         if not self.options.wandb:
             return
-        config = {**vars(trainer.args), **{f"rsna/{k}": v for k, v in asdict(self.options).items()}}
-        self.wandb_run = wandb_log.start_run(
-            run_dir,
-            config,
-            project=self.options.wandb_project,
-            group=self.options.wandb_group,
-            resume=bool(trainer.args.resume),
-        )
+        self.start_wandb(trainer, resume=bool(trainer.args.resume))
         if self.wandb_run is None:  # W&B failed to start: keep Ultralytics from trying (and crashing) too
             for event, hooks in trainer.callbacks.items():
                 trainer.callbacks[event] = [h for h in hooks if not h.__module__.endswith("callbacks.wb")]
 
+    def start_wandb(self, trainer, *, resume: bool) -> None:
+        """Start the run's W&B run (``resume``: continue the id recorded under the run folder)."""
+        config = {**vars(trainer.args), **{f"rsna/{k}": v for k, v in asdict(self.options).items()}}
+        self.wandb_run = wandb_log.start_run(
+            Path(trainer.save_dir),
+            config,
+            project=self.options.wandb_project,
+            group=self.options.wandb_group,
+            resume=resume,
+        )
+
     def on_train_epoch_end(self, trainer) -> None:
-        self.trained = True
+        if is_main_rank():
+            self.trained = True
 
     def on_fit_epoch_end(self, trainer) -> None:
         # Ultralytics also runs this event once after training, for the final validation of best.pt
@@ -163,6 +222,10 @@ def _fit(model, args: dict[str, Any], session: _Session, resume: bool) -> RunRes
         trainer = model.trainer
         run_dir = Path(trainer.save_dir)
         metrics = {k: float(v) for k, v in (trainer.metrics or {}).items()}
+        ddp = getattr(trainer, "world_size", 1) > 1
+        if ddp and session.options.wandb and session.wandb_run is None:
+            # The DDP processes ran the epochs and their own W&B run; the final score joins that run's id.
+            session.start_wandb(trainer, resume=True)
         result = classified = None
         if session.task == "classify" and session.options.rescore and not session.stopped_by_hook:
             classified = _evaluate_classifier(trainer, session)
@@ -185,7 +248,7 @@ def _fit(model, args: dict[str, Any], session: _Session, resume: bool) -> RunRes
     return RunResult(
         run_dir=run_dir,
         kaggle=result,
-        epochs_done=trainer.epoch + 1,
+        epochs_done=completed_epochs(run_dir / "results.csv") if ddp else trainer.epoch + 1,
         stopped_by_hook=session.stopped_by_hook,
         epoch_scores=dict(session.epoch_scores),
         metrics=metrics,
@@ -241,7 +304,7 @@ def train(
         raise hub_download_failed(name, exc) from None
     if model.task != task:
         raise UserError(f"model={name} is a {model.task} model; with task={task} pass a {task} model")
-    return _fit(model, args, _Session(options, data, on_epoch, task), resume=False)
+    return _fit(model, args, _session(args, options, data, on_epoch, task), resume=False)
 
 
 def resume(
@@ -270,4 +333,14 @@ def resume(
     task = str(train_args.get("task") or "detect")
     data = resolve_data({"data": (args or {}).get("data") or train_args.get("data")}, task)
     model = YOLO(str(last), task=task)
-    return _fit(model, dict(args or {}), _Session(options, data, on_epoch, task), resume=True)
+    device = (args or {}).get("device", train_args.get("device"))
+    session = _session({"device": device}, options, data, on_epoch, task)
+    return _fit(model, dict(args or {}), session, resume=True)
+
+
+def _session(args: dict[str, Any], options: TrainOptions, data: Path, on_epoch, task: str) -> _Session:
+    """The run's :class:`_Session`, after announcing what DDP changes (``device=0,1,...``)."""
+    notes = ddp_notes(ddp_world_size(args.get("device")), options, on_epoch)
+    for line in notes:
+        print(line)
+    return _Session(options, data, None if notes else on_epoch, task)
