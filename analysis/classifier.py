@@ -58,6 +58,7 @@ def predict_probs(
     batch: int = 32,
     tta: bool = False,
     device=None,
+    workers: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Class probabilities of every image (PNG or DICOM; patientId = file stem).
@@ -69,7 +70,7 @@ def predict_probs(
     from tqdm import tqdm
     from ultralytics import YOLO
 
-    from analysis.predict import load_image, resolve_imgsz
+    from analysis.predict import iter_loaded, load_image, resolve_imgsz
 
     weights = [weights] if isinstance(weights, (str, Path)) else list(weights)
     if not weights:
@@ -86,15 +87,14 @@ def predict_probs(
     rows, failed = [], {}
     images = [Path(p) for p in images]
     bar = tqdm(total=len(images), desc="classify", unit="img", disable=not progress)
-    for start in range(0, len(images), max(1, int(batch))):
-        chunk, arrays = [], []
-        for path in images[start : start + max(1, int(batch))]:
-            try:
-                arrays.append(_gray_to_bgr(load_image(path, imgsz)[0]))
-                chunk.append(path.stem)
-            except Exception as exc:  # one bad file must not stop the rest: report it
-                failed[path.stem] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if arrays:
+
+    def load(path: Path) -> np.ndarray:
+        return _gray_to_bgr(load_image(path, imgsz)[0])
+
+    for chunk, ok, bad in iter_loaded(images, batch, load, workers=workers):
+        failed.update(bad)
+        if ok:
+            arrays = [a for _, a in ok]
             variants = [arrays] + ([[np.ascontiguousarray(a[:, ::-1]) for a in arrays]] if tta else [])
             total = np.zeros((len(arrays), len(names)))
             for model in models:
@@ -102,8 +102,8 @@ def predict_probs(
                     results = model.predict(batch_arrays, imgsz=imgsz, device=device, verbose=False)
                     total += np.stack([r.probs.data.cpu().numpy().astype(np.float64) for r in results])
             probs = total / (len(models) * len(variants))
-            rows += [(pid, *p) for pid, p in zip(chunk, probs, strict=True)]
-        bar.update(len(images[start : start + max(1, int(batch))]))
+            rows += [(path.stem, *p) for (path, _), p in zip(ok, probs, strict=True)]
+        bar.update(len(chunk))
     bar.close()
     columns = ["patientId", *(f"p_{names[i]}" for i in range(len(names)))]
     frame = pd.DataFrame(rows, columns=columns)

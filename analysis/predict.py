@@ -12,8 +12,12 @@ that could not be read are listed in ``frame.attrs["failed"]`` (patientId -> rea
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -21,6 +25,8 @@ import pandas as pd
 
 from core.boxes import NATIVE_SIZE, xyxy_to_xywh
 from core.layout import PRED_COLUMNS
+
+T = TypeVar("T")
 
 WBF_IOU = 0.55
 """IoU above which weighted box fusion merges boxes of different models / flips (ensemble_boxes' default)."""
@@ -64,6 +70,48 @@ def load_image(
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _now(load: Callable[[Path], T], path: Path) -> Future:
+    """``load(path)`` run in this thread, as a finished future (``workers=0`` in :func:`iter_loaded`)."""
+    future: Future = Future()
+    try:
+        future.set_result(load(path))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
+
+
+def iter_loaded(
+    images: Sequence[Path], batch: int, load: Callable[[Path], T], *, workers: int | None = None
+) -> Iterator[tuple[Sequence[Path], list[tuple[Path, T]], dict[str, str]]]:
+    """``load`` every image, in chunks of ``batch``, on ``workers`` threads (default: the cores this process
+    may use; 0: in this thread) while the caller works on the previous chunk, so decoding and resizing
+    (Pillow and OpenCV release the GIL) overlap inference. Yields ``(chunk, [(path, loaded)...],
+    {patientId: reason})`` in order; an image whose ``load`` raises is reported, never fatal (a corrupt file
+    must not stop a submission)."""
+    from core.workers import available_cpus
+
+    workers = available_cpus() if workers is None else int(workers)
+    upcoming = iter(_chunks(list(images), max(1, int(batch))))
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+
+        def start(chunk: Sequence[Path]) -> tuple[Sequence[Path], list[Future]]:
+            return chunk, [pool.submit(load, p) if workers > 0 else _now(load, p) for p in chunk]
+
+        pending = deque(start(chunk) for chunk in itertools.islice(upcoming, 2))
+        while pending:
+            chunk, futures = pending.popleft()
+            nxt = next(upcoming, None)
+            if nxt is not None:  # one chunk loads ahead of the one being used
+                pending.append(start(nxt))
+            ok, failed = [], {}
+            for path, future in zip(chunk, futures, strict=True):
+                try:
+                    ok.append((path, future.result()))
+                except Exception as exc:
+                    failed[path.stem] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            yield chunk, ok, failed
 
 
 def fuse(
@@ -120,6 +168,7 @@ def predict_images(
     device=None,
     png_scales: Mapping[str, float] | None = None,
     wbf_iou: float = WBF_IOU,
+    workers: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Predict every image; boxes in SOURCE pixels (xywh_px), one row per box, :data:`PRED_COLUMNS`.
@@ -128,7 +177,8 @@ def predict_images(
     source pixel (the manifest's ``scale``, :func:`manifest_png_scales`) for converted PNGs; without it a
     PNG's source frame is taken to be ``NATIVE_SIZE`` on its longer side. ``imgsz`` defaults to the first
     weights' training size. Several weights and/or ``tta`` (horizontal flip) are fused with weighted box
-    fusion (``wbf_iou``).
+    fusion (``wbf_iou``). ``workers`` threads decode and resize the next batch during inference
+    (:func:`iter_loaded`).
     Unreadable images are skipped and listed in ``frame.attrs["failed"]`` (patientId -> reason).
     """
     from tqdm import tqdm
@@ -141,16 +191,12 @@ def predict_images(
     rows: list[tuple] = []
     failed: dict[str, str] = {}
     bar = tqdm(total=len(images), desc="predict", unit="img", disable=not progress)
-    for chunk in _chunks(images, max(1, int(batch))):
-        loaded, arrays = [], []
-        for path in chunk:
-            try:
-                img, png_scale = load_image(path, imgsz, png_scales)
-            except Exception as exc:  # a corrupt file must not stop a submission: report it, keep going
-                failed[path.stem] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                continue
-            loaded.append((path.stem, png_scale, img.shape))
-            arrays.append(img)
+    for chunk, ok, bad in iter_loaded(
+        images, batch, lambda p: load_image(p, imgsz, png_scales), workers=workers
+    ):
+        failed.update(bad)
+        loaded = [(path.stem, png_scale, img.shape) for path, (img, png_scale) in ok]
+        arrays = [img for _, (img, _) in ok]
         if arrays:
             per_image = _predict_batch(models, arrays, imgsz=imgsz, conf=conf, tta=tta, device=device)
             for (pid, png_scale, shape), parts in zip(loaded, per_image, strict=True):

@@ -122,6 +122,7 @@ def make_submission(
     classifier: Sequence[str | Path] | None = None,
     classifier_tta: bool = False,
     gate: float | None = None,
+    workers: int | None = None,
     progress: bool = True,
     echo: Callable[[str], object] = print,
 ) -> SubmitSummary:
@@ -132,7 +133,8 @@ def make_submission(
     :data:`DEFAULT_CONF` and 1; ``conf`` / ``box_scale`` override them. Converted PNGs are mapped back to the
     source frame with the PNG scales of ``png_scales_from`` (a ``manifest.csv``; default: the one
     :func:`find_manifest` finds). An unreadable image gets an empty row. ``echo`` receives warnings and notes
-    as they arise.
+    as they arise. ``workers`` threads decode and resize the next batch during inference (default: the
+    cores this process may use).
 
     ``classifier`` (run folders or weights, averaged; ``classifier_tta`` adds flips) gates the boxes with
     :func:`analysis.gating.apply_gate`, the function rescoring tuned the gate with: the gate is
@@ -170,6 +172,7 @@ def make_submission(
         tta=tta,
         device=device,
         png_scales=png_scales,
+        workers=workers,
         progress=progress,
     )
     failed = frame.attrs.get("failed", {})
