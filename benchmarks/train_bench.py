@@ -93,7 +93,8 @@ def main() -> int:
               f"(whole command {v['wall_s']:.1f} s)")  # fmt: skip
     overhead = wrapped["train_s"] / base["train_s"] - 1
     print(f"  python -m train / yolo: {1 + overhead:.3f} x the training time (overhead {overhead:+.1%}; "
-          f"goal < 2%); whole command incl. rescoring and W&B: {wrapped['wall_s'] / base['wall_s']:.2f} x")  # fmt: skip
+          f"goal < 2%); whole command incl. rescoring and W&B: "
+          f"{wrapped['wall_s'] / base['wall_s']:.2f} x")  # fmt: skip
 
     from analysis.submit import make_submission
 
