@@ -83,8 +83,9 @@ def main(args: argparse.Namespace) -> int:
     )
     if summary.gate is not None:
         g = summary.gate
-        print(
-            f"gated by the classifier: {g['mode']} gate"
-            + (f" {g['gate']:.2f}" if g["mode"] == "hard" else "")
-        )
+        if g["mode"] == "hard" and not g["gate"]:
+            print("gated by the classifier: no gate (the tuned gate keeps every box)")
+        else:
+            level = f" {g['gate']:.2f}" if g["mode"] == "hard" else ""
+            print(f"gated by the classifier: {g['mode']} gate{level}")
     return 0
