@@ -33,8 +33,8 @@ Choices the official text leaves open, decided here:
   such a case with both answers (5/12 here, 7/12 prediction-major); on the benchmark's 3,000 random
   images 4 image scores differ and the mean by 5e-6.
 - **Confidence threshold**: ``conf=c`` keeps predictions with ``confidence >= c``.
-- **Box scale**: ``scale=f`` shrinks (``f < 1``) each *predicted* box about its centre before matching
-  (:func:`core.boxes.scale_about_centre`); ground truth is never changed. ``scale=1`` leaves boxes
+- **Box scale**: ``box_scale=f`` shrinks (``f < 1``) each *predicted* box about its centre before matching
+  (:func:`core.boxes.scale_about_centre`); ground truth is never changed. ``box_scale=1`` leaves boxes
   bit-identical.
 - Degenerate boxes (zero width or height) have IoU 0 with everything (never ``NaN``).
 
@@ -185,7 +185,7 @@ class ImageEvaluation:
     """``(P,)`` int64: image index of each prediction."""
     pred_conf: np.ndarray
     """``(P,)`` float64: confidence of each prediction."""
-    scale: float = 1.0
+    box_scale: float = 1.0
 
     def n_kept(self, conf: float) -> np.ndarray:
         """``(n,)`` number of predictions with ``confidence >= conf`` per image."""
@@ -219,9 +219,9 @@ def _slot(image: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.arange(len(image), dtype=np.int64) - starts[image]
 
 
-def _evaluate_flat(flat: _Flat, scale: float) -> ImageEvaluation:
+def _evaluate_flat(flat: _Flat, box_scale: float) -> ImageEvaluation:
     n = len(flat.ids)
-    pr_xywh = scale_about_centre(flat.pr_xywh, scale) if scale != 1.0 else flat.pr_xywh
+    pr_xywh = scale_about_centre(flat.pr_xywh, box_scale) if box_scale != 1.0 else flat.pr_xywh
     gt_slot, pr_slot = _slot(flat.gt_image, flat.n_gt), _slot(flat.pr_image, flat.n_pr)
 
     g_max = int(flat.n_gt.max(initial=0))
@@ -245,17 +245,17 @@ def _evaluate_flat(flat: _Flat, scale: float) -> ImageEvaluation:
         sel = key_of[flat.pr_image] == key
         pr_arr[row_of[flat.pr_image[sel]], pr_slot[sel]] = pr_xywh[sel]
         match_rank[members, :g] = _match_group(gt_arr, pr_arr)
-    return ImageEvaluation(flat.ids, flat.n_gt, match_rank, flat.pr_image, flat.pr_conf, float(scale))
+    return ImageEvaluation(flat.ids, flat.n_gt, match_rank, flat.pr_image, flat.pr_conf, float(box_scale))
 
 
-def evaluate_images(truth: Truth, preds: Preds, *, scale: float = 1.0) -> ImageEvaluation:
+def evaluate_images(truth: Truth, preds: Preds, *, box_scale: float = 1.0) -> ImageEvaluation:
     """Phase 1: IoUs and greedy matching of every image at every threshold, with all predictions.
 
     ``preds`` may omit images (no boxes); an id in ``preds`` but not in ``truth`` is a ``ValueError``.
     Images are grouped by (ground-truth count, prediction count rounded up to a power of two) so that each
     group is one padded array operation; the Python loop runs over groups and ground-truth slots only.
     """
-    return _evaluate_flat(_flatten(truth, preds), scale)
+    return _evaluate_flat(_flatten(truth, preds), box_scale)
 
 
 def accumulate(ev: ImageEvaluation, confs: Iterable[float]) -> np.ndarray:
@@ -287,28 +287,29 @@ def summarize(scores: np.ndarray) -> np.ndarray | float:
 
 
 def per_image_scores(
-    truth: Truth, preds: Preds, *, conf: float = 0.0, scale: float = 1.0
+    truth: Truth, preds: Preds, *, conf: float = 0.0, box_scale: float = 1.0
 ) -> dict[str, float]:
     """Score of each counted image at one confidence threshold and box scale (left-out images absent)."""
-    ev = evaluate_images(truth, preds, scale=scale)
+    ev = evaluate_images(truth, preds, box_scale=box_scale)
     scores = accumulate(ev, [conf])[0]
     return {i: float(s) for i, s in zip(ev.ids, scores, strict=True) if not np.isnan(s)}
 
 
-def kaggle_map(truth: Truth, preds: Preds, *, conf: float = 0.0, scale: float = 1.0) -> float:
+def kaggle_map(truth: Truth, preds: Preds, *, conf: float = 0.0, box_scale: float = 1.0) -> float:
     """The challenge score of ``preds`` against ``truth`` (NaN when no image counts)."""
-    return summarize(accumulate(evaluate_images(truth, preds, scale=scale), [conf])[0])
+    return summarize(accumulate(evaluate_images(truth, preds, box_scale=box_scale), [conf])[0])
 
 
-def sweep(truth: Truth, preds: Preds, confs: Iterable[float], scales: Iterable[float]) -> pd.DataFrame:
+def sweep(truth: Truth, preds: Preds, confs: Iterable[float], box_scales: Iterable[float]) -> pd.DataFrame:
     """Score every (confidence threshold, box scale) pair: one IoU/matching pass per scale.
 
-    Returns a frame with columns ``conf, scale, score``, one row per pair (scales outer, confs inner).
+    Returns a frame with columns ``conf, scale, score`` (``scale``: the box scale, as in ``kaggle.json``),
+    one row per pair (box scales outer, confs inner).
     """
     confs = [float(c) for c in confs]
     flat = _flatten(truth, preds)
     rows = []
-    for s in scales:
+    for s in box_scales:
         totals = summarize(accumulate(_evaluate_flat(flat, float(s)), confs))
         rows += [(c, float(s), float(v)) for c, v in zip(confs, np.atleast_1d(totals), strict=True)]
     return pd.DataFrame(rows, columns=["conf", "scale", "score"])

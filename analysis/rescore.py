@@ -319,7 +319,7 @@ def _as_list(value) -> list:
 def _explain(gt, frame: pd.DataFrame, best: dict) -> dict:
     """The loss breakdown of ``frame`` at the ``best`` threshold and box scale."""
     preds_best = frame_to_preds(frame[frame["conf"] >= best["conf"]])
-    scores = per_image_scores(gt.truth, preds_best, scale=best["scale"])
+    scores = per_image_scores(gt.truth, preds_best, box_scale=best["scale"])
     n_boxes = {k: len(v[1]) for k, v in preds_best.items()}
     return breakdown(scores, gt.truth, gt.classes, n_boxes)
 

@@ -87,7 +87,7 @@ def score_submission(
             echo(f"note: {len(unknown)} patient(s) not in the truth ignored, e.g. {unknown[0][0]}")
     if not truth:
         raise UserError(f"{submission_path}: no patient of the truth to score")
-    ev = evaluate_images(truth, preds, scale=box_scale)
+    ev = evaluate_images(truth, preds, box_scale=box_scale)
     scores = accumulate(ev, [conf])[0]
     per = {i: float(s) for i, s in zip(ev.ids, scores, strict=True) if s == s}
     n_kept = dict(zip(ev.ids, ev.n_kept(conf).tolist(), strict=True))

@@ -89,7 +89,7 @@ def image_table(
     """One row per image of ``truth``: ``patientId, class, n_gt, n_pred`` (conf >= ``conf``), ``max_conf``,
     ``score`` (Kaggle score at ``conf``/``box_scale``; NaN when left out) and ``kind`` (see :data:`KINDS`)."""
     kept = preds[preds["conf"] >= conf]
-    scores = per_image_scores(truth, frame_to_preds(kept), conf=conf, scale=box_scale)
+    scores = per_image_scores(truth, frame_to_preds(kept), conf=conf, box_scale=box_scale)
     n_pred = kept.groupby("patientId").size()
     max_conf = kept.groupby("patientId")["conf"].max()
     ids = list(truth)

@@ -71,7 +71,7 @@ def main() -> int:
     t_sweep, table = best_of(lambda: sweep(truth, preds, confs, scales), args.repeat)
 
     def independent():
-        return [kaggle_map(truth, preds, conf=c, scale=s) for s in scales for c in confs]
+        return [kaggle_map(truth, preds, conf=c, box_scale=s) for s in scales for c in confs]
 
     t_indep, indep = best_of(independent, 2)
     diff = max(abs(a - b) for a, b in zip(table["score"], indep, strict=True))

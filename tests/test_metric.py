@@ -238,7 +238,7 @@ def test_scale_shrinks_predictions_about_their_centre():
     gt = np.array([[0.0, 0, 10, 10]])
     preds = {"a": (np.array([[-5.0, -5, 20, 20]]), np.array([0.9]))}  # IoU 100/400 = 0.25
     assert kaggle_map({"a": gt}, preds) == 0.0
-    assert kaggle_map({"a": gt}, preds, scale=0.5) == 1.0
+    assert kaggle_map({"a": gt}, preds, box_scale=0.5) == 1.0
 
 
 def test_unknown_predicted_image_is_an_error():
@@ -277,13 +277,13 @@ def test_frame_to_preds_groups_rows():
 @pytest.mark.parametrize(("conf", "scale"), [(0.0, 1.0), (0.35, 1.0), (0.0, 0.85), (0.6, 0.9)])
 def test_agrees_with_loop_on_random_images(conf, scale):
     truth, preds = random_dataset(2000, seed=int(conf * 100 + scale * 10))
-    fast = per_image_scores(truth, preds, conf=conf, scale=scale)
+    fast = per_image_scores(truth, preds, conf=conf, box_scale=scale)
     slow = loop_per_image(truth, preds, conf, scale)
     assert fast.keys() == slow.keys()
     worst = max(abs(fast[k] - slow[k]) for k in slow)
     assert worst <= 1e-9
     expected = loop_kaggle_map(truth, preds, conf, scale)
-    assert abs(kaggle_map(truth, preds, conf=conf, scale=scale) - expected) < 1e-9
+    assert abs(kaggle_map(truth, preds, conf=conf, box_scale=scale) - expected) < 1e-9
 
 
 def test_agrees_with_loop_on_random_decimal_boxes():
@@ -314,4 +314,4 @@ def test_sweep_equals_independent_scorings():
     table = sweep(truth, preds, confs, scales)
     assert list(table.columns) == ["conf", "scale", "score"] and len(table) == 12
     for row in table.itertuples():
-        assert row.score == kaggle_map(truth, preds, conf=row.conf, scale=row.scale)
+        assert row.score == kaggle_map(truth, preds, conf=row.conf, box_scale=row.scale)

@@ -93,11 +93,11 @@ def test_rescore_writes_the_contract_and_the_right_score(project):
     boxes = pd.read_csv(project["root"] / "ds" / "boxes.csv", dtype={"patientId": str})
     truth = frame_to_truth(boxes, val["patientId"])
     kept = preds[preds["conf"] >= saved["conf"]]
-    assert kaggle_map(truth, frame_to_preds(kept), scale=saved["scale"]) == pytest.approx(
+    assert kaggle_map(truth, frame_to_preds(kept), box_scale=saved["scale"]) == pytest.approx(
         saved["score"], abs=1e-12
     )
     for row in table.sample(5, random_state=0).itertuples():
-        expected = kaggle_map(truth, frame_to_preds(preds[preds["conf"] >= row.conf]), scale=row.scale)
+        expected = kaggle_map(truth, frame_to_preds(preds[preds["conf"] >= row.conf]), box_scale=row.scale)
         assert row.score == pytest.approx(expected, abs=1e-12) or (np.isnan(row.score) and np.isnan(expected))
 
     # breakdown counts come from the manifest
