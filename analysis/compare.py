@@ -613,9 +613,14 @@ def run_compare(
     data: Path | None = None,
     split: str = "val",
     rescore: bool = True,
+    storage: str | None = None,
+    importance: str = "fanova",
     progress: bool = True,
 ) -> tuple[dict[str, Path], pd.DataFrame]:
-    """Compare the runs under ``paths``; write the report into ``out``. Returns ``(paths, table)``."""
+    """Compare the runs under ``paths``; write the report into ``out``. Returns ``(paths, table)``.
+
+    A path that is a sweep folder (``python -m train sweep``) adds what its Optuna study says about each
+    hyperparameter (:mod:`analysis.importance`; the study in its ``optuna.db`` or in ``storage``)."""
     runs, problems, notes = [], [], []
     for path in find_runs(paths):
         try:
@@ -630,6 +635,11 @@ def run_compare(
             if note:
                 notes.append(note)
     report = build_report(runs, problems, Path(out), notes)
+    from analysis.importance import is_sweep_folder, sweep_section
+
+    for path in map(Path, paths):
+        if path.is_dir() and is_sweep_folder(path):
+            sweep_section(report, path, storage, importance)
     varying = varying_hyperparameters(runs) if runs else []
     table = comparison_table(runs, varying) if runs else pd.DataFrame()
     if len(table):

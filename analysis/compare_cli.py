@@ -32,6 +32,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--split", default="val", help="split to rescore on when kaggle.json is missing")
     parser.add_argument("--no-rescore", action="store_true", help="never compute a missing kaggle.json")
+    parser.add_argument(
+        "--storage",
+        help="the sweep's Optuna database URL when its study is not the sweep folder's optuna.db "
+        "(e.g. postgresql+psycopg://...)",
+    )
+    parser.add_argument(
+        "--importance",
+        choices=("fanova", "ped-anova"),
+        default="fanova",
+        help="how a sweep's parameter importances are computed (Optuna's evaluators; default fanova)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -43,6 +54,8 @@ def main(args: argparse.Namespace) -> int:
         data=args.data,
         split=args.split,
         rescore=not args.no_rescore,
+        storage=args.storage,
+        importance=args.importance,
         progress=not args.quiet,
     )
     if table.empty:

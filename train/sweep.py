@@ -537,6 +537,7 @@ def run_sweep(
             load_if_exists=True,
         )
         bind_study(study, bound, storage_url)
+        study.set_user_attr("metric", spec.metric)  # what analysis compare names the value
         requeued = requeue_interrupted(study)
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     wanted = count if count is not None else default_count(spec)
