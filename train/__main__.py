@@ -4,6 +4,7 @@
                                            best.pt on val with the Kaggle metric (kaggle.json, W&B kaggle/mAP)
   python -m train resume RUN_DIR [k=v ..]  continue a killed run from RUN_DIR/weights/last.pt, then rescore
   python -m train sweep SWEEP.yaml [...]   run a W&B-format sweep file locally with Optuna (`sweep --help`)
+  python -m train folds D/folds [k=v ...]  one run per fold, then out-of-fold predictions tuned as one set
 
 Training arguments are Ultralytics' (https://docs.ultralytics.com/usage/cfg), e.g.
   python -m train data=demo/dataset/data.yaml cfg=yolo_configs/hyp/xray.yaml model=yolo11n.yaml epochs=30
@@ -38,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         from train.train_cli import resume_main
 
         return call_reporting_errors(PROG, resume_main, argv[1:])
+    if argv[0] == "folds":
+        from train.folds_cli import main as folds_main
+
+        return call_reporting_errors(PROG, folds_main, argv[1:], f"{PROG} folds")
     if argv[0] == "sweep":
         from train.sweep_cli import main as sweep_main
 

@@ -1,0 +1,86 @@
+"""`python -m train folds`: one run per fold, out-of-fold predictions, a killed set that resumes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from core.cli import UserError
+from train.args import TrainOptions
+from train.folds import check_partition, fold_yamls, run_folds
+
+TINY = {"model": "yolo11n.yaml", "epochs": 1, "imgsz": 64, "batch": 4, "workers": 0, "plots": False}
+
+
+@pytest.fixture(scope="module")
+def folded(tmp_path_factory) -> Path:
+    from convert.rsna import convert_rsna
+    from convert.synth import generate
+
+    root = tmp_path_factory.mktemp("folds")
+    generate(root / "kaggle", 24, 0, seed=3, imgsz=128)
+    convert_rsna(
+        root / "kaggle", root / "D", imgsz=64, folds=3, workers=1, progress=False, echo=lambda *a: None
+    )
+    return root / "D"
+
+
+@pytest.mark.slow
+def test_three_folds_then_out_of_fold_and_a_killed_set_trains_only_the_rest(folded, tmp_path, monkeypatch):
+    import train.run
+
+    real_train, calls = train.run.train, []
+
+    def dies_on_the_second_fold(args, options=None, **kw):
+        calls.append(args["name"])
+        if args["name"] == "fold1":
+            raise KeyboardInterrupt  # as if the machine went down during fold 1
+        return real_train(args, options, **kw)
+
+    args = {**TINY, "project": str(tmp_path), "name": "cv"}
+    options = TrainOptions(wandb=False)
+    monkeypatch.setattr(train.run, "train", dies_on_the_second_fold)
+    with pytest.raises(KeyboardInterrupt):
+        run_folds(folded / "folds", dict(args), options)
+    fold0 = tmp_path / "cv" / "fold0" / "weights" / "best.pt"
+    stamp = fold0.stat().st_mtime_ns
+    monkeypatch.setattr(
+        train.run, "train", lambda a, o=None, **kw: (calls.append(a["name"]), real_train(a, o, **kw))[1]
+    )
+    result = run_folds(folded / "folds", dict(args), options)
+    assert calls == ["fold0", "fold1", "fold1", "fold2"]  # fold 0 was not trained again
+    assert fold0.stat().st_mtime_ns == stamp
+
+    manifest = pd.read_csv(folded / "manifest.csv", dtype={"patientId": str})
+    labelled = set(manifest.loc[manifest["split"] != "test", "patientId"])
+    saved = json.loads((tmp_path / "cv" / "kaggle_oof.json").read_text())
+    assert saved["n_images"] == len(labelled) == sum(f["n_images"] for f in saved["folds"].values())
+    assert saved["score"] == result["score"] and 0.0 <= saved["score"] <= 1.0
+    oof = pd.read_csv(tmp_path / "cv" / "predictions_oof.csv", dtype={"patientId": str})
+    assert set(oof["patientId"]) <= labelled and oof.groupby("patientId")["fold"].nunique().max() == 1
+    vals = check_partition(folded, fold_yamls(folded / "folds"))
+    for k, ids in vals.items():  # each image predicted by the fold that held it out, and by no other
+        assert set(oof.loc[oof["fold"] == k, "patientId"]) <= set(ids)
+    # A third run finds every fold finished: nothing trains, the same out-of-fold score.
+    assert run_folds(folded / "folds", dict(args), options)["score"] == saved["score"] and len(calls) == 4
+    # A fold killed after training, during its final scoring (weights, no kaggle.json): scored, not retrained.
+    (tmp_path / "cv" / "fold2" / "kaggle.json").unlink()
+    assert run_folds(folded / "folds", dict(args), options)["score"] == saved["score"] and len(calls) == 4
+    assert (tmp_path / "cv" / "fold2" / "kaggle.json").is_file()
+
+
+def test_fold_yamls_of_another_dataset_and_data_are_one_line(folded, tmp_path):
+    other = tmp_path / "other"
+    (other / "folds").mkdir(parents=True)
+    for p in (folded / "folds").glob("fold*.yaml"):
+        shutil.copy(p, other / "folds" / p.name)
+    with pytest.raises(UserError, match=r"fold0\.yaml: a fold of the dataset at .*, not of .*other"):
+        fold_yamls(other / "folds")
+    with pytest.raises(UserError, match="data=: the folds are the data"):
+        run_folds(folded / "folds", {**TINY, "data": "x.yaml"})
+    with pytest.raises(UserError, match="not a folder of fold YAMLs"):
+        fold_yamls(tmp_path / "nowhere")

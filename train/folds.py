@@ -1,0 +1,262 @@
+"""Cross-validation: one training run per fold, then out-of-fold predictions tuned as one set.
+
+``python -m train folds D/folds [key=value ...]`` trains ``D/folds/fold<k>.yaml`` (written by ``convert rsna
+--folds K``) into ``<project>/<name>/fold<k>/`` (default ``runs/folds/<dataset name>/``), each an ordinary
+``python -m train`` run rescored on its own fold's val images. A fold whose run finished is skipped; one
+killed mid-training is resumed from its ``last.pt``; so rerunning the command after an interruption loses no
+finished fold. Then every labelled image has been predicted exactly once, by the model that did not train
+on it: ``predictions_oof.csv`` (the folds' ``predictions_val.csv`` together) and ``kaggle_oof.json`` (one
+threshold x box-scale tuning over all of them, its breakdown, and each fold's own score). All folds of a set
+share one W&B group.
+
+With ``task=classify`` the folds train classifiers on ``D/classify/fold<k>`` (``convert classify``) and the
+out-of-fold file is ``classifier_oof.csv`` (``patientId,p_opacity``) with ``classify_oof.json``. Given a fold
+set of classifiers (``classifier=`` the folder of such a set), a detector fold set also tunes the classifier
+gate on the out-of-fold predictions: ``kaggle_oof_gated.json``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core.cli import UserError
+from core.io import write_csv_atomic, write_json_atomic
+from core.layout import LABEL_SPLITS, PRED_COLUMNS, read_data_yaml, read_dataset
+from core.runs import read_kaggle
+
+FOLD_RE = re.compile(r"fold(\d+)\.yaml")
+
+
+def fold_yamls(folds_dir: str | Path) -> dict[int, Path]:
+    """``{k: D/folds/fold<k>.yaml}``, checked to belong to the dataset the folder is in (``path:`` of each
+    YAML is that dataset); :class:`UserError` naming the first that does not, or when there are none."""
+    folds_dir = Path(folds_dir)
+    if not folds_dir.is_dir():
+        raise UserError(f"{folds_dir}: not a folder of fold YAMLs (convert rsna --folds K writes D/folds)")
+    found = {
+        int(m.group(1)): p for p in sorted(folds_dir.glob("fold*.yaml")) if (m := FOLD_RE.fullmatch(p.name))
+    }
+    if len(found) < 2:
+        raise UserError(f"{folds_dir}: {len(found)} fold YAML(s); cross-validation needs at least 2")
+    dataset = folds_dir.resolve().parent
+    for path in found.values():
+        _, _, root = read_data_yaml(path)
+        if root.resolve() != dataset:
+            raise UserError(
+                f"{path}: a fold of the dataset at {root}, not of {dataset} (fold YAMLs of another dataset?)"
+            )
+    return dict(sorted(found.items()))
+
+
+def check_partition(dataset: Path, folds: dict[int, Path]) -> dict[int, list[str]]:
+    """Each fold's val patientIds; :class:`UserError` unless they cover every labelled image exactly once."""
+    from core.layout import yaml_split_ids
+
+    _, manifest = read_dataset(dataset / "data.yaml")
+    labelled = set(manifest.loc[manifest["split"].isin(LABEL_SPLITS), "patientId"].astype(str))
+    vals = {k: yaml_split_ids(p, "val", manifest) or [] for k, p in folds.items()}
+    seen: dict[str, int] = {}
+    for k, ids in vals.items():
+        for pid in ids:
+            if pid in seen:
+                raise UserError(f"{folds[k]}: {pid} is a val image of fold {seen[pid]} too")
+            seen[pid] = k
+    missing = labelled - set(seen)
+    if missing or set(seen) - labelled:
+        odd = sorted(missing or set(seen) - labelled)
+        raise UserError(
+            f"{dataset / 'folds'}: the folds' val lists do not cover the labelled images once each "
+            f"({len(missing)} missing, {len(set(seen) - labelled)} unknown, e.g. {odd[0]})"
+        )
+    return vals
+
+
+def fold_status(run_dir: Path, task: str) -> str:
+    """``done`` (weights and the final score file), ``killed`` (a ``last.pt`` to resume) or ``new``."""
+    score = run_dir / ("classify.json" if task == "classify" else "kaggle.json")
+    if score.is_file() and (run_dir / "weights" / "best.pt").is_file():
+        return "done"
+    return "killed" if (run_dir / "weights" / "last.pt").is_file() else "new"
+
+
+def run_folds(
+    folds_dir: str | Path,
+    args: dict[str, Any],
+    options=None,
+    *,
+    classifier: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train (or finish) every fold, then write the out-of-fold files; returns the ``kaggle_oof.json`` (or
+    ``classify_oof.json``) content plus ``set_dir``. ``args`` are ``python -m train``'s Ultralytics arguments
+    (``data`` is set per fold; ``project`` / ``name`` place the set)."""
+    from dataclasses import replace
+
+    from train.args import TrainOptions
+    from train.run import resume, train
+
+    options = options or TrainOptions()
+    args = dict(args)
+    if "data" in args:
+        raise UserError("data=: the folds are the data (python -m train folds D/folds ...); leave data= out")
+    task = args.get("task", "detect")
+    folds = fold_yamls(folds_dir)
+    dataset = Path(folds_dir).resolve().parent
+    vals = check_partition(dataset, folds)
+    set_dir = Path(str(args.pop("project", "runs/folds"))).resolve() / str(args.pop("name", dataset.name))
+    options = replace(options, wandb_group=options.wandb_group or set_dir.name)
+    for k, fold_yaml in folds.items():
+        run_dir = set_dir / f"fold{k}"
+        status = fold_status(run_dir, task)
+        data = dataset / "classify" / f"fold{k}" if task == "classify" else fold_yaml
+        if task == "classify" and not (data / "val").is_dir():
+            raise UserError(
+                f"{data}: no classification view of fold {k}; run `python -m convert classify {dataset}`"
+            )
+        print(f"fold {k} of {len(folds)}: {status} ({run_dir})")
+        if status == "done":
+            continue
+        if status == "killed":
+            _finish(run_dir, data, task, resume)
+        else:
+            fold_args = {
+                **args,
+                "data": str(data),
+                "project": str(set_dir),
+                "name": f"fold{k}",
+                "exist_ok": True,
+            }
+            train(fold_args, options)
+    if task == "classify":
+        return _classifier_oof(set_dir, folds, vals)
+    return _detector_oof(set_dir, dataset, folds, vals, classifier)
+
+
+def _finish(run_dir: Path, data: Path, task: str, resume) -> None:
+    """A fold without its final score: resume its training from ``last.pt``, or, when training had
+    finished (killed during the final scoring), score it now."""
+    from train.resume import check_resumable
+
+    try:
+        check_resumable(run_dir)
+    except UserError:  # training finished; only the score is missing
+        if task == "classify":
+            from analysis.classifier import evaluate
+
+            evaluate(run_dir, data, split="val", progress=False)
+        else:
+            from analysis.rescore import rescore
+
+            rescore(run_dir, data, split="val", progress=False)
+        return
+    resume(run_dir)
+
+
+def _fold_frames(set_dir: Path, folds: dict[int, Path], name: str) -> list[pd.DataFrame]:
+    frames = []
+    for k in folds:
+        path = set_dir / f"fold{k}" / name
+        if not path.is_file():
+            raise UserError(f"{path}: missing; rescore fold {k} (python -m analysis rescore {path.parent})")
+        frames.append(pd.read_csv(path, dtype={"patientId": str}).assign(fold=k))
+    return frames
+
+
+def _detector_oof(set_dir: Path, dataset: Path, folds, vals, classifier) -> dict:
+    """``predictions_oof.csv`` and ``kaggle_oof.json`` from the folds' val predictions."""
+    from analysis.breakdown import breakdown
+    from analysis.metric import frame_to_preds, per_image_scores
+    from analysis.truth import dataset_truth
+    from analysis.tuning import best_row, sweep_scores
+
+    per_fold = {}
+    for k in folds:
+        kaggle = read_kaggle(set_dir / f"fold{k}") or {}
+        if kaggle.get("split") != "val" or kaggle.get("n_images") != len(vals[k]):
+            raise UserError(f"{set_dir / f'fold{k}' / 'kaggle.json'}: not fold {k}'s val score; rescore it")
+        per_fold[k] = {"score": kaggle["score"], "conf": kaggle["conf"], "scale": kaggle["scale"],
+                       "n_images": kaggle["n_images"], "weights": kaggle["weights"]}  # fmt: skip
+    oof = pd.concat(_fold_frames(set_dir, folds, "predictions_val.csv"), ignore_index=True)
+    root, manifest = read_dataset(dataset / "data.yaml")
+    gt = dataset_truth(root, manifest)  # every labelled image
+    stray = set(oof["patientId"]) - set(gt.truth)
+    if stray:
+        raise UserError(
+            f"{set_dir}: predictions for {len(stray)} image(s) outside the dataset, e.g. {min(stray)}"
+        )
+    table = sweep_scores(gt.truth, oof[PRED_COLUMNS])
+    best = best_row(table)
+    kept = frame_to_preds(oof[oof["conf"] >= best["conf"]])
+    scores = per_image_scores(gt.truth, kept, box_scale=best["scale"])
+    result = {
+        "split": "oof", "data": str(dataset / "data.yaml"), "n_images": len(gt.truth), "folds": per_fold,
+        "score": best["score"], "conf": best["conf"], "scale": best["scale"],
+        "sweep": table.to_dict(orient="records"),
+        "breakdown": breakdown(scores, gt.truth, gt.classes, {k: len(v[1]) for k, v in kept.items()}),
+        "predictions": "predictions_oof.csv",
+    }  # fmt: skip
+    write_csv_atomic(oof[[*PRED_COLUMNS, "fold"]], set_dir / "predictions_oof.csv")
+    write_json_atomic(result, set_dir / "kaggle_oof.json")
+    print(f"out-of-fold Kaggle mAP over {len(gt.truth)} images: {best['score']:.4f} at conf "
+          f"{best['conf']:.2f}, box scale {best['scale']:.2f} -> {set_dir / 'kaggle_oof.json'}")  # fmt: skip
+    if classifier is not None:
+        result["gated"] = _gate_oof(set_dir, Path(classifier), gt, oof, folds)
+    return {**result, "set_dir": str(set_dir)}
+
+
+def _gate_oof(set_dir: Path, classifier_set: Path, gt, oof: pd.DataFrame, folds) -> dict:
+    """Tune the classifier gate on the out-of-fold boxes and probabilities: ``kaggle_oof_gated.json``."""
+    from analysis.gating import best_gate, gate_sweep, p_opacity_map
+
+    probs_path = classifier_set / "classifier_oof.csv"
+    if not probs_path.is_file():
+        raise UserError(f"{probs_path}: missing; train the classifier folds first (python -m train folds "
+                        "D/folds task=classify ...)")  # fmt: skip
+    p = p_opacity_map(pd.read_csv(probs_path, dtype={"patientId": str}))
+    table = gate_sweep(gt.truth, oof[PRED_COLUMNS], p)
+    best = best_gate(table)
+    result = {**best, "classifier": str(classifier_set), "n_images": len(gt.truth)}
+    write_json_atomic(result, set_dir / "kaggle_oof_gated.json")
+    print(
+        f"out-of-fold, gated by {classifier_set.name}: {best['score']:.4f} "
+        f"({best['mode']} gate {best['gate']})"
+    )
+    return result
+
+
+def _classifier_oof(set_dir: Path, folds, vals) -> dict:
+    """``classifier_oof.csv`` and ``classify_oof.json`` from the folds' val probabilities: the ROC AUC of
+    P(opacity) against the two other classes over every labelled image, and the opacity-vs-rest counts at
+    P(opacity) 0.5 (each fold's ``classify.json`` has its own three-class metrics)."""
+    from sklearn.metrics import roc_auc_score
+
+    from core.layout import OPACITY_DIRS
+    from core.runs import read_args
+
+    oof = pd.concat(_fold_frames(set_dir, folds, "classifier_val.csv"), ignore_index=True)
+    labels = {}
+    for k in folds:
+        view = Path(str((read_args(set_dir / f"fold{k}") or {}).get("data", ""))) / "val"
+        labels.update({p.stem: p.parent.name for p in view.glob("*/*.png")})
+    missing = set(oof["patientId"]) - set(labels)
+    if missing:
+        raise UserError(f"{set_dir}: no label for {len(missing)} out-of-fold image(s), e.g. {min(missing)}")
+    positive = oof["patientId"].map(labels).isin(OPACITY_DIRS).to_numpy()
+    called = (oof["p_opacity"] >= 0.5).to_numpy()
+    both = 0 < positive.sum() < len(positive)
+    result = {
+        "split": "oof", "n_images": len(oof), "predictions": "classifier_oof.csv",
+        "auc_opacity": float(roc_auc_score(positive, oof["p_opacity"])) if both else None,
+        "at_0.5": {"true_positive": int((positive & called).sum()),
+                   "false_positive": int((~positive & called).sum()),
+                   "false_negative": int((positive & ~called).sum()),
+                   "true_negative": int((~positive & ~called).sum())},
+    }  # fmt: skip
+    write_csv_atomic(oof[["patientId", "p_opacity", "fold"]], set_dir / "classifier_oof.csv")
+    write_json_atomic(result, set_dir / "classify_oof.json")
+    print(f"out-of-fold ROC AUC of P(opacity) over {len(oof)} images: {result['auc_opacity']}")
+    return {**result, "set_dir": str(set_dir)}

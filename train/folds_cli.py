@@ -1,0 +1,35 @@
+"""``python -m train folds D/folds [key=value ...]``: parse, call :func:`train.folds.run_folds`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from train.folds import __doc__ as FOLDS_DOC
+
+PROG = "python -m train folds"
+
+
+def main(argv: list[str], prog: str = PROG) -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=FOLDS_DOC.split("\n\n")[0]
+        + " key=value arguments are python -m train's, for every fold.",
+        epilog="example: python -m train folds data/rsna640/folds model=yolo11s.yaml imgsz=640 epochs=30 "
+        "cfg=yolo_configs/hyp/xray.yaml name=y11s_cv  (then runs/folds/y11s_cv/kaggle_oof.json)",
+    )
+    parser.add_argument("folds_dir", type=Path, help="the dataset's folds folder (convert rsna --folds K)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="training arguments for every fold")
+    parser.add_argument(
+        "--classifier",
+        type=Path,
+        metavar="CLS_SET",
+        help="a fold set of classifiers (its folder, holding classifier_oof.csv): tune the gate out of fold",
+    )
+    ns = parser.parse_intermixed_args(argv)
+    from train.args import parse_key_values
+    from train.folds import run_folds
+
+    args, options = parse_key_values(ns.overrides)
+    run_folds(ns.folds_dir, args, options, classifier=ns.classifier)
+    return 0
