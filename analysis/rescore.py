@@ -26,7 +26,7 @@ from analysis.tuning import SWEEP_BOX_SCALES, SWEEP_CONFS, best_row, plot_sweep,
 from core.cli import UserError
 from core.io import write_csv_atomic
 from core.layout import PRED_COLUMNS, dataset_split
-from core.runs import predictions_name, read_kaggle, resolve_weights, write_kaggle
+from core.runs import expand_weights, predictions_name, read_kaggle, write_kaggle
 
 PREDICT_CONF = 0.01
 """The confidence threshold of the cached predictions: the lowest one the sweep can choose."""
@@ -230,7 +230,7 @@ def rescore(
     items = [weights_or_run] if isinstance(weights_or_run, (str, Path)) else list(weights_or_run)
     if not items:
         raise UserError("no weights given")
-    resolved = [resolve_weights(w) for w in items]
+    resolved = expand_weights(items)  # a fold set stands for its folds' weights
     weights = [w for w, _ in resolved]
     classifiers = _as_list(classifier)
     gated = bool(classifiers)
@@ -329,7 +329,7 @@ def _tune_gate(classifiers, classifier_tta, gt, frame, root, manifest, split, ru
     """Predict P(opacity) for the split (or reuse it), tune the gate with the threshold and box scale."""
     from analysis.gating import apply_gate, best_gate, gate_sweep
 
-    resolved = [resolve_weights(c) for c in classifiers]
+    resolved = expand_weights(classifiers)
     images, _ = split_images(root, manifest, split)
     check_same_images([r for _, r in resolved], split, [p.stem for p in images])
     p, signature, reused = classifier_split(

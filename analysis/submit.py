@@ -18,7 +18,7 @@ from analysis.submission import image_ids, validate_submission, write_submission
 from analysis.tuning import check_settings
 from core.cli import UserError
 from core.layout import read_manifest
-from core.runs import KAGGLE_JSON, read_kaggle, resolve_weights
+from core.runs import KAGGLE_JSON, expand_weights, read_kaggle
 
 DEFAULT_CONF = 0.25
 """The threshold without a tuned run (Ultralytics' default)."""
@@ -146,11 +146,11 @@ def make_submission(
         gating = {"mode": "hard", "gate": float(gate)} if gate is not None else tuned_gate(from_run)
     elif gate is not None:
         raise UserError("--gate needs --classifier (the classifier whose P(opacity) is gated)")
-    tuned = tuned_settings(from_run, tta, len(weights), echo=echo) if from_run else (DEFAULT_CONF, 1.0)
+    weight_files = [w for w, _ in expand_weights(weights)]  # a fold set: every fold's weights
+    tuned = tuned_settings(from_run, tta, len(weight_files), echo=echo) if from_run else (DEFAULT_CONF, 1.0)
     conf = tuned[0] if conf is None else conf
     box_scale = tuned[1] if box_scale is None else box_scale
     check_settings(conf, box_scale)
-    weight_files = [resolve_weights(w)[0] for w in weights]
     images = image_ids(images_dir)
     png_scales = None
     manifest_csv = png_scales_from or find_manifest(Path(images_dir), images)
@@ -191,7 +191,7 @@ def _gate(frame, classifier, classifier_tta, images, gating, batch, device, prog
     from analysis.classifier import predict_probs
     from analysis.gating import apply_gate, p_opacity_map
 
-    weights = [resolve_weights(c)[0] for c in classifier]
+    weights = [w for w, _ in expand_weights(classifier)]
     with_boxes = sorted(set(frame["patientId"].astype(str)))
     probs = predict_probs(weights, [images[i] for i in with_boxes], tta=classifier_tta, batch=batch,
                           device=device, progress=progress)  # fmt: skip

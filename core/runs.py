@@ -52,6 +52,29 @@ def resolve_weights(weights_or_run: str | Path) -> tuple[Path, Path]:
     return p, (p.parent.parent if p.parent.name == "weights" else p.parent)
 
 
+def fold_runs(folder: str | Path) -> list[Path]:
+    """The fold runs of a fold set (``python -m train folds``: ``<set>/fold<k>/weights/``), in fold order;
+    empty when ``folder`` is not a fold set."""
+    folder = Path(folder)
+    if not folder.is_dir() or (folder / "weights").is_dir():
+        return []
+    runs = [d for d in folder.glob("fold*") if d.is_dir() and d.name[4:].isdigit() and run_weights(d)]
+    return sorted(runs, key=lambda d: int(d.name[4:]))
+
+
+def expand_weights(items) -> list[tuple[Path, Path]]:
+    """:func:`resolve_weights` of each item, a fold set standing for every fold's weights (an ensemble);
+    the run folder of a fold set's weights is the set's folder, where ensemble results go."""
+    out: list[tuple[Path, Path]] = []
+    for item in items:
+        folds = fold_runs(item)
+        if folds:
+            out += [(run_weights(d), Path(item)) for d in folds]
+        else:
+            out.append(resolve_weights(item))
+    return out
+
+
 def read_args(run_dir: str | Path) -> dict[str, Any] | None:
     """The run's ``args.yaml`` as a dict; None when absent; :class:`UserError` when not a YAML mapping."""
     path = Path(run_dir) / ARGS_YAML

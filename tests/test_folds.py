@@ -71,6 +71,12 @@ def test_three_folds_then_out_of_fold_and_a_killed_set_trains_only_the_rest(fold
     (tmp_path / "cv" / "fold2" / "kaggle.json").unlink()
     assert run_folds(folded / "folds", dict(args), options)["score"] == saved["score"] and len(calls) == 4
     assert (tmp_path / "cv" / "fold2" / "kaggle.json").is_file()
+    # The fold set is an ensemble as it is: rescore (and submit) take its folder.
+    from analysis.rescore import rescore
+
+    ens = rescore(tmp_path / "cv", folded / "data.yaml", ultralytics_val=False, progress=False)
+    assert Path(ens["run_dir"]) == tmp_path / "cv" / "kaggle_ensemble3"
+    assert ens["weights"] == [str(tmp_path / "cv" / f"fold{k}" / "weights" / "best.pt") for k in range(3)]
 
 
 def test_fold_yamls_of_another_dataset_and_data_are_one_line(folded, tmp_path):
