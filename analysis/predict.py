@@ -28,6 +28,9 @@ from core.layout import PRED_COLUMNS
 
 T = TypeVar("T")
 
+PART_COLUMNS = ["patientId", "part", "conf", "x1", "y1", "x2", "y2", "png_width", "png_height", "png_scale"]
+"""One model's (or flip's) box before fusion: ``part`` numbers the model x flip passes; corners in PNG
+pixels of a ``png_width x png_height`` image; ``png_scale`` maps them back to the source frame."""
 WBF_IOU = 0.55
 """IoU above which weighted box fusion merges boxes of different models / flips (ensemble_boxes' default)."""
 
@@ -121,8 +124,11 @@ def fuse(
     *,
     conf: float,
     iou_thr: float = WBF_IOU,
+    skip_box_thr: float | None = None,
+    conf_type: str = "avg",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted box fusion of several ``(xyxy (N, 4) px, conf (N,))`` predictions of one image."""
+    """Weighted box fusion of several ``(xyxy (N, 4) px, conf (N,))`` predictions of one image
+    (``ensemble_boxes``: boxes below ``skip_box_thr``, default ``conf``, are dropped first)."""
     if len(parts) == 1:
         return parts[0]
     from ensemble_boxes import weighted_boxes_fusion
@@ -133,7 +139,10 @@ def fuse(
     labels = [[0] * len(c) for _, c in parts]
     if not any(scores):
         return np.zeros((0, 4)), np.zeros(0)
-    fb, fs, _ = weighted_boxes_fusion(boxes, scores, labels, iou_thr=iou_thr, skip_box_thr=conf)
+    skip = conf if skip_box_thr is None else skip_box_thr
+    fb, fs, _ = weighted_boxes_fusion(
+        boxes, scores, labels, iou_thr=iou_thr, skip_box_thr=skip, conf_type=conf_type
+    )
     return np.asarray(fb, dtype=np.float64).reshape(-1, 4) * norm, np.asarray(fs, dtype=np.float64)
 
 
@@ -168,6 +177,8 @@ def predict_images(
     device=None,
     png_scales: Mapping[str, float] | None = None,
     wbf_iou: float = WBF_IOU,
+    wbf: Mapping[str, object] | None = None,
+    keep_parts: bool = False,
     workers: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -177,8 +188,10 @@ def predict_images(
     source pixel (the manifest's ``scale``, :func:`manifest_png_scales`) for converted PNGs; without it a
     PNG's source frame is taken to be ``NATIVE_SIZE`` on its longer side. ``imgsz`` defaults to the first
     weights' training size. Several weights and/or ``tta`` (horizontal flip) are fused with weighted box
-    fusion (``wbf_iou``). ``workers`` threads decode and resize the next batch during inference
-    (:func:`iter_loaded`).
+    fusion (``wbf_iou``, or ``wbf``: ``{"iou_thr", "skip_box_thr", "conf_type"}`` as tuned by
+    :func:`analysis.ensemble.tune_wbf`); ``keep_parts`` also returns each model's (and flip's) own boxes
+    before fusion in ``frame.attrs["parts"]`` (:data:`PART_COLUMNS`). ``workers`` threads decode and
+    resize the next batch during inference (:func:`iter_loaded`).
     Unreadable images are skipped and listed in ``frame.attrs["failed"]`` (patientId -> reason).
     """
     from tqdm import tqdm
@@ -189,7 +202,9 @@ def predict_images(
     models = [YOLO(str(w)) for w in weights]
     images = [Path(p) for p in images]
     rows: list[tuple] = []
+    part_rows: list[tuple] = []
     failed: dict[str, str] = {}
+    fusion = dict(wbf or {"iou_thr": wbf_iou})
     bar = tqdm(total=len(images), desc="predict", unit="img", disable=not progress)
     for chunk, ok, bad in iter_loaded(
         images, batch, lambda p: load_image(p, imgsz, png_scales), workers=workers
@@ -200,7 +215,13 @@ def predict_images(
         if arrays:
             per_image = _predict_batch(models, arrays, imgsz=imgsz, conf=conf, tta=tta, device=device)
             for (pid, png_scale, shape), parts in zip(loaded, per_image, strict=True):
-                xyxy, scores = fuse(parts, shape[1], shape[0], conf=conf, iou_thr=wbf_iou)
+                if keep_parts:
+                    for k, (xy, sc) in enumerate(parts):
+                        frame_px = (shape[1], shape[0], png_scale)
+                        part_rows += [
+                            (pid, k, float(c), *map(float, b), *frame_px) for c, b in zip(sc, xy, strict=True)
+                        ]
+                xyxy, scores = fuse(parts, shape[1], shape[0], conf=conf, **fusion)
                 keep = scores >= conf
                 xywh = xyxy_to_xywh(xyxy[keep] / png_scale)
                 rows += [(pid, float(c), *map(float, b)) for c, b in zip(scores[keep], xywh, strict=True)]
@@ -208,4 +229,6 @@ def predict_images(
     bar.close()
     frame = pd.DataFrame(rows, columns=PRED_COLUMNS)
     frame.attrs["failed"] = failed
+    if keep_parts:
+        frame.attrs["parts"] = pd.DataFrame(part_rows, columns=PART_COLUMNS)
     return frame

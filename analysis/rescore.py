@@ -87,14 +87,24 @@ def predict_split(
         **(signature or {}),
     }
     csv_path = out_dir / predictions_name(split)
-    if csv_path.is_file() and previous_kaggle(out_dir).get("prediction_signature") == signature:
-        return read_predictions(csv_path), signature, True
+    fused = len(weights) > 1 or tta  # each model's own boxes are kept too, to tune the fusion
+    parts_path = out_dir / f"predictions_{split}_parts.csv"
+    cached = csv_path.is_file() and (parts_path.is_file() or not fused)
+    if cached and previous_kaggle(out_dir).get("prediction_signature") == signature:
+        frame = read_predictions(csv_path)
+        if fused:
+            frame.attrs["parts"] = pd.read_csv(parts_path, dtype={"patientId": str})
+        return frame, signature, True
     frame = predict_images(
         list(weights), images, imgsz=imgsz, conf=PREDICT_CONF, batch=batch, tta=tta, device=device,
-        png_scales=png_scales, progress=progress,
+        png_scales=png_scales, keep_parts=fused, progress=progress,
     )  # fmt: skip
+    if fused:
+        write_csv_atomic(frame.attrs["parts"], parts_path)
     write_csv_atomic(frame[PRED_COLUMNS], csv_path)
-    return frame[PRED_COLUMNS], signature, False
+    out = frame[PRED_COLUMNS]
+    out.attrs = {"parts": frame.attrs["parts"]} if fused else {}
+    return out, signature, False
 
 
 def read_predictions(path: Path) -> pd.DataFrame:
@@ -247,6 +257,12 @@ def rescore(
         weights, root, manifest, split, run_dir, imgsz=imgsz, batch=batch, device=device, tta=tta,
         progress=progress,
     )  # fmt: skip
+    wbf = None
+    if "parts" in frame.attrs:  # an ensemble or TTA: tune the fusion itself by the metric
+        from analysis.ensemble import tune_wbf
+
+        wbf, wbf_table, frame = tune_wbf(gt.truth, frame.attrs["parts"], confs=confs, box_scales=box_scales)
+        write_csv_atomic(frame, run_dir / predictions_name(split))  # the tuned fusion's boxes
     frame = frame[frame["conf"] >= conf]
     confs = [c for c in confs if c >= conf]
     table = sweep_scores(gt.truth, frame, confs, box_scales)
@@ -289,6 +305,9 @@ def rescore(
         "predictions_reused": reused,
         "prediction_signature": signature,
     }
+    if wbf is not None:
+        result["wbf"] = {k: wbf[k] for k in ("iou_thr", "skip_box_thr", "conf_type")}
+        result["wbf_sweep"] = wbf_table.to_dict(orient="records")
     if gating is not None:
         result.update(
             gate={"mode": best["mode"], "gate": best["gate"]},

@@ -163,6 +163,7 @@ def make_submission(
     # Weighted box fusion needs the weak boxes too: fuse from the floor rescore predicts at, so that an
     # ensemble's fused boxes are the ones its threshold was tuned on.
     fused = len(weight_files) > 1 or tta or gating is not None  # a soft gate rescales confidences too
+    wbf = _tuned_wbf(from_run) if len(weight_files) > 1 or tta else None
     frame = predict_images(
         weight_files,
         list(images.values()),
@@ -172,6 +173,7 @@ def make_submission(
         tta=tta,
         device=device,
         png_scales=png_scales,
+        wbf=wbf,
         workers=workers,
         progress=progress,
     )
@@ -184,6 +186,16 @@ def make_submission(
     sub = validate_submission(out, images)
     counts = (len(sub.ids), sub.n_with_boxes, len(sub.boxes))
     return SubmitSummary(Path(out), *counts, conf, box_scale, failed, gating)
+
+
+def _tuned_wbf(from_run: str | Path | None) -> dict | None:
+    """The weighted-box-fusion setting rescoring tuned for this ensemble (``wbf`` of ``from_run``'s
+    ``kaggle.json``), else None (``ensemble_boxes``' defaults)."""
+    if from_run is None:
+        return None
+    folder = Path(from_run).parent if Path(from_run).name == KAGGLE_JSON else Path(from_run)
+    wbf = (read_kaggle(folder) or {}).get("wbf")
+    return dict(wbf) if isinstance(wbf, dict) else None
 
 
 def _gate(frame, classifier, classifier_tta, images, gating, batch, device, progress):

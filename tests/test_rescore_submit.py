@@ -25,6 +25,7 @@ from analysis.predict import predict_images
 from analysis.rescore import rescore
 from analysis.submission import read_submission
 from analysis.tuning import SWEEP_BOX_SCALES, SWEEP_CONFS
+from core.layout import PRED_COLUMNS
 from tests.conftest import REPO_ROOT, subprocess_env
 
 pytestmark = pytest.mark.slow
@@ -197,13 +198,36 @@ def test_ensemble_tta_submission_scores_like_its_predictions(project, tmp_path):
     assert Path(result["run_dir"]) == run / "kaggle_ensemble2_tta"
     assert (run / "kaggle.json").read_text() == own
     assert result["weights"] == [str(w) for w in weights] and result["tta"] is True
-    cached = pd.read_csv(run / "kaggle_ensemble2_tta" / "predictions_val.csv", dtype={"patientId": str})
+    from analysis.ensemble import fuse_parts
+
+    folder = run / "kaggle_ensemble2_tta"
     by_id = ["patientId", "conf", "x", "y"]
-    pd.testing.assert_frame_equal(
-        cached.sort_values(by_id).reset_index(drop=True),
-        frame.sort_values(by_id).reset_index(drop=True),
-        atol=1e-9,
-    )
+
+    def same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+        pd.testing.assert_frame_equal(
+            a.sort_values(by_id).reset_index(drop=True)[PRED_COLUMNS],
+            b.sort_values(by_id).reset_index(drop=True)[PRED_COLUMNS], atol=1e-6,
+        )  # fmt: skip
+
+    # Each model's and flip's own boxes are kept: fused with the default setting they are the submission's.
+    parts = pd.read_csv(folder / "predictions_val_parts.csv", dtype={"patientId": str})
+    same(fuse_parts(parts, iou_thr=0.55, skip_box_thr=0.01, conf_type="avg"), frame)
+    # The fusion is tuned by the metric (the default setting is in the grid, so never worse than it) and
+    # the cached predictions are the tuned fusion's.
+    wbf = result["wbf"]
+    default = next(r for r in result["wbf_sweep"] if (r["iou_thr"], r["skip_box_thr"], r["conf_type"]) ==
+                   (0.55, 0.01, "avg"))  # fmt: skip
+    assert result["score"] >= default["score"]
+    cached = pd.read_csv(folder / "predictions_val.csv", dtype={"patientId": str})
+    same(cached, fuse_parts(parts, **wbf))
+    # submit with that folder's tuning fuses the same way.
+    from analysis.submit import make_submission
+
+    again = tmp_path / "tuned.csv"
+    make_submission(weights, images, again, conf=0.01, from_run=folder, tta=True, progress=False,
+                    png_scales_from=root / "ds" / "manifest.csv", echo=lambda *a: None)  # fmt: skip
+    tuned = fuse_parts(parts, **wbf)
+    assert len(read_submission(again).boxes) == len(tuned[tuned["conf"] >= 0.01])
 
 
 def test_rescore_again_runs_no_inference(project, monkeypatch):
