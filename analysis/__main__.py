@@ -1,4 +1,4 @@
-"""``python -m analysis {score,rescore,submit,validate,eda,compare,show}``."""
+"""``python -m analysis {score,rescore,submit,validate,eda,compare,show,ablation}``."""
 
 import sys
 
@@ -12,6 +12,10 @@ COMMANDS = {
     "eda": ("analysis.eda_cli", "exploratory report (markdown, HTML, PNG figures) of a dataset"),
     "compare": ("analysis.compare_cli", "compare trained runs: table, curves, effect of each hyperparameter"),
     "show": ("analysis.show_cli", "draw ground truth and predictions, worst images first"),
+    "ablation": (
+        "analysis.ablation_cli",
+        "what each step of the recipe is worth: score, loss, inference cost",
+    ),
 }
 
 if __name__ == "__main__":

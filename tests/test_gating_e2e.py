@@ -135,3 +135,35 @@ def test_bad_classifiers_are_one_clear_line(trained, tmp_path):
         cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2 and "--classifier needs the tuned gate" in done.stderr
+
+
+def test_ablation_rows_are_the_equivalent_rescore_scores(trained, tmp_path):
+    import pandas as pd
+
+    from analysis.ablation import run_ablation
+
+    paths, table = run_ablation(trained["det"], trained["data"], tmp_path / "abl", classifier=trained["cls"],
+                                progress=False)  # fmt: skip
+    steps = list(table["step"])
+    assert steps == ["detector, default conf 0.25", "+ tuned threshold", "+ box scale", "+ flip TTA",
+                     "+ WBF of folds or sizes", "+ classifier gate"]  # fmt: skip
+    score = dict(zip(table["step"], table["Kaggle mAP"], strict=True))
+    alone = rescore(trained["det"], trained["data"], ultralytics_val=False, progress=False)
+    sweep = pd.DataFrame(alone["sweep"])
+    assert (
+        score["detector, default conf 0.25"] == sweep.query("conf == 0.25 and scale == 1.0")["score"].iloc[0]
+    )
+    assert score["+ tuned threshold"] == sweep.query("scale == 1.0")["score"].max()
+    assert score["+ box scale"] == alone["score"]
+    tta = rescore(trained["det"], trained["data"], tta=True, ultralytics_val=False, progress=False)
+    assert score["+ flip TTA"] == tta["score"]
+    with_tta = tta["score"] >= alone["score"]
+    gated = rescore(trained["det"], trained["data"], tta=with_tta, classifier=trained["cls"],
+                    ultralytics_val=False, progress=False)  # fmt: skip
+    assert score["+ classifier gate"] == gated["score"]
+    wbf = table.set_index("step").loc["+ WBF of folds or sizes"]  # no ensemble given: said, not dropped
+    assert pd.isna(wbf["Kaggle mAP"]) and wbf["how"].startswith("not computed")
+    assert (table["images/s"].dropna() > 0).all() and Path(paths["markdown"]).is_file()
+    assert "not computed: no --ensemble" in Path(paths["markdown"]).read_text()
+    with pytest.raises(UserError, match="has no labels"):
+        run_ablation(trained["det"], trained["data"], tmp_path / "t", split="test", progress=False)

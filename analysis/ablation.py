@@ -1,0 +1,183 @@
+"""What each step of the competition recipe is worth, on one fixed image set (``analysis ablation``).
+
+Rows, each built on the one above, each scored with the exact Kaggle metric on the same split:
+
+1. the detector at Ultralytics' default confidence (0.25), boxes as predicted;
+2. the confidence threshold tuned by the metric (box scale 1);
+3. the box scale tuned too (the detector's own ``analysis rescore``);
+4. flip TTA (``rescore --tta``);
+5. an ensemble: WBF of the given weights or fold set, with TTA when it helped (``rescore W1 W2 ...``);
+6. the classifier gate on the best detector setting above (``rescore ... --classifier``).
+
+Each row gives the Kaggle mAP, its change from the row above, the loss by class of image (false boxes on
+Normal / Not Normal films, missed or misplaced opacities) and the inference cost measured on this machine:
+images per second over the split and the seconds the 3,000 test images of the challenge would take. A
+row that cannot be computed (no ensemble, no classifier given) says so instead of vanishing. Each score
+is exactly what the equivalent ``analysis rescore`` call reports.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from analysis.report import Report
+from core.cli import UserError
+from core.layout import dataset_split
+
+DEFAULT_CONF = 0.25
+"""Ultralytics' default confidence threshold: what a plain detector submission uses."""
+TEST_IMAGES = 3000
+"""Images in the challenge's stage-2 test set."""
+
+
+def _cost(predict, n_images: int) -> dict:
+    start = time.perf_counter()
+    predict()
+    rate = n_images / max(time.perf_counter() - start, 1e-9)
+    return {"images_per_s": rate, "test_set_s": TEST_IMAGES / rate}
+
+
+def _row(step: str, result: dict | None, score: float | None, cost: dict | None, how: str) -> dict:
+    b = (result or {}).get("breakdown") or {}
+    classes = b.get("classes", {})
+    return {
+        "step": step,
+        "Kaggle mAP": score,
+        "false-box loss": b.get("false_box_loss"),
+        "Lung Opacity loss": b.get("lung_opacity_loss"),
+        "Normal loss": (classes.get("Normal") or {}).get("loss"),
+        "Not Normal loss": (classes.get("No Lung Opacity / Not Normal") or {}).get("loss"),
+        "images/s": None if cost is None else cost["images_per_s"],
+        "s for 3,000 test images": None if cost is None else cost["test_set_s"],
+        "how": how,
+    }
+
+
+def _at(run_dir: Path, data: Path, split: str, conf: float, box_scale: float) -> dict:
+    """The loss breakdown of a rescored folder's cached predictions at one (conf, box scale)."""
+    from analysis.breakdown import breakdown
+    from analysis.metric import frame_to_preds, per_image_scores
+    from analysis.rescore import read_predictions
+    from analysis.truth import dataset_truth
+    from core.runs import predictions_name
+
+    root, manifest = dataset_split(data, split)
+    gt = dataset_truth(root, manifest, split)
+    frame = read_predictions(run_dir / predictions_name(split))
+    kept = frame_to_preds(frame[frame["conf"] >= conf])
+    scores = per_image_scores(gt.truth, kept, conf=conf, box_scale=box_scale)
+    n_boxes = {k: len(v[1]) for k, v in kept.items()}
+    return {"breakdown": breakdown(scores, gt.truth, gt.classes, n_boxes)}
+
+
+def run_ablation(
+    detector: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    split: str = "val",
+    ensemble: Sequence[str | Path] = (),
+    classifier: str | Path | None = None,
+    batch: int = 16,
+    device=None,
+    progress: bool = True,
+) -> tuple[dict[str, Path], pd.DataFrame]:
+    """Build the ablation table and report (``report.md``, ``report.html``, ``ablation.csv``) in ``out``."""
+    from analysis.classifier import predict_probs
+    from analysis.predict import predict_images
+    from analysis.rescore import rescore, split_images
+    from analysis.tuning import best_row
+    from core.runs import expand_weights
+
+    data = Path(data)
+    root, manifest = dataset_split(data, split)
+    if manifest.loc[manifest["split"] == split, "Target"].isna().all():
+        raise UserError(f"{data}: split {split!r} has no labels; an ablation needs a labelled split (val)")
+    images, png_scales = split_images(root, manifest, split)
+    n = len(images)
+    weights = [w for w, _ in expand_weights([detector])]
+    members = [w for w, _ in expand_weights([detector, *ensemble])] if ensemble else []
+    kw = dict(split=split, batch=batch, device=device, progress=progress, ultralytics_val=False)
+
+    def det_cost(ws, tta=False):
+        return _cost(lambda: predict_images(ws, images, tta=tta, batch=batch, device=device,
+                                            png_scales=png_scales, progress=False), n)  # fmt: skip
+
+    alone = rescore(detector, data, **kw)
+    alone_dir = Path(alone["run_dir"])
+    single = det_cost(weights)
+    rows = []
+    sweep = pd.DataFrame(alone["sweep"])
+    default = sweep[(sweep["conf"] == DEFAULT_CONF) & (sweep["scale"] == 1.0)]["score"].iloc[0]
+    rows.append(_row("detector, default conf 0.25", _at(alone_dir, data, split, DEFAULT_CONF, 1.0), default,
+                     single, f"conf {DEFAULT_CONF}, box scale 1"))  # fmt: skip
+    at_one = best_row(sweep[sweep["scale"] == 1.0])
+    rows.append(_row("+ tuned threshold", _at(alone_dir, data, split, at_one["conf"], 1.0), at_one["score"],
+                     single, f"conf {at_one['conf']:.2f}, box scale 1"))  # fmt: skip
+    rows.append(_row("+ box scale", alone, alone["score"], single,
+                     f"conf {alone['conf']:.2f}, box scale {alone['scale']:.2f}"))  # fmt: skip
+    tta = rescore(detector, data, tta=True, **kw)
+    how = f"conf {tta['conf']:.2f}, box scale {tta['scale']:.2f}, WBF {tta.get('wbf')}"
+    rows.append(_row("+ flip TTA", tta, tta["score"], det_cost(weights, tta=True), how))
+    best_setting = (weights, tta["score"] >= alone["score"])  # (weights, with TTA): the best so far
+    best_score = max(tta["score"], alone["score"])
+    if members:
+        use_tta = best_setting[1]
+        ens = rescore([detector, *ensemble], data, tta=use_tta, **kw)
+        cost = det_cost(members, tta=use_tta)
+        how = f"{len(members)} weights{' + TTA' if use_tta else ''}, WBF {ens.get('wbf')}"
+        rows.append(_row(f"+ WBF of {len(members)} models", ens, ens["score"], cost, how))
+        if ens["score"] >= best_score:
+            best_setting, best_score = (members, use_tta), ens["score"]
+    else:
+        rows.append(_row("+ WBF of folds or sizes", None, None, None,
+                         "not computed: no --ensemble weights or fold set given"))  # fmt: skip
+    if classifier is not None:
+        ws, use_tta = best_setting
+        gated = rescore(ws, data, tta=use_tta, classifier=classifier, **kw)
+        det = det_cost(ws, tta=use_tta)
+        cls_weights = [w for w, _ in expand_weights([classifier])]
+        cls = _cost(lambda: predict_probs(cls_weights, images, batch=32, device=device, progress=False), n)
+        rate = 1 / (1 / det["images_per_s"] + 1 / cls["images_per_s"])
+        g = gated["gate"]
+        rows.append(_row("+ classifier gate", gated, gated["score"],
+                         {"images_per_s": rate, "test_set_s": TEST_IMAGES / rate},
+                         f"{g['mode']} gate {g['gate']}, on the best setting above"))  # fmt: skip
+    else:
+        rows.append(_row("+ classifier gate", None, None, None, "not computed: no --classifier given"))
+    table = pd.DataFrame(rows)
+    table.insert(2, "change", table["Kaggle mAP"].diff())
+    return _report(table, Path(out), detector, data, split, n), table
+
+
+def _fmt(v: float) -> str:
+    return "" if pd.isna(v) else f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
+
+
+def _report(table: pd.DataFrame, out: Path, detector, data, split: str, n: int) -> dict[str, Path]:
+    report = Report("Ablation: what each step of the recipe is worth", out)
+    report.text(
+        f"Detector {detector} on the {split} split of {data} ({n} images). Each row adds one step to the row "
+        "above and is scored with the exact Kaggle metric; the inference cost is measured on this machine "
+        "(images per second over the split; seconds the 3,000 test images would take). A row that could not "
+        "be computed says why."
+    )
+    shown = table.copy()
+    for col in shown.columns:
+        if shown[col].dtype.kind == "f":
+            shown[col] = shown[col].map(_fmt)
+    report.table(shown)
+    fig = Figure(figsize=(7.5, 3.6), layout="constrained")
+    ax = fig.subplots()
+    done = table[table["Kaggle mAP"].notna()]
+    ax.barh(done["step"][::-1], done["Kaggle mAP"][::-1], color="tab:blue")
+    ax.set_xlabel("Kaggle mAP")
+    ax.grid(axis="x", alpha=0.3)
+    report.figure(fig, "ablation", "Kaggle mAP of each step")
+    table.to_csv(out / "ablation.csv", index=False)
+    return report.write()
