@@ -58,23 +58,6 @@ def _row(step: str, result: dict | None, score: float | None, cost: dict | None,
     }
 
 
-def _at(run_dir: Path, data: Path, split: str, conf: float, box_scale: float) -> dict:
-    """The loss breakdown of a rescored folder's cached predictions at one (conf, box scale)."""
-    from analysis.breakdown import breakdown
-    from analysis.metric import frame_to_preds, per_image_scores
-    from analysis.rescore import read_predictions
-    from analysis.truth import dataset_truth
-    from core.runs import predictions_name
-
-    root, manifest = dataset_split(data, split)
-    gt = dataset_truth(root, manifest, split)
-    frame = read_predictions(run_dir / predictions_name(split))
-    kept = frame_to_preds(frame[frame["conf"] >= conf])
-    scores = per_image_scores(gt.truth, kept, conf=conf, box_scale=box_scale)
-    n_boxes = {k: len(v[1]) for k, v in kept.items()}
-    return {"breakdown": breakdown(scores, gt.truth, gt.classes, n_boxes)}
-
-
 def run_ablation(
     detector: str | Path,
     data: str | Path,
@@ -90,9 +73,10 @@ def run_ablation(
     """Build the ablation table and report (``report.md``, ``report.html``, ``ablation.csv``) in ``out``."""
     from analysis.classifier import predict_probs
     from analysis.predict import predict_images
-    from analysis.rescore import rescore, split_images
+    from analysis.rescore import loss_breakdown, read_predictions, rescore, split_images
+    from analysis.truth import dataset_truth
     from analysis.tuning import best_row
-    from core.runs import expand_weights
+    from core.runs import expand_weights, predictions_name
 
     data = Path(data)
     root, manifest = dataset_split(data, split)
@@ -109,15 +93,20 @@ def run_ablation(
                                             png_scales=png_scales, progress=False), n)  # fmt: skip
 
     alone = rescore(detector, data, **kw)
-    alone_dir = Path(alone["run_dir"])
+    gt = dataset_truth(root, manifest, split)
+    cached = read_predictions(Path(alone["run_dir"]) / predictions_name(split))
+
+    def explained(conf: float, box_scale: float) -> dict:  # the detector's breakdown at another setting
+        return {"breakdown": loss_breakdown(gt, cached, {"conf": conf, "scale": box_scale})}
+
     single = det_cost(weights)
     rows = []
     sweep = pd.DataFrame(alone["sweep"])
     default = sweep[(sweep["conf"] == DEFAULT_CONF) & (sweep["scale"] == 1.0)]["score"].iloc[0]
-    rows.append(_row("detector, default conf 0.25", _at(alone_dir, data, split, DEFAULT_CONF, 1.0), default,
+    rows.append(_row("detector, default conf 0.25", explained(DEFAULT_CONF, 1.0), default,
                      single, f"conf {DEFAULT_CONF}, box scale 1"))  # fmt: skip
     at_one = best_row(sweep[sweep["scale"] == 1.0])
-    rows.append(_row("+ tuned threshold", _at(alone_dir, data, split, at_one["conf"], 1.0), at_one["score"],
+    rows.append(_row("+ tuned threshold", explained(at_one["conf"], 1.0), at_one["score"],
                      single, f"conf {at_one['conf']:.2f}, box scale 1"))  # fmt: skip
     rows.append(_row("+ box scale", alone, alone["score"], single,
                      f"conf {alone['conf']:.2f}, box scale {alone['scale']:.2f}"))  # fmt: skip

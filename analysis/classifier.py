@@ -112,6 +112,15 @@ def predict_probs(
     return frame
 
 
+def view_labels(run_dir: str | Path, split: str) -> dict[str, str] | None:
+    """patientId -> class folder of the images of ``split`` in the view a classifier run trained on (the
+    ``data`` of its ``args.yaml``); None when that view is not on this machine."""
+    from core.runs import read_args
+
+    view = Path(str((read_args(run_dir) or {}).get("data", ""))) / split
+    return {p.stem: p.parent.name for p in view.glob("*/*.png")} if view.is_dir() else None
+
+
 def view_images(view_split: str | Path) -> pd.DataFrame:
     """``patientId, path, label`` of a classification view's split folder (``D/classify/val``)."""
     folder = Path(view_split)

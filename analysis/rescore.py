@@ -41,6 +41,11 @@ def weights_signature(weights: Sequence[Path]) -> list[dict]:
     return out
 
 
+def images_sha1(images: Sequence[Path]) -> str:
+    """What identifies a scored image list in a cache key: the SHA-1 of its patientIds, in order."""
+    return hashlib.sha1("\n".join(Path(p).stem for p in images).encode()).hexdigest()
+
+
 def split_images(root: Path, manifest: pd.DataFrame, split: str) -> tuple[list[Path], dict[str, float]]:
     """PNG paths of a split and their PNG scales (patientId -> PNG pixels per source pixel, the manifest's
     ``scale`` column: :func:`analysis.predict.manifest_png_scales`)."""
@@ -83,7 +88,7 @@ def predict_split(
         "conf": PREDICT_CONF,
         "split": split,
         "n_images": len(images),
-        "images_sha1": hashlib.sha1("\n".join(p.stem for p in images).encode()).hexdigest(),
+        "images_sha1": images_sha1(images),
         **(signature or {}),
     }
     csv_path = out_dir / predictions_name(split)
@@ -169,7 +174,7 @@ def classifier_split(
         "weights": weights_signature(classifiers),
         "tta": bool(tta),
         "split": split,
-        "images_sha1": hashlib.sha1("\n".join(Path(p).stem for p in images).encode()).hexdigest(),
+        "images_sha1": images_sha1(images),
     }
     csv_path = out_dir / f"classifier_{split}.csv"
     if csv_path.is_file() and previous_kaggle(out_dir).get("classifier_signature") == signature:
@@ -184,14 +189,16 @@ def classifier_split(
 def check_same_images(classifier_runs: Sequence[Path], split: str, ids: Sequence[str]) -> None:
     """A classifier trained on a view of another dataset (its ``<view>/<split>`` images are not the
     detector's) is one clear error: its probabilities would not describe these images."""
+    from analysis.classifier import view_labels
     from core.runs import read_args
 
     for run in classifier_runs:
-        view = Path(str((read_args(run) or {}).get("data", "")))
-        if not (view / split).is_dir():
+        labels = view_labels(run, split)
+        if labels is None:
             continue  # weights without their view here: coverage is still checked image by image
-        theirs = {p.stem for p in (view / split).glob("*/*.png")}
+        theirs = set(labels)
         if theirs != set(ids):
+            view = Path(str((read_args(run) or {}).get("data", "")))
             raise UserError(
                 f"classifier {run} was trained on {view}, whose {split} images differ from the detector's "
                 f"({len(theirs ^ set(ids))} of {len(theirs | set(ids))} differ): a classifier of another "
@@ -267,7 +274,7 @@ def rescore(
     confs = [c for c in confs if c >= conf]
     table = sweep_scores(gt.truth, frame, confs, box_scales)
     best = best_row(table)
-    explain = _explain(gt, frame, best)
+    explain = loss_breakdown(gt, frame, best)
     gating = None
     if gated:
         gating = _tune_gate(classifiers, classifier_tta, gt, frame, root, manifest, split, run_dir,
@@ -335,8 +342,9 @@ def _as_list(value) -> list:
     return [value] if isinstance(value, (str, Path)) else list(value)
 
 
-def _explain(gt, frame: pd.DataFrame, best: dict) -> dict:
-    """The loss breakdown of ``frame`` at the ``best`` threshold and box scale."""
+def loss_breakdown(gt, frame: pd.DataFrame, best: dict) -> dict:
+    """The loss breakdown (:func:`analysis.breakdown.breakdown`) of the prediction ``frame`` against the
+    truth ``gt`` at ``best``'s threshold (``conf``) and box scale (``scale``)."""
     preds_best = frame_to_preds(frame[frame["conf"] >= best["conf"]])
     scores = per_image_scores(gt.truth, preds_best, box_scale=best["scale"])
     n_boxes = {k: len(v[1]) for k, v in preds_best.items()}
@@ -376,7 +384,7 @@ def _tune_gate(classifiers, classifier_tta, gt, frame, root, manifest, split, ru
         "best": best,
         "table": chosen[["conf", "scale", "score"]].reset_index(drop=True),
         "gates": per_gate,
-        "breakdown": _explain(gt, gated_frame, best),
+        "breakdown": loss_breakdown(gt, gated_frame, best),
         "classifiers": [w for w, _ in resolved],
         "signature": signature,
         "reused": reused,

@@ -18,7 +18,7 @@ from analysis.submission import image_ids, validate_submission, write_submission
 from analysis.tuning import check_settings
 from core.cli import UserError
 from core.layout import read_manifest
-from core.runs import KAGGLE_JSON, expand_weights, read_kaggle
+from core.runs import KAGGLE_JSON, expand_weights, kaggle_folder, read_kaggle
 
 DEFAULT_CONF = 0.25
 """The threshold without a tuned run (Ultralytics' default)."""
@@ -45,8 +45,7 @@ def tuned_settings(
     """``(conf, box_scale)`` from a run folder's ``kaggle.json`` (or that file), read by
     :func:`core.runs.read_kaggle`; ``echo`` gets a warning when it was tuned with other TTA / ensembling
     than ``tta`` / ``n_weights``."""
-    from_run = Path(from_run)
-    folder = from_run.parent if from_run.name == KAGGLE_JSON else from_run
+    folder = kaggle_folder(from_run)
     path = folder / KAGGLE_JSON
     data = read_kaggle(folder)
     if data is None:
@@ -71,8 +70,7 @@ def tuned_gate(from_run: str | Path | None) -> dict:
     ``kaggle.json``); :class:`UserError` when there is none."""
     if from_run is None:
         raise UserError("--classifier needs the tuned gate: --from-run RUN/kaggle_gated (or --gate G)")
-    from_run = Path(from_run)
-    folder = from_run.parent if from_run.name == KAGGLE_JSON else from_run
+    folder = kaggle_folder(from_run)
     data = read_kaggle(folder) or {}
     gate = data.get("gate")
     if not isinstance(gate, dict) or gate.get("mode") not in ("hard", "soft"):
@@ -193,8 +191,7 @@ def _tuned_wbf(from_run: str | Path | None) -> dict | None:
     ``kaggle.json``), else None (``ensemble_boxes``' defaults)."""
     if from_run is None:
         return None
-    folder = Path(from_run).parent if Path(from_run).name == KAGGLE_JSON else Path(from_run)
-    wbf = (read_kaggle(folder) or {}).get("wbf")
+    wbf = (read_kaggle(kaggle_folder(from_run)) or {}).get("wbf")
     return dict(wbf) if isinstance(wbf, dict) else None
 
 

@@ -103,6 +103,16 @@ def read_kaggle(folder: str | Path) -> dict[str, Any] | None:
     return data
 
 
+def kaggle_folder(folder_or_file: str | Path) -> Path:
+    """The folder of a ``kaggle.json`` given as its folder or as the file itself (``--from-run`` takes both).
+
+    >>> kaggle_folder("runs/x/kaggle.json").as_posix(), kaggle_folder("runs/x").as_posix()
+    ('runs/x', 'runs/x')
+    """
+    path = Path(folder_or_file)
+    return path.parent if path.name == KAGGLE_JSON else path
+
+
 def write_kaggle(folder: str | Path, result: dict[str, Any]) -> Path:
     """Write ``folder/kaggle.json`` atomically (NaN as null)."""
     return write_json_atomic(result, Path(folder) / KAGGLE_JSON)

@@ -168,8 +168,7 @@ def _fold_frames(set_dir: Path, folds: dict[int, Path], name: str) -> list[pd.Da
 
 def _detector_oof(set_dir: Path, dataset: Path, folds, vals, classifier) -> dict:
     """``predictions_oof.csv`` and ``kaggle_oof.json`` from the folds' val predictions."""
-    from analysis.breakdown import breakdown
-    from analysis.metric import frame_to_preds, per_image_scores
+    from analysis.rescore import loss_breakdown
     from analysis.truth import dataset_truth
     from analysis.tuning import best_row, sweep_scores
 
@@ -190,13 +189,11 @@ def _detector_oof(set_dir: Path, dataset: Path, folds, vals, classifier) -> dict
         )
     table = sweep_scores(gt.truth, oof[PRED_COLUMNS])
     best = best_row(table)
-    kept = frame_to_preds(oof[oof["conf"] >= best["conf"]])
-    scores = per_image_scores(gt.truth, kept, box_scale=best["scale"])
     result = {
         "split": "oof", "data": str(dataset / "data.yaml"), "n_images": len(gt.truth), "folds": per_fold,
         "score": best["score"], "conf": best["conf"], "scale": best["scale"],
         "sweep": table.to_dict(orient="records"),
-        "breakdown": breakdown(scores, gt.truth, gt.classes, {k: len(v[1]) for k, v in kept.items()}),
+        "breakdown": loss_breakdown(gt, oof[PRED_COLUMNS], best),
         "predictions": "predictions_oof.csv",
     }  # fmt: skip
     write_csv_atomic(oof[[*PRED_COLUMNS, "fold"]], set_dir / "predictions_oof.csv")
@@ -234,14 +231,13 @@ def _classifier_oof(set_dir: Path, folds, vals) -> dict:
     P(opacity) 0.5 (each fold's ``classify.json`` has its own three-class metrics)."""
     from sklearn.metrics import roc_auc_score
 
+    from analysis.classifier import view_labels
     from core.layout import OPACITY_DIRS
-    from core.runs import read_args
 
     oof = pd.concat(_fold_frames(set_dir, folds, "classifier_val.csv"), ignore_index=True)
     labels = {}
     for k in folds:
-        view = Path(str((read_args(set_dir / f"fold{k}") or {}).get("data", ""))) / "val"
-        labels.update({p.stem: p.parent.name for p in view.glob("*/*.png")})
+        labels.update(view_labels(set_dir / f"fold{k}", "val") or {})
     missing = set(oof["patientId"]) - set(labels)
     if missing:
         raise UserError(f"{set_dir}: no label for {len(missing)} out-of-fold image(s), e.g. {min(missing)}")
