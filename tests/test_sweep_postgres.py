@@ -58,8 +58,8 @@ def trials(url: str, name: str = "optimizers"):
 
 def test_two_workers_share_one_study_and_run_exactly_count_trials(pg_url: str, data: Path, tmp_path: Path):
     procs = [worker(pg_url, data, tmp_path / f"machine{k}", 3) for k in (1, 2)]
-    for p in procs:
-        assert p.wait(timeout=600) == 0, (tmp_path / "machine1.log").read_text()[-3000:]
+    for k, p in zip((1, 2), procs, strict=True):
+        assert p.wait(timeout=600) == 0, (tmp_path / f"machine{k}.log").read_text()[-3000:]
     states = [t.state.name for t in trials(pg_url)]
     assert states == ["COMPLETE"] * 3  # exactly --count trials between them, none failed
     cfgs = [t.params["cfg"] for t in trials(pg_url)]

@@ -287,7 +287,9 @@ def open_storage(url: str, grace: int):
     import sqlalchemy.exc
 
     try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5 (since 2.8, in fact)
+        # Optuna creates its tables when it opens a database; two workers doing that at the same moment
+        # on PostgreSQL collide on the schema, so the first opening is serialised by an advisory lock.
+        with _schema_lock(url), warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
                 url,
@@ -299,6 +301,28 @@ def open_storage(url: str, grace: int):
     except (ImportError, ValueError, sqlalchemy.exc.ArgumentError, sqlalchemy.exc.SQLAlchemyError) as exc:
         detail = " ".join(str(exc.orig if hasattr(exc, "orig") else exc).split())[:300]
         raise UserError(f"--storage {redact(url)}: cannot open the study database ({detail})") from None
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str):
+    """While Optuna creates or checks its tables: a PostgreSQL advisory lock on a connection of its own
+    (released by the server if this process dies); nothing for other databases."""
+    if not url.startswith("postgresql"):
+        yield
+        return
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    key = zlib.crc32(b"rsna-yolo sweep schema")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    finally:
+        engine.dispose()
 
 
 @contextlib.contextmanager
