@@ -186,6 +186,32 @@ def classifier_split(
     return p, signature, False
 
 
+def check_not_trained_on(weights: Sequence[Path], split: str, ids: Sequence[str]) -> None:
+    """Weights that trained on some of the images being scored make a score that is not a validation
+    score (e.g. a fold set fused on one fold's val images: the other folds trained on them); one clear
+    error. Each weights' run is read from its ``args.yaml`` (``run/weights/*.pt``); weights without one
+    are not checked. Scoring the ``train`` split is asked for on purpose and not checked."""
+    from core.layout import read_dataset, yaml_split_ids
+    from core.runs import read_args
+
+    if split == "train":
+        return
+    wanted = set(ids)
+    for w in weights:
+        run = Path(w).parent.parent
+        data = (read_args(run) or {}).get("data") if Path(w).parent.name == "weights" else None
+        if not data or not Path(str(data)).is_file():
+            continue
+        _, manifest = read_dataset(Path(str(data)))
+        seen = wanted.intersection(yaml_split_ids(Path(str(data)), "train", manifest) or [])
+        if seen:
+            raise UserError(
+                f"{w} trained on {len(seen)} of the {len(wanted)} {split} images scored here "
+                f"(its data={data}): that would not be a validation score. Score a fold set out of fold "
+                "(python -m train folds), or fuse models that trained on the same train split (sizes, seeds)"
+            )
+
+
 def check_same_images(classifier_runs: Sequence[Path], split: str, ids: Sequence[str]) -> None:
     """A classifier trained on a view of another dataset (its ``<view>/<split>`` images are not the
     detector's) is one clear error: its probabilities would not describe these images."""
@@ -256,6 +282,7 @@ def rescore(
     data_yaml = Path(data_yaml)
     root, manifest = dataset_split(data_yaml, split)
     gt = dataset_truth(root, manifest, split)
+    check_not_trained_on(weights, split, list(gt.truth))
 
     from analysis.predict import resolve_imgsz
 

@@ -18,7 +18,7 @@ from analysis.submission import image_ids, validate_submission, write_submission
 from analysis.tuning import check_settings
 from core.cli import UserError
 from core.layout import read_manifest
-from core.runs import KAGGLE_JSON, expand_weights, kaggle_folder, read_kaggle
+from core.runs import expand_weights, kaggle_path, read_kaggle
 
 DEFAULT_CONF = 0.25
 """The threshold without a tuned run (Ultralytics' default)."""
@@ -45,15 +45,20 @@ def tuned_settings(
     """``(conf, box_scale)`` from a run folder's ``kaggle.json`` (or that file), read by
     :func:`core.runs.read_kaggle`; ``echo`` gets a warning when it was tuned with other TTA / ensembling
     than ``tta`` / ``n_weights``."""
-    folder = kaggle_folder(from_run)
-    path = folder / KAGGLE_JSON
-    data = read_kaggle(folder)
+    path = kaggle_path(from_run)
+    data = read_kaggle(path)
     if data is None:
         raise UserError(f"{path}: no tuned conf/scale (no such file); run `python -m analysis rescore` first")
     try:
         tuned_tta = bool(data.get("tta", False))
         tuned_n = len(data["weights"]) if isinstance(data.get("weights"), list) else 1
-        if (tuned_tta, tuned_n) != (tta, n_weights):
+        if data.get("split") == "oof" and (tuned_tta, tuned_n) != (tta, n_weights):
+            echo(
+                f"note: {path} was tuned out of fold, on each fold's own model; this submission uses "
+                f"{n_weights} model(s), TTA {tta}, with that threshold (a fold set has no held-out images "
+                "to tune its fusion on)"
+            )
+        elif (tuned_tta, tuned_n) != (tta, n_weights):
             echo(
                 f"warning: {path} was tuned with {tuned_n} model(s), TTA {tuned_tta}; this submission uses "
                 f"{n_weights}, TTA {tta} (rescore the same combination with --tta / several weights)"
@@ -70,12 +75,14 @@ def tuned_gate(from_run: str | Path | None) -> dict:
     ``kaggle.json``); :class:`UserError` when there is none."""
     if from_run is None:
         raise UserError("--classifier needs the tuned gate: --from-run RUN/kaggle_gated (or --gate G)")
-    folder = kaggle_folder(from_run)
-    data = read_kaggle(folder) or {}
+    path = kaggle_path(from_run)
+    data = read_kaggle(path) or {}
     gate = data.get("gate")
+    if "mode" in data and not isinstance(gate, dict):  # kaggle_oof_gated.json of a fold set: flat
+        gate = {"mode": data["mode"], "gate": gate}
     if not isinstance(gate, dict) or gate.get("mode") not in ("hard", "soft"):
         raise UserError(
-            f"{folder / KAGGLE_JSON}: no tuned classifier gate; run `python -m analysis rescore RUN --data D "
+            f"{path}: no tuned classifier gate; run `python -m analysis rescore RUN --data D "
             "--classifier CLS_RUN` and pass its kaggle_gated folder (or --gate G)"
         )
     return {"mode": gate["mode"], "gate": gate.get("gate")}
@@ -191,7 +198,7 @@ def _tuned_wbf(from_run: str | Path | None) -> dict | None:
     ``kaggle.json``), else None (``ensemble_boxes``' defaults)."""
     if from_run is None:
         return None
-    wbf = (read_kaggle(kaggle_folder(from_run)) or {}).get("wbf")
+    wbf = (read_kaggle(from_run) or {}).get("wbf")
     return dict(wbf) if isinstance(wbf, dict) else None
 
 

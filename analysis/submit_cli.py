@@ -31,7 +31,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--conf", type=float, help=f"confidence threshold (default {DEFAULT_CONF} without --from-run)"
     )
     how.add_argument(
-        "--from-run", type=Path, help="run folder (or kaggle.json) whose tuned conf and scale to use"
+        "--from-run",
+        type=Path,
+        help="run folder (or its kaggle.json; for a fold set, its kaggle_oof.json or kaggle_oof_gated.json) "
+        "whose tuned conf, scale (and gate) to use",
     )
     parser.add_argument("--scale", type=float, help="box scale about the centre (default 1, or the run's)")
     parser.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation")

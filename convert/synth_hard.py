@@ -15,7 +15,12 @@ the way real RSNA films vary:
   consolidation; they add density, so they overlap ribs, heart and soft tissue as real ones do;
 - Not Normal patients get findings that mimic opacity in the lung fields (atelectasis bands and
   collapse wedges, effusions blunting the costophrenic angle, diffuse interstitial haze, masses,
-  apical scarring), drawn from :func:`sample_hard_findings` by :func:`harden_spec`;
+  apical scarring), drawn from :func:`sample_hard_findings` by :func:`harden_spec`. The commonest,
+  ``edema`` (pulmonary oedema, haemorrhage or aspiration: airspace disease the annotators did not call
+  pneumonia), is drawn by the very code that draws the opacities, in boxes sampled like the real ones
+  (:func:`mimic_boxes`): locally a detector cannot tell it from pneumonia, which is where real detectors
+  put their false boxes. What gives it away is the whole film: it usually comes with an enlarged heart
+  and often with effusions (the picture of heart failure), which an image classifier can learn;
 - blur, CR edge enhancement, exposure window, gamma and film grain vary per image.
 
 Everything is a pure function of the spec, with the random streams of ``render_radiograph``: anatomy
@@ -42,8 +47,10 @@ HARD_RENDER_SIZE = 320
 """The density map is drawn at this size (a little finer than ``synth_render.RENDER_SIZE`` for rib and vessel
 detail) and upscaled; grain and markers are added at the output size."""
 
-MIMICS = ("atelectasis", "effusion", "interstitial", "mass", "scarring")
+MIMICS = ("atelectasis", "edema", "effusion", "interstitial", "mass", "scarring")
 """Boxless findings that look like opacity inside the lung fields (where detectors put false boxes)."""
+MIMIC_WEIGHTS = (0.15, 0.45, 0.1, 0.1, 0.1, 0.1)
+"""How often each mimic is picked; ``edema``, drawn as opacities (:func:`mimic_boxes`), is the commonest."""
 DEVICES = ("lines", "pacemaker", "ecg_leads")
 HARD_FINDINGS = (*MIMICS, "nodule", "cardiomegaly", *DEVICES)
 """Every finding name :func:`render_hard_radiograph` draws (the default renderer's names included)."""
@@ -62,18 +69,22 @@ MAX_ROTATION_DEG = 7.0
 def sample_hard_findings(rng: np.random.Generator, cls: str) -> tuple[str, ...]:
     """Boxless findings for hard mode, sorted names from :data:`HARD_FINDINGS`.
 
-    Not Normal: an opacity mimic with probability :data:`MIMIC_RATE` (two in a quarter of those), plus
-    cardiomegaly, a device or a nodule now and then; never empty. Lung Opacity: devices on some, and a
-    small effusion on some (pneumonia often has one), so neither tells the classes apart. Normal: none.
+    Not Normal: an opacity mimic with probability :data:`MIMIC_RATE` (two in a quarter of those, picked
+    with :data:`MIMIC_WEIGHTS`), plus cardiomegaly (most films with ``edema``, a few others), an effusion
+    (some with ``edema``), a device or a nodule now and then; never empty. Lung Opacity: devices on some,
+    and a small effusion on some (pneumonia often has one), so neither tells the classes apart. Normal:
+    none.
     """
     found: set[str] = set()
     if cls == NOT_NORMAL:
         if rng.random() < MIMIC_RATE:
             k = 1 if rng.random() < 0.75 else 2
-            picked = rng.choice(len(MIMICS), size=k, replace=False, p=[0.25, 0.2, 0.2, 0.15, 0.2])
+            picked = rng.choice(len(MIMICS), size=k, replace=False, p=list(MIMIC_WEIGHTS))
             found.update(MIMICS[i] for i in picked)
-        if rng.random() < 0.3:
+        if rng.random() < (0.7 if "edema" in found else 0.2):
             found.add("cardiomegaly")
+        if "edema" in found and rng.random() < 0.4:
+            found.add("effusion")
         if rng.random() < 0.4:
             found.add(DEVICES[int(rng.integers(len(DEVICES)))])
         if rng.random() < 0.1:
@@ -427,6 +438,43 @@ def _opacity(rng: np.random.Generator, box_norm: np.ndarray, u: np.ndarray, v: n
     return envelope * (0.35 + 0.65 * texture) * inside
 
 
+def mimic_boxes(spec: PatientSpec) -> np.ndarray:
+    """Where the ``edema`` finding of ``spec`` is drawn: ``(k, 4)`` xywh boxes in the 1024-px frame (empty
+    without that finding), one or (bilateral, 55%) two, with the position and size distribution of the
+    real Lung Opacity boxes (per lung: centre x about 321 / 713 px, y about 530 px, width about 218 px,
+    height about 330 px). Random stream ``[render_seed, 4]``."""
+    if "edema" not in spec.findings:
+        return np.zeros((0, 4))
+    rng = np.random.default_rng([spec.render_seed, 4])
+    sides = (-1, 1) if rng.random() < 0.55 else ((-1,) if rng.random() < 0.5 else (1,))
+    boxes = []
+    for side in sides:
+        w = float(np.clip(rng.normal(218, 58), 60, 480))
+        h = float(np.clip(rng.normal(330, 150), 70, 800))
+        cx = float(rng.normal(321 if side < 0 else 713, 60))
+        cy = float(np.clip(rng.normal(530, 110), 120 + h / 2 * 0.5, 940 - h / 2 * 0.5))
+        x = float(np.clip(cx - w / 2, 0, NATIVE_SIZE - w))
+        y = float(np.clip(cy - h / 2, 0, NATIVE_SIZE - h))
+        boxes.append((x, y, w, h))
+    return np.asarray(boxes, dtype=np.float64)
+
+
+def _add_opacities(
+    rng: np.random.Generator, density: np.ndarray, boxes_px: np.ndarray, air: np.ndarray, body: np.ndarray
+) -> np.ndarray:
+    """``density`` plus one textured opacity (:func:`_opacity`, faint haze .. dense) in each box of
+    ``boxes_px`` (1024-px xywh, untransformed frame): it fills the lung's air (up to nearly tissue
+    density) and adds some density where the box overlaps soft tissue; none where there is no body."""
+    if not len(boxes_px):
+        return density
+    u, v = _grid(density.shape[0])
+    k = rng.uniform(0.3, 1.0, size=len(boxes_px))
+    for box, strength in zip(np.asarray(boxes_px) / NATIVE_SIZE, k.tolist(), strict=True):
+        pattern = _opacity(rng, box, u, v)
+        density = density + strength * pattern * (0.95 * air + 0.35 * body)
+    return density
+
+
 def render_hard_radiograph(
     spec: PatientSpec, imgsz: int = 1024, *, with_boxes: bool = True, with_findings: bool = True
 ) -> np.ndarray:
@@ -460,15 +508,14 @@ def render_hard_radiograph(
         return cv2.warpAffine(x, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
 
     density = reframe(density)
-    if with_boxes and len(spec.boxes_xywh_px):
-        # Consolidation fills the lung's air (up to nearly tissue density) and adds some density
-        # where the box overlaps soft tissue (heart, diaphragm); none where the reframed film shows no body.
-        air, body = reframe(bg["air"]), reframe(bg["body"])
-        u, v = _grid(size)
-        k = opacity_rng.uniform(0.3, 1.0, size=len(spec.boxes_xywh_px))  # faint haze .. dense
-        for box, strength in zip(spec.boxes_xywh_px / NATIVE_SIZE, k.tolist(), strict=True):
-            pattern = _opacity(opacity_rng, box, u, v)
-            density = density + strength * pattern * (0.95 * air + 0.35 * body)
+    # Opacities (and the edema mimic, drawn by the same code) go in the untransformed frame.
+    air, body = reframe(bg["air"]), reframe(bg["body"])
+    if with_boxes:
+        density = _add_opacities(opacity_rng, density, spec.boxes_xywh_px, air, body)
+    if with_findings:
+        density = _add_opacities(
+            np.random.default_rng([spec.render_seed, 5]), density, mimic_boxes(spec), air, body
+        )
 
     # Film processing: unsharpness, CR edge enhancement, exposure window and gamma.
     density = cv2.GaussianBlur(density, (0, 0), p["blur"])

@@ -89,9 +89,21 @@ def read_args(run_dir: str | Path) -> dict[str, Any] | None:
     return args
 
 
-def read_kaggle(folder: str | Path) -> dict[str, Any] | None:
-    """``folder/kaggle.json`` as a dict; None when absent; :class:`UserError` when unreadable."""
-    path = Path(folder) / KAGGLE_JSON
+def kaggle_path(folder_or_file: str | Path) -> Path:
+    """The tuning file a run folder or a path stands for: ``folder/kaggle.json``, or the ``.json`` file given
+    itself (``--from-run`` takes both, e.g. a fold set's ``kaggle_oof.json`` / ``kaggle_oof_gated.json``).
+
+    >>> kaggle_path("runs/x/kaggle_oof.json").as_posix(), kaggle_path("runs/x").as_posix()
+    ('runs/x/kaggle_oof.json', 'runs/x/kaggle.json')
+    """
+    path = Path(folder_or_file)
+    return path if path.suffix == ".json" else path / KAGGLE_JSON
+
+
+def read_kaggle(folder_or_file: str | Path) -> dict[str, Any] | None:
+    """:func:`kaggle_path`'s file (``folder/kaggle.json`` or the JSON file given) as a dict; None when
+    absent; :class:`UserError` when unreadable."""
+    path = kaggle_path(folder_or_file)
     if not path.is_file():
         return None
     try:
@@ -101,16 +113,6 @@ def read_kaggle(folder: str | Path) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise UserError(f"{path}: not a JSON object; delete it to rescore")
     return data
-
-
-def kaggle_folder(folder_or_file: str | Path) -> Path:
-    """The folder of a ``kaggle.json`` given as its folder or as the file itself (``--from-run`` takes both).
-
-    >>> kaggle_folder("runs/x/kaggle.json").as_posix(), kaggle_folder("runs/x").as_posix()
-    ('runs/x', 'runs/x')
-    """
-    path = Path(folder_or_file)
-    return path.parent if path.name == KAGGLE_JSON else path
 
 
 def write_kaggle(folder: str | Path, result: dict[str, Any]) -> Path:

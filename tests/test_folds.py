@@ -71,12 +71,24 @@ def test_three_folds_then_out_of_fold_and_a_killed_set_trains_only_the_rest(fold
     (tmp_path / "cv" / "fold2" / "kaggle.json").unlink()
     assert run_folds(folded / "folds", dict(args), options)["score"] == saved["score"] and len(calls) == 4
     assert (tmp_path / "cv" / "fold2" / "kaggle.json").is_file()
-    # The fold set is an ensemble as it is: rescore (and submit) take its folder.
+    # The fold set is an ensemble as it is: rescore (and submit) take its folder. But fused on val, folds 1
+    # and 2 would score images they trained on (fold 0's val): refused, not presented as a validation score.
     from analysis.rescore import rescore
 
-    ens = rescore(tmp_path / "cv", folded / "data.yaml", ultralytics_val=False, progress=False)
-    assert Path(ens["run_dir"]) == tmp_path / "cv" / "kaggle_ensemble3"
-    assert ens["weights"] == [str(tmp_path / "cv" / f"fold{k}" / "weights" / "best.pt") for k in range(3)]
+    with pytest.raises(UserError, match=r"fold1/weights/best\.pt trained on \d+ of the \d+ val images"):
+        rescore(tmp_path / "cv", folded / "data.yaml", ultralytics_val=False, progress=False)
+    assert not (tmp_path / "cv" / "kaggle_ensemble3" / "kaggle.json").exists()
+    import analysis.predict
+    from analysis.submit import make_submission
+
+    real_predict, used = analysis.predict.predict_images, []
+    monkeypatch.setattr(
+        analysis.predict, "predict_images", lambda w, *a, **k: (used.append(w), real_predict(w, *a, **k))[1]
+    )
+    sub = make_submission([tmp_path / "cv"], folded / "images" / "val", tmp_path / "sub.csv", progress=False,
+                          echo=lambda *a: None)  # fmt: skip
+    assert used == [[tmp_path / "cv" / f"fold{k}" / "weights" / "best.pt" for k in range(3)]]
+    assert sub.n_patients == len(list((folded / "images" / "val").glob("*.png")))
 
 
 def test_fold_yamls_of_another_dataset_and_data_are_one_line(folded, tmp_path):
@@ -90,3 +102,45 @@ def test_fold_yamls_of_another_dataset_and_data_are_one_line(folded, tmp_path):
         run_folds(folded / "folds", {**TINY, "data": "x.yaml"})
     with pytest.raises(UserError, match="not a folder of fold YAMLs"):
         fold_yamls(tmp_path / "nowhere")
+
+
+@pytest.mark.slow
+def test_classifier_folds_gate_the_detector_folds_out_of_fold_and_in_the_submission(folded, tmp_path):
+    """A fold set of classifiers: every labelled image gets P(opacity) once, from the fold that held it out;
+    a detector fold set given it tunes the gate on the out-of-fold boxes; submit applies that gate."""
+    from analysis.gating import best_gate, gate_sweep, p_opacity_map
+    from analysis.submit import make_submission
+    from convert.classify import write_classify_view
+
+    write_classify_view(folded)  # a dataset converted without --classify gets its views added
+    options = TrainOptions(wandb=False)
+    cls_args = {**TINY, "task": "classify", "model": "yolo_configs/models/basic_cnn_cls.yaml", "imgsz": 32}
+    run_folds(folded / "folds", {**cls_args, "project": str(tmp_path), "name": "cls"}, options)
+    probs = pd.read_csv(tmp_path / "cls" / "classifier_oof.csv", dtype={"patientId": str})
+    vals = check_partition(folded, fold_yamls(folded / "folds"))
+    assert sorted(probs["patientId"]) == sorted(pid for ids in vals.values() for pid in ids)
+    assert probs["p_opacity"].between(0, 1).all()
+
+    det = run_folds(folded / "folds", {**TINY, "project": str(tmp_path), "name": "det"}, options,
+                    classifier=tmp_path / "cls")  # fmt: skip
+    saved = json.loads((tmp_path / "det" / "kaggle_oof_gated.json").read_text())
+    assert saved == {**det["gated"]} and saved["split"] == "oof"
+    # The same tuning by hand from the two out-of-fold files: the gated score is never below the ungated.
+    from analysis.truth import dataset_truth
+    from core.layout import read_dataset
+
+    root, manifest = read_dataset(folded / "data.yaml")
+    oof = pd.read_csv(tmp_path / "det" / "predictions_oof.csv", dtype={"patientId": str})
+    table = gate_sweep(dataset_truth(root, manifest).truth, oof, p_opacity_map(probs))
+    best = best_gate(table)
+    assert best["score"] == pytest.approx(saved["score"]) and saved["score"] >= det["score"] - 1e-12
+
+    # submit --from-run D/kaggle_oof_gated.json --classifier CLS_SET: the fold ensembles, gated by that gate.
+    notes = []
+    tuned = tmp_path / "det" / "kaggle_oof_gated.json"
+    summary = make_submission([tmp_path / "det"], folded / "images" / "val", tmp_path / "sub.csv",
+                              from_run=tuned, classifier=[tmp_path / "cls"], progress=False,
+                              echo=notes.append)  # fmt: skip
+    assert summary.gate == {"mode": saved["mode"], "gate": saved["gate"]}
+    assert (summary.conf, summary.box_scale) == (saved["conf"], saved["scale"])
+    assert any("tuned out of fold" in n for n in notes)

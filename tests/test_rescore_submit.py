@@ -25,6 +25,7 @@ from analysis.predict import predict_images
 from analysis.rescore import rescore
 from analysis.submission import read_submission
 from analysis.tuning import SWEEP_BOX_SCALES, SWEEP_CONFS
+from core.cli import UserError
 from core.layout import PRED_COLUMNS
 from tests.conftest import REPO_ROOT, subprocess_env
 
@@ -254,10 +255,10 @@ def test_rescore_of_a_fold_yaml_scores_its_own_val_list(project, tmp_path):
     """A fold YAML names its val images in a .txt list: those are predicted and scored (not the manifest's
     val split), and a different list is not served from the cache of the first."""
     root, manifest = project["root"], project["manifest"]
-    train = manifest[manifest["split"] == "train"]
+    val = manifest[manifest["split"] == "val"]
     out = tmp_path / "out"
     results = []
-    for k, chosen in enumerate([train.iloc[:3], train.iloc[3:5]]):
+    for k, chosen in enumerate([val.iloc[:3], val.iloc[3:5]]):
         lst = tmp_path / f"fold{k}_val.txt"
         lst.write_text("".join(f"{root / 'ds' / p}\n" for p in chosen["png"]))
         data = tmp_path / f"fold{k}.yaml"
@@ -269,6 +270,22 @@ def test_rescore_of_a_fold_yaml_scores_its_own_val_list(project, tmp_path):
         assert sum(c["n_images"] for c in result["breakdown"]["classes"].values()) == len(chosen)
         results.append(result)
     assert not results[1]["predictions_reused"]
+
+    # A list of images the weights trained on (as the other folds of a set did on this fold's val images)
+    # gives no validation score: refused, naming the weights and how many of the images they saw.
+    train = manifest[manifest["split"] == "train"]
+    lst = tmp_path / "seen_val.txt"
+    lst.write_text("".join(f"{root / 'ds' / p}\n" for p in train["png"].iloc[:3]))
+    data = tmp_path / "seen.yaml"
+    data.write_text(f"path: {root / 'ds'}\ntrain: images/train\nval: {lst}\nnames:\n  0: opacity\n")
+    with pytest.raises(
+        UserError, match=r"best\.pt trained on 3 of the 3 val images scored here .*train folds"
+    ):
+        rescore(project["run"], data, ultralytics_val=False, out_dir=tmp_path / "seen", progress=False)
+    assert not (tmp_path / "seen" / "kaggle.json").exists()
+    # Scoring the train split itself is asked for on purpose.
+    assert rescore(project["run"], data, split="train", ultralytics_val=False, out_dir=tmp_path / "tr",
+                   progress=False)["n_images"] == len(train)  # fmt: skip
 
 
 def test_submit_on_converted_pngs_finds_the_manifest(project, tmp_path):

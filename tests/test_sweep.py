@@ -85,6 +85,13 @@ def test_two_trial_local_sweep_runs_and_continues(tmp_path: Path):
         assert Path(run_dir).parent == tmp_path / "P" and Path(run_dir).name.startswith("trial_")  # project=
     assert (tmp_path / "sweep" / "optuna.db").is_file() and not list((tmp_path / "sweep").glob("trial_*"))
     assert (csv["data"] == str(data.resolve())).all()  # the table names the dataset
+    best = csv.loc[csv["kaggle/mAP"].idxmax()]  # best_args.txt: its parameters, ready to train with again
+    words = (tmp_path / "sweep" / "best_args.txt").read_text().split()
+    assert (
+        words[0] == f"cfg={best['cfg']}"
+    )  # the swept one, then the file's constants as the command set them
+    assert {"model=yolo11n.yaml", "epochs=1", "imgsz=64", "patience=20"} <= set(words)
+    assert not [w for w in words if w.split("=")[0] in ("data", "project", "name")]
 
     # Same study again with --count 3: only the missing trial runs, on a grid point not yet tried.
     table = run_sweep(sweep_file, count=3, **common)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from core.cli import UserError
+from core.io import write_atomic
 
 DEFAULT_SWEEPS_DIR = Path("runs") / "sweeps"
 DEFAULT_GRACE = 120
@@ -268,6 +269,30 @@ def trials_table(study, metric: str, data: str) -> pd.DataFrame:  # noqa: F821  
         df["duration"] = df["duration"].dt.total_seconds().round(1)
         df = df.rename(columns={"duration": "seconds"})
     return df
+
+
+BEST_ARGS = "best_args.txt"
+"""In the sweep folder: the best finished trial's arguments (swept, then fixed; not ``data``, ``project``
+or ``name``) as one line of ``key=value`` words, to train with them again:
+``python -m train folds D/folds $(cat SWEEP/best_args.txt) name=...``."""
+
+
+def best_args(params: dict[str, Any], fixed: dict[str, Any]) -> str:
+    """``key=value`` words for a trial's ``params`` (floats to 6 significant digits), then the ``fixed``
+    ones (the sweep file's constants overridden by the command's key=value arguments, as the trials ran;
+    the dataset and where runs went are left out).
+
+    >>> best_args({"lr0": 0.00123456789, "batch": 16, "fliplr": 1.0}, {"epochs": 5})
+    'lr0=0.00123457 batch=16 fliplr=1.0 epochs=5'
+    """
+
+    def text(v) -> str:
+        if isinstance(v, float):
+            t = f"{v:.6g}"
+            return t if any(c in t for c in ".en") else t + ".0"
+        return str(v)
+
+    return " ".join(f"{k}={text(v)}" for k, v in {**params, **fixed}.items())
 
 
 def redact(url: str) -> str:
@@ -622,5 +647,9 @@ def run_sweep(
             best = done.sort_values(spec.metric, ascending=spec.goal == "minimize").iloc[0]
             score = best[spec.metric]
             print(f"best: trial {best['number']}: {spec.metric} = {score:.4f}, {best.get('run_dir')}")
+            best_trial = study.trials[int(best["number"])]
+            args_line = best_args(best_trial.params, {**spec.fixed, **bound["overrides"]})
+            write_atomic(folder / BEST_ARGS, args_line + "\n")
+            print(f"its arguments ({folder / BEST_ARGS}): {args_line}")
     print(f"trials table: {folder / 'trials.csv'}")
     return table
