@@ -61,7 +61,8 @@ def trial_frame(study) -> pd.DataFrame:
 
 def importances(study, evaluator: str = "fanova") -> dict[str, float]:
     """Each swept parameter's importance (shares adding up to 1) over the complete trials, largest first.
-    Empty when fewer than two complete trials or nothing varies."""
+    Empty when fewer than two complete trials, nothing varies, or every complete trial scored the same
+    (no variance to share out)."""
     import optuna
     from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
 
@@ -70,7 +71,7 @@ def importances(study, evaluator: str = "fanova") -> dict[str, float]:
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     names = {p for t in complete for p in t.params}
     varying = {k for k in names if len({repr(t.params.get(k)) for t in complete}) > 1}
-    if len(complete) < 2 or not varying:
+    if len(complete) < 2 or not varying or len({t.value for t in complete}) < 2:
         return {}
     ev = FanovaImportanceEvaluator(seed=0) if evaluator == "fanova" else PedAnovaImportanceEvaluator()
     got = optuna.importance.get_param_importances(study, evaluator=ev, params=sorted(varying))
@@ -163,7 +164,13 @@ def sweep_section(report, folder: Path, storage: str | None = None, evaluator: s
         "reported value, and are not scores."
     )
     if not imp:
-        report.text("Fewer than two complete trials, or no parameter varies: no importance to compute.")
+        values = trials.loc[trials["state"] == "COMPLETE", "value"] if len(trials) else pd.Series([])
+        report.text(
+            f"All {len(values)} complete trials scored the same ({values.iloc[0]:.4f}): the score does not "
+            "tell the parameters apart, so no importance to compute."
+            if len(values) >= 2 and values.nunique() == 1
+            else "Fewer than two complete trials, or no parameter varies: no importance to compute."
+        )
         return []
     report.table(pd.DataFrame({"parameter": list(imp), "importance": [round(v, 3) for v in imp.values()]}))
     sentences = []

@@ -73,3 +73,18 @@ def test_compare_on_a_sweep_folder_reports_importances(sweep_folder: Path, tmp_p
     assert "What the sweep bayes says about each hyperparameter" in text
     assert "40 complete and 3 pruned trials" in text and "fANOVA" in text
     assert text.index("| lr0 ") < text.index("| mosaic ") and "higher values scored better" in text
+
+
+def test_a_sweep_whose_trials_all_scored_the_same_says_so(tmp_path: Path):
+    """Every trial at 0.0 (a sweep too short to learn anything): no importance, and the report says why
+    instead of failing in fANOVA ("zero total variance")."""
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    study = optuna.create_study(study_name="flat", storage=f"sqlite:///{folder / 'optuna.db'}",
+                                direction="maximize")  # fmt: skip
+    for k in range(3):
+        params = {"lr0": 10.0 ** -(k + 2), "mosaic": 0.5, "optimizer": "SGD"}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=SPACE, value=0.0))
+    assert importances(find_study(folder)) == {}
+    paths, _ = run_compare([folder], tmp_path / "report", rescore=False, progress=False)
+    assert "All 3 complete trials scored the same (0.0000)" in Path(paths["markdown"]).read_text()

@@ -254,5 +254,8 @@ def _classifier_oof(set_dir: Path, folds, vals) -> dict:
     }  # fmt: skip
     write_csv_atomic(oof[["patientId", "p_opacity", "fold"]], set_dir / "classifier_oof.csv")
     write_json_atomic(result, set_dir / "classify_oof.json")
-    print(f"out-of-fold ROC AUC of P(opacity) over {len(oof)} images: {result['auc_opacity']}")
+    auc = result["auc_opacity"]
+    print(
+        f"out-of-fold ROC AUC of P(opacity) over {len(oof)} images: {'n/a' if auc is None else f'{auc:.4f}'}"
+    )
     return {**result, "set_dir": str(set_dir)}
