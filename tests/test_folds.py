@@ -105,7 +105,9 @@ def test_fold_yamls_of_another_dataset_and_data_are_one_line(folded, tmp_path):
 
 
 @pytest.mark.slow
-def test_classifier_folds_gate_the_detector_folds_out_of_fold_and_in_the_submission(folded, tmp_path):
+def test_classifier_folds_gate_the_detector_folds_out_of_fold_and_in_the_submission(
+    folded, tmp_path, monkeypatch
+):
     """A fold set of classifiers: every labelled image gets P(opacity) once, from the fold that held it out;
     a detector fold set given it tunes the gate on the out-of-fold boxes; submit applies that gate."""
     from analysis.gating import best_gate, gate_sweep, p_opacity_map
@@ -115,7 +117,17 @@ def test_classifier_folds_gate_the_detector_folds_out_of_fold_and_in_the_submiss
     write_classify_view(folded)  # a dataset converted without --classify gets its views added
     options = TrainOptions(wandb=False)
     cls_args = {**TINY, "task": "classify", "model": "yolo_configs/models/basic_cnn_cls.yaml", "imgsz": 32}
-    run_folds(folded / "folds", {**cls_args, "project": str(tmp_path), "name": "cls"}, options)
+    # With W&B on (offline here), the three fold runs are one W&B group named after the set.
+    import wandb
+
+    real_init, groups = wandb.init, []
+    monkeypatch.setattr(
+        wandb, "init", lambda **kw: (run := real_init(**kw), groups.append((kw["name"], run.group)))[0]
+    )
+    run_folds(
+        folded / "folds", {**cls_args, "project": str(tmp_path), "name": "cls"}, TrainOptions(wandb=True)
+    )
+    assert groups == [("fold0", "cls"), ("fold1", "cls"), ("fold2", "cls")]
     probs = pd.read_csv(tmp_path / "cls" / "classifier_oof.csv", dtype={"patientId": str})
     vals = check_partition(folded, fold_yamls(folded / "folds"))
     assert sorted(probs["patientId"]) == sorted(pid for ids in vals.values() for pid in ids)
