@@ -43,6 +43,17 @@ def resolve_imgsz(weights: str | Path, default: int = 640) -> int:
     return int(max(imgsz) if isinstance(imgsz, (list, tuple)) else imgsz)
 
 
+def model_sizes(weights: Sequence[str | Path], imgsz: int | None = None) -> list[int]:
+    """The inference size of each of ``weights``: ``imgsz`` for all when given, else each one's own training
+    size (an ensemble of sizes predicts each model at the size it learned; :func:`resolve_imgsz`)."""
+    return [int(imgsz)] * len(weights) if imgsz else [resolve_imgsz(w) for w in weights]
+
+
+def size_record(sizes: Sequence[int]) -> int | list[int]:
+    """How ``kaggle.json`` and cache keys record inference sizes: one number when all are equal."""
+    return int(sizes[0]) if len(set(sizes)) == 1 else [int(x) for x in sizes]
+
+
 def manifest_png_scales(manifest: pd.DataFrame) -> dict[str, float]:
     """patientId -> PNG scale (PNG pixels per source pixel: the ``scale`` column) of ``manifest.csv`` rows,
     the ``png_scales`` of :func:`predict_images`."""
@@ -146,14 +157,15 @@ def fuse(
     return np.asarray(fb, dtype=np.float64).reshape(-1, 4) * norm, np.asarray(fs, dtype=np.float64)
 
 
-def _predict_batch(models, arrays: list[np.ndarray], *, imgsz, conf, tta, device) -> list[list]:
-    """Per image, a list of ``(xyxy, conf)`` from each model (and its flipped copy with ``tta``)."""
+def _predict_batch(models, arrays: list[np.ndarray], *, sizes, conf, tta, device) -> list[list]:
+    """Per image, a list of ``(xyxy, conf)`` from each model (at its size in ``sizes``; and its flipped copy
+    with ``tta``)."""
     out: list[list] = [[] for _ in arrays]
     bgr = [np.repeat(a[:, :, None], 3, axis=2) for a in arrays]
     variants = [(bgr, False)]
     if tta:
         variants.append(([np.ascontiguousarray(b[:, ::-1]) for b in bgr], True))
-    for model in models:
+    for model, imgsz in zip(models, sizes, strict=True):
         for batch, flipped in variants:
             results = model.predict(batch, imgsz=imgsz, conf=conf, device=device, verbose=False)
             for k, r in enumerate(results):
@@ -186,9 +198,10 @@ def predict_images(
 
     ``images``: PNG or ``.dcm`` paths (patientId = file stem). ``png_scales``: patientId -> PNG pixels per
     source pixel (the manifest's ``scale``, :func:`manifest_png_scales`) for converted PNGs; without it a
-    PNG's source frame is taken to be ``NATIVE_SIZE`` on its longer side. ``imgsz`` defaults to the first
-    weights' training size. Several weights and/or ``tta`` (horizontal flip) are fused with weighted box
-    fusion (``wbf_iou``, or ``wbf``: ``{"iou_thr", "skip_box_thr", "conf_type"}`` as tuned by
+    PNG's source frame is taken to be ``NATIVE_SIZE`` on its longer side. ``imgsz`` is the inference size
+    of every model; without it each model predicts at its own training size (:func:`model_sizes`), the
+    images being loaded at the largest. Several weights and/or ``tta`` (horizontal flip) are fused with
+    weighted box fusion (``wbf_iou``, or ``wbf``: ``{"iou_thr", "skip_box_thr", "conf_type"}`` as tuned by
     :func:`analysis.ensemble.tune_wbf`); ``keep_parts`` also returns each model's (and flip's) own boxes
     before fusion in ``frame.attrs["parts"]`` (:data:`PART_COLUMNS`). ``workers`` threads decode and
     resize the next batch during inference (:func:`iter_loaded`).
@@ -198,7 +211,8 @@ def predict_images(
     from ultralytics import YOLO
 
     weights = [weights] if isinstance(weights, (str, Path)) else list(weights)
-    imgsz = int(imgsz or resolve_imgsz(weights[0]))
+    sizes = model_sizes(weights, imgsz)
+    imgsz = max(sizes)
     models = [YOLO(str(w)) for w in weights]
     images = [Path(p) for p in images]
     rows: list[tuple] = []
@@ -213,7 +227,7 @@ def predict_images(
         loaded = [(path.stem, png_scale, img.shape) for path, (img, png_scale) in ok]
         arrays = [img for _, (img, _) in ok]
         if arrays:
-            per_image = _predict_batch(models, arrays, imgsz=imgsz, conf=conf, tta=tta, device=device)
+            per_image = _predict_batch(models, arrays, sizes=sizes, conf=conf, tta=tta, device=device)
             for (pid, png_scale, shape), parts in zip(loaded, per_image, strict=True):
                 if keep_parts:
                     for k, (xy, sc) in enumerate(parts):

@@ -76,14 +76,15 @@ def predict_split(
     progress: bool = True,
 ) -> tuple[pd.DataFrame, dict, bool]:
     """Predict a split at conf 0.01 (source pixels) or reuse ``out_dir/predictions_<split>.csv`` when the
-    ``signature`` recorded in ``out_dir/kaggle.json`` matches. Returns ``(frame, signature, reused)``."""
-    from analysis.predict import predict_images, resolve_imgsz
+    ``signature`` recorded in ``out_dir/kaggle.json`` matches. Returns ``(frame, signature, reused)``.
+    ``imgsz``: the size for every model, else each one's own (:func:`analysis.predict.model_sizes`)."""
+    from analysis.predict import model_sizes, predict_images, size_record
 
     images, png_scales = split_images(root, manifest, split)
-    imgsz = imgsz or resolve_imgsz(weights[0])
+    sizes = model_sizes(weights, imgsz)
     signature = {
         "weights": weights_signature(weights),
-        "imgsz": int(imgsz),
+        "imgsz": size_record(sizes),
         "tta": bool(tta),
         "conf": PREDICT_CONF,
         "split": split,
@@ -284,9 +285,9 @@ def rescore(
     gt = dataset_truth(root, manifest, split)
     check_not_trained_on(weights, split, list(gt.truth))
 
-    from analysis.predict import resolve_imgsz
+    from analysis.predict import model_sizes, size_record
 
-    imgsz = imgsz or resolve_imgsz(weights[0])
+    sizes = model_sizes(weights, imgsz)
     frame, signature, reused = predict_split(
         weights, root, manifest, split, run_dir, imgsz=imgsz, batch=batch, device=device, tta=tta,
         progress=progress,
@@ -320,7 +321,7 @@ def rescore(
             # same weights content, size and split as the cached predictions: no inference at all
             maps = {"map50": previous["map50"], "map50_95": previous["map50_95"]}
         else:
-            maps = ultralytics_map(weights[0], data_yaml, split, imgsz=imgsz, batch=batch, device=device)
+            maps = ultralytics_map(weights[0], data_yaml, split, imgsz=sizes[0], batch=batch, device=device)
     result = {
         "split": split,
         "weights": str(weights[0]) if len(weights) == 1 else [str(w) for w in weights],
@@ -333,7 +334,7 @@ def rescore(
         "sweep": table.to_dict(orient="records"),
         "breakdown": explain,
         "predictions": predictions_name(split),
-        "imgsz": int(imgsz),
+        "imgsz": size_record(sizes),
         "tta": bool(tta),
         "n_predictions": len(frame),
         "predictions_reused": reused,

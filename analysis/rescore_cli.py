@@ -30,7 +30,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data", type=Path, required=True, help="the dataset's data.yaml")
     parser.add_argument("--split", default="val", help="split of the manifest to score (default: val)")
-    parser.add_argument("--imgsz", type=int, help="inference size (default: the weights' training size)")
+    parser.add_argument(
+        "--imgsz", type=int, help="inference size of every model (default: each model's own training size)"
+    )
     parser.add_argument("--batch", type=int, default=16, help="images per inference batch")
     parser.add_argument("--device", help="cpu, 0, ... (default: Ultralytics' choice)")
     parser.add_argument("--tta", action="store_true", help="add horizontal-flip test-time augmentation")

@@ -38,7 +38,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--scale", type=float, help="box scale about the centre (default 1, or the run's)")
     parser.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation")
-    parser.add_argument("--imgsz", type=int, help="inference size (default: the weights' training size)")
+    parser.add_argument(
+        "--imgsz", type=int, help="inference size of every model (default: each model's own training size)"
+    )
     parser.add_argument("--batch", type=int, default=16, help="images per inference batch")
     parser.add_argument("--device", help="cpu, 0, ... (default: Ultralytics' choice)")
     parser.add_argument(

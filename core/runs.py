@@ -62,6 +62,21 @@ def fold_runs(folder: str | Path) -> list[Path]:
     return sorted(runs, key=lambda d: int(d.name[4:]))
 
 
+def check_fold_sizes(fold_set: str | Path, folds: list[Path]) -> None:
+    """The folds of one set were trained at one image size (``args.yaml`` ``imgsz``); a fold retrained at
+    another is one :class:`UserError` naming it (the set would fuse models that did not learn the same
+    thing at the same scale). Folds without ``args.yaml`` are not checked."""
+    sizes = {d: (read_args(d) or {}).get("imgsz") for d in folds}
+    known = {d: s for d, s in sizes.items() if s is not None}
+    if len(set(map(str, known.values()))) > 1:
+        common = max(set(map(str, known.values())), key=lambda s: list(map(str, known.values())).count(s))
+        odd = [f"{d.name} at imgsz {s}" for d, s in known.items() if str(s) != common]
+        raise UserError(
+            f"{fold_set}: {', '.join(odd)}, the other folds at imgsz {common}: not one fold set "
+            "(retrain the odd fold with the set's arguments)"
+        )
+
+
 def expand_weights(items) -> list[tuple[Path, Path]]:
     """:func:`resolve_weights` of each item, a fold set standing for every fold's weights (an ensemble);
     the run folder of a fold set's weights is the set's folder, where ensemble results go."""
@@ -69,6 +84,7 @@ def expand_weights(items) -> list[tuple[Path, Path]]:
     for item in items:
         folds = fold_runs(item)
         if folds:
+            check_fold_sizes(item, folds)
             out += [(run_weights(d), Path(item)) for d in folds]
         else:
             out.append(resolve_weights(item))

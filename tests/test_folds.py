@@ -89,6 +89,15 @@ def test_three_folds_then_out_of_fold_and_a_killed_set_trains_only_the_rest(fold
                           echo=lambda *a: None)  # fmt: skip
     assert used == [[tmp_path / "cv" / f"fold{k}" / "weights" / "best.pt" for k in range(3)]]
     assert sub.n_patients == len(list((folded / "images" / "val").glob("*.png")))
+    # A fold retrained at another size no longer belongs to the set: one line naming it.
+    from core.runs import expand_weights
+
+    args_yaml = tmp_path / "cv" / "fold2" / "args.yaml"
+    args_yaml.write_text(args_yaml.read_text().replace("imgsz: 64", "imgsz: 96"))
+    with pytest.raises(
+        UserError, match=r"cv: fold2 at imgsz 96, the other folds at imgsz 64: not one fold set"
+    ):
+        expand_weights([tmp_path / "cv"])
 
 
 def test_fold_yamls_of_another_dataset_and_data_are_one_line(folded, tmp_path):

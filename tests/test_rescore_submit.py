@@ -307,3 +307,38 @@ def test_submit_on_converted_pngs_finds_the_manifest(project, tmp_path):
     assert auto.read_text() == explicit.read_text()
     boxes = read_submission(auto).boxes
     assert len(boxes) > 0 and (boxes["x"] + boxes["width"]).max() <= 256 + 0.05
+
+
+def test_an_ensemble_of_sizes_predicts_each_model_at_its_own_size(project, tmp_path, monkeypatch):
+    """WBF of models trained at different sizes: each predicts at the size it learned (unless --imgsz sets
+    one size for all), and kaggle.json records both sizes."""
+    import torch
+    from ultralytics import YOLO
+
+    from analysis.predict import resolve_imgsz
+
+    run = project["run"]
+    other = tmp_path / "big" / "weights" / "best.pt"
+    other.parent.mkdir(parents=True)
+    ckpt = torch.load(run / "weights" / "best.pt", map_location="cpu", weights_only=False)
+    ckpt["train_args"]["imgsz"] = 96  # as if trained at 96 px
+    torch.save(ckpt, other)
+    assert (resolve_imgsz(run / "weights" / "best.pt"), resolve_imgsz(other)) == (64, 96)
+    real_predict, sizes = YOLO.predict, []
+
+    def recording(self, *args, **kwargs):
+        sizes.append(kwargs["imgsz"])
+        return real_predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(YOLO, "predict", recording)
+    images = sorted((project["root"] / "ds" / "images" / "val").glob("*.png"))[:2]
+    own = run / "weights" / "best.pt"
+    predict_images([own, other], images, batch=2, progress=False)
+    assert sizes == [64, 96]
+    sizes.clear()
+    predict_images([own, other], images, imgsz=80, batch=2, progress=False)
+    assert sizes == [80, 80]
+    result = rescore(
+        [run, other], project["data"], ultralytics_val=False, out_dir=tmp_path / "ens", progress=False
+    )
+    assert result["imgsz"] == [64, 96] and result["prediction_signature"]["imgsz"] == [64, 96]
