@@ -55,8 +55,9 @@ def tuned_settings(
         if data.get("split") == "oof" and (tuned_tta, tuned_n) != (tta, n_weights):
             echo(
                 f"note: {path} was tuned out of fold, on each fold's own model; this submission uses "
-                f"{n_weights} model(s), TTA {tta}, with that threshold (a fold set has no held-out images "
-                "to tune its fusion on)"
+                f"{n_weights} model(s), TTA {tta}, with that threshold, fused keeping each box's highest "
+                "confidence (WBF conf_type max: the scale the threshold was tuned on; a fold set has no "
+                "held-out images to tune its fusion on)"
             )
         elif (tuned_tta, tuned_n) != (tta, n_weights):
             echo(
@@ -193,13 +194,25 @@ def make_submission(
     return SubmitSummary(Path(out), *counts, conf, box_scale, failed, gating)
 
 
+OOF_FUSION = {"iou_thr": 0.55, "skip_box_thr": 0.01, "conf_type": "max"}
+"""How a fold set is fused with a threshold tuned out of fold (on single models): each fused box keeps the
+confidence of the fold model most sure of it, the scale that threshold was tuned on. WBF's default
+averaging also counts each model's weak duplicates and the models that missed the box, which drags the
+fused confidence far below a single model's (docs/study.md: at the out-of-fold threshold 0.45, 2 of 60
+test films kept a box with ``avg``, 8 with ``max``, 6-8 with each fold alone)."""
+
+
 def _tuned_wbf(from_run: str | Path | None) -> dict | None:
     """The weighted-box-fusion setting rescoring tuned for this ensemble (``wbf`` of ``from_run``'s
-    ``kaggle.json``), else None (``ensemble_boxes``' defaults)."""
+    ``kaggle.json``); :data:`OOF_FUSION` for a fold set's out-of-fold tuning; else None
+    (``ensemble_boxes``' defaults)."""
     if from_run is None:
         return None
-    wbf = (read_kaggle(from_run) or {}).get("wbf")
-    return dict(wbf) if isinstance(wbf, dict) else None
+    data = read_kaggle(from_run) or {}
+    wbf = data.get("wbf")
+    if isinstance(wbf, dict):
+        return dict(wbf)
+    return dict(OOF_FUSION) if data.get("split") == "oof" else None
 
 
 def _gate(frame, classifier, classifier_tta, images, gating, batch, device, progress):

@@ -157,6 +157,16 @@ def test_classifier_folds_gate_the_detector_folds_out_of_fold_and_in_the_submiss
     assert best["score"] == pytest.approx(saved["score"]) and saved["score"] >= det["score"] - 1e-12
 
     # submit --from-run D/kaggle_oof_gated.json --classifier CLS_SET: the fold ensembles, gated by that gate.
+    import analysis.predict
+    from analysis.submit import OOF_FUSION
+
+    real_predict, fusions = analysis.predict.predict_images, []
+
+    def recording(w, *a, **k):
+        fusions.append(k.get("wbf"))
+        return real_predict(w, *a, **k)
+
+    monkeypatch.setattr(analysis.predict, "predict_images", recording)
     notes = []
     tuned = tmp_path / "det" / "kaggle_oof_gated.json"
     summary = make_submission([tmp_path / "det"], folded / "images" / "val", tmp_path / "sub.csv",
@@ -165,3 +175,5 @@ def test_classifier_folds_gate_the_detector_folds_out_of_fold_and_in_the_submiss
     assert summary.gate == {"mode": saved["mode"], "gate": saved["gate"]}
     assert (summary.conf, summary.box_scale) == (saved["conf"], saved["scale"])
     assert any("tuned out of fold" in n for n in notes)
+    # Fused keeping each box's best fold confidence: the scale the out-of-fold threshold was tuned on.
+    assert fusions == [OOF_FUSION] and OOF_FUSION["conf_type"] == "max"
