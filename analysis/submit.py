@@ -79,8 +79,6 @@ def tuned_gate(from_run: str | Path | None) -> dict:
     path = kaggle_path(from_run)
     data = read_kaggle(path) or {}
     gate = data.get("gate")
-    if "mode" in data and not isinstance(gate, dict):  # kaggle_oof_gated.json of a fold set: flat
-        gate = {"mode": data["mode"], "gate": gate}
     if not isinstance(gate, dict) or gate.get("mode") not in ("hard", "soft"):
         raise UserError(
             f"{path}: no tuned classifier gate; run `python -m analysis rescore RUN --data D "

@@ -155,6 +155,7 @@ def test_classifier_folds_gate_the_detector_folds_out_of_fold_and_in_the_submiss
     table = gate_sweep(dataset_truth(root, manifest).truth, oof, p_opacity_map(probs))
     best = best_gate(table)
     assert best["score"] == pytest.approx(saved["score"]) and saved["score"] >= det["score"] - 1e-12
+    assert saved["gate"] == {"mode": best["mode"], "gate": best["gate"]}
 
     # submit --from-run D/kaggle_oof_gated.json --classifier CLS_SET: the fold ensembles, gated by that gate.
     import analysis.predict
@@ -172,7 +173,7 @@ def test_classifier_folds_gate_the_detector_folds_out_of_fold_and_in_the_submiss
     summary = make_submission([tmp_path / "det"], folded / "images" / "val", tmp_path / "sub.csv",
                               from_run=tuned, classifier=[tmp_path / "cls"], progress=False,
                               echo=notes.append)  # fmt: skip
-    assert summary.gate == {"mode": saved["mode"], "gate": saved["gate"]}
+    assert summary.gate == saved["gate"] and set(saved["gate"]) == {"mode", "gate"}
     assert (summary.conf, summary.box_scale) == (saved["conf"], saved["scale"])
     assert any("tuned out of fold" in n for n in notes)
     # Fused keeping each box's best fold confidence: the scale the out-of-fold threshold was tuned on.

@@ -216,7 +216,11 @@ def _gate_oof(set_dir: Path, classifier_set: Path, gt, oof: pd.DataFrame, folds)
     p = p_opacity_map(pd.read_csv(probs_path, dtype={"patientId": str}))
     table = gate_sweep(gt.truth, oof[PRED_COLUMNS], p)
     best = best_gate(table)
-    result = {**best, "split": "oof", "classifier": str(classifier_set), "n_images": len(gt.truth)}
+    result = {  # the shape of a gated kaggle.json, so submit --from-run reads either the same way
+        "split": "oof", "score": best["score"], "conf": best["conf"], "scale": best["scale"],
+        "gate": {"mode": best["mode"], "gate": best["gate"]}, "classifier": str(classifier_set),
+        "n_images": len(gt.truth),
+    }  # fmt: skip
     write_json_atomic(result, set_dir / "kaggle_oof_gated.json")
     print(
         f"out-of-fold, gated by {classifier_set.name}: {best['score']:.4f} "
