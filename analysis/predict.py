@@ -35,18 +35,31 @@ WBF_IOU = 0.55
 """IoU above which weighted box fusion merges boxes of different models / flips (ensemble_boxes' default)."""
 
 
+def trained_size(model, default: int = 640) -> int:
+    """The image size a loaded ``YOLO`` model was trained at (its checkpoint's ``imgsz``), else
+    ``default``."""
+    imgsz = model.overrides.get("imgsz", default)
+    return int(max(imgsz) if isinstance(imgsz, (list, tuple)) else imgsz)
+
+
 def resolve_imgsz(weights: str | Path, default: int = 640) -> int:
     """The image size the weights were trained at (their checkpoint's ``imgsz``), else ``default``."""
     from ultralytics import YOLO
 
-    imgsz = YOLO(str(weights)).overrides.get("imgsz", default)
-    return int(max(imgsz) if isinstance(imgsz, (list, tuple)) else imgsz)
+    return trained_size(YOLO(str(weights)), default)
 
 
-def model_sizes(weights: Sequence[str | Path], imgsz: int | None = None) -> list[int]:
-    """The inference size of each of ``weights``: ``imgsz`` for all when given, else each one's own training
-    size (an ensemble of sizes predicts each model at the size it learned; :func:`resolve_imgsz`)."""
-    return [int(imgsz)] * len(weights) if imgsz else [resolve_imgsz(w) for w in weights]
+def model_sizes(weights: Sequence, imgsz: int | Sequence[int] | None = None) -> list[int]:
+    """The inference size of each of ``weights`` (paths, or loaded ``YOLO`` models): ``imgsz`` for all when
+    it is a number, one each when it is a list (sizes resolved earlier), else each one's own training size
+    (an ensemble of sizes predicts each model at the size it learned)."""
+    if imgsz is None:
+        return [trained_size(w) if hasattr(w, "overrides") else resolve_imgsz(w) for w in weights]
+    if isinstance(imgsz, (int, float, str)):
+        return [int(imgsz)] * len(weights)
+    if len(imgsz) != len(weights):
+        raise ValueError(f"{len(imgsz)} sizes for {len(weights)} weights")
+    return [int(x) for x in imgsz]
 
 
 def size_record(sizes: Sequence[int]) -> int | list[int]:
@@ -182,7 +195,7 @@ def predict_images(
     weights: Sequence[str | Path] | str | Path,
     images: Sequence[str | Path],
     *,
-    imgsz: int | None = None,
+    imgsz: int | Sequence[int] | None = None,
     conf: float = 0.01,
     batch: int = 16,
     tta: bool = False,
@@ -199,21 +212,22 @@ def predict_images(
     ``images``: PNG or ``.dcm`` paths (patientId = file stem). ``png_scales``: patientId -> PNG pixels per
     source pixel (the manifest's ``scale``, :func:`manifest_png_scales`) for converted PNGs; without it a
     PNG's source frame is taken to be ``NATIVE_SIZE`` on its longer side. ``imgsz`` is the inference size
-    of every model; without it each model predicts at its own training size (:func:`model_sizes`), the
-    images being loaded at the largest. Several weights and/or ``tta`` (horizontal flip) are fused with
-    weighted box fusion (``wbf_iou``, or ``wbf``: ``{"iou_thr", "skip_box_thr", "conf_type"}`` as tuned by
-    :func:`analysis.ensemble.tune_wbf`); ``keep_parts`` also returns each model's (and flip's) own boxes
-    before fusion in ``frame.attrs["parts"]`` (:data:`PART_COLUMNS`). ``workers`` threads decode and
-    resize the next batch during inference (:func:`iter_loaded`).
+    of every model (or a list, one per model); without it each model predicts at its own training size
+    (:func:`model_sizes`), the images being loaded at the largest. Several weights and/or ``tta``
+    (horizontal flip) are fused with weighted box fusion (``wbf_iou``, or ``wbf``: ``{"iou_thr",
+    "skip_box_thr", "conf_type"}`` as tuned by :func:`analysis.ensemble.tune_wbf`); ``keep_parts`` also
+    returns each model's (and flip's) own boxes before fusion in ``frame.attrs["parts"]``
+    (:data:`PART_COLUMNS`). ``workers`` threads decode and resize the next batch during inference
+    (:func:`iter_loaded`).
     Unreadable images are skipped and listed in ``frame.attrs["failed"]`` (patientId -> reason).
     """
     from tqdm import tqdm
     from ultralytics import YOLO
 
     weights = [weights] if isinstance(weights, (str, Path)) else list(weights)
-    sizes = model_sizes(weights, imgsz)
-    imgsz = max(sizes)
     models = [YOLO(str(w)) for w in weights]
+    sizes = model_sizes(models, imgsz)  # read from the loaded models: no checkpoint loaded twice
+    imgsz = max(sizes)
     images = [Path(p) for p in images]
     rows: list[tuple] = []
     part_rows: list[tuple] = []

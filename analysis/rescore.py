@@ -68,7 +68,7 @@ def predict_split(
     split: str,
     out_dir: Path,
     *,
-    imgsz: int | None = None,
+    imgsz: int | Sequence[int] | None = None,
     batch: int = 16,
     device=None,
     tta: bool = False,
@@ -77,11 +77,12 @@ def predict_split(
 ) -> tuple[pd.DataFrame, dict, bool]:
     """Predict a split at conf 0.01 (source pixels) or reuse ``out_dir/predictions_<split>.csv`` when the
     ``signature`` recorded in ``out_dir/kaggle.json`` matches. Returns ``(frame, signature, reused)``.
-    ``imgsz``: the size for every model, else each one's own (:func:`analysis.predict.model_sizes`)."""
+    ``imgsz``: the size for every model, one per model, else each one's own
+    (:func:`analysis.predict.model_sizes`)."""
     from analysis.predict import model_sizes, predict_images, size_record
 
     images, png_scales = split_images(root, manifest, split)
-    sizes = model_sizes(weights, imgsz)
+    sizes = model_sizes(weights, imgsz)  # no checkpoint is loaded when rescore passes them resolved
     signature = {
         "weights": weights_signature(weights),
         "imgsz": size_record(sizes),
@@ -102,7 +103,7 @@ def predict_split(
             frame.attrs["parts"] = pd.read_csv(parts_path, dtype={"patientId": str})
         return frame, signature, True
     frame = predict_images(
-        list(weights), images, imgsz=imgsz, conf=PREDICT_CONF, batch=batch, tta=tta, device=device,
+        list(weights), images, imgsz=sizes, conf=PREDICT_CONF, batch=batch, tta=tta, device=device,
         png_scales=png_scales, keep_parts=fused, progress=progress,
     )  # fmt: skip
     if fused:
@@ -198,13 +199,16 @@ def check_not_trained_on(weights: Sequence[Path], split: str, ids: Sequence[str]
     if split == "train":
         return
     wanted = set(ids)
+    trained: dict[Path, set[str]] = {}  # data YAML -> its train patientIds (a fold set shares one dataset)
     for w in weights:
-        run = Path(w).parent.parent
-        data = (read_args(run) or {}).get("data") if Path(w).parent.name == "weights" else None
-        if not data or not Path(str(data)).is_file():
+        args = read_args(Path(w).parent.parent) if Path(w).parent.name == "weights" else None
+        data = Path(str((args or {}).get("data") or ""))
+        if not data.is_file():
             continue
-        _, manifest = read_dataset(Path(str(data)))
-        seen = wanted.intersection(yaml_split_ids(Path(str(data)), "train", manifest) or [])
+        if data not in trained:
+            _, manifest = read_dataset(data)
+            trained[data] = set(yaml_split_ids(data, "train", manifest) or [])
+        seen = wanted & trained[data]
         if seen:
             raise UserError(
                 f"{w} trained on {len(seen)} of the {len(wanted)} {split} images scored here "
@@ -289,7 +293,7 @@ def rescore(
 
     sizes = model_sizes(weights, imgsz)
     frame, signature, reused = predict_split(
-        weights, root, manifest, split, run_dir, imgsz=imgsz, batch=batch, device=device, tta=tta,
+        weights, root, manifest, split, run_dir, imgsz=sizes, batch=batch, device=device, tta=tta,
         progress=progress,
     )  # fmt: skip
     wbf = None

@@ -66,11 +66,11 @@ def check_fold_sizes(fold_set: str | Path, folds: list[Path]) -> None:
     """The folds of one set were trained at one image size (``args.yaml`` ``imgsz``); a fold retrained at
     another is one :class:`UserError` naming it (the set would fuse models that did not learn the same
     thing at the same scale). Folds without ``args.yaml`` are not checked."""
-    sizes = {d: (read_args(d) or {}).get("imgsz") for d in folds}
-    known = {d: s for d, s in sizes.items() if s is not None}
-    if len(set(map(str, known.values()))) > 1:
-        common = max(set(map(str, known.values())), key=lambda s: list(map(str, known.values())).count(s))
-        odd = [f"{d.name} at imgsz {s}" for d, s in known.items() if str(s) != common]
+    known = {d: str(s) for d in folds if (s := (read_args(d) or {}).get("imgsz")) is not None}
+    values = list(known.values())
+    if len(set(values)) > 1:
+        common = max(set(values), key=values.count)
+        odd = [f"{d.name} at imgsz {s}" for d, s in known.items() if s != common]
         raise UserError(
             f"{fold_set}: {', '.join(odd)}, the other folds at imgsz {common}: not one fold set "
             "(retrain the odd fold with the set's arguments)"
