@@ -59,6 +59,9 @@ if [ -z "$DATA" ]; then
   DATA="$ABS_OUT/kaggle"
 else
   step "1/8 using the Kaggle download in $DATA"
+  for v in STUDY_PATIENTS STUDY_TEST_PATIENTS STUDY_DIFFICULTY; do  # synthetic-only settings: say so
+    if [ -n "${!v:-}" ]; then echo "note: $v is ignored: it sizes the synthetic data, and $DATA is real"; fi
+  done
 fi
 
 step "2/8 converting to $IMGSZ px with 3 folds and the classification views"
