@@ -4,7 +4,7 @@ An ensemble (several weights, a fold set) or flip TTA gives each image several s
 ``ensemble_boxes.weighted_boxes_fusion``. Its parameters change the score: the IoU at which boxes of
 different models merge (``iou_thr``), the confidence below which a model's box is dropped before fusing
 (``skip_box_thr``), and how the fused confidence is formed (``conf_type``). Rescoring keeps every model's
-own boxes (``predictions_<split>_parts.csv``, :data:`analysis.predict.PART_COLUMNS`), so
+own boxes (``predictions_<split>_parts.csv``, :data:`analysis.inference.predict.PART_COLUMNS`), so
 :func:`tune_wbf` can fuse them again with each setting of :data:`WBF_GRID` and keep the best by the metric
 (each with its own threshold x box-scale sweep), with no inference.
 """
@@ -17,22 +17,19 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from analysis.predict import fuse
-from analysis.tuning import SWEEP_BOX_SCALES, SWEEP_CONFS, best_row, sweep_scores
+from analysis.inference.predict import fuse
+from analysis.tuning.defaults import DEFAULTS
+from analysis.tuning.threshold import best_row, sweep_scores
 from core.boxes import xyxy_to_xywh
 from core.layout import PRED_COLUMNS
 
-WBF_GRID = {
-    "iou_thr": (0.45, 0.55, 0.65),
-    "skip_box_thr": (0.01, 0.05),
-    "conf_type": ("avg", "max", "box_and_model_avg", "absent_model_aware_avg"),
-}
-"""The settings tried; ``ensemble_boxes``' defaults (0.55, 0.0, avg) are where the grid is centred."""
+WBF_GRID = DEFAULTS.wbf_grid
+"""The settings tried (``wbf_grid`` of ``analysis/tuning/defaults.yaml``)."""
 
 
 def fuse_parts(parts: pd.DataFrame, *, iou_thr: float, skip_box_thr: float, conf_type: str) -> pd.DataFrame:
-    """Fuse the per-model boxes of :data:`analysis.predict.PART_COLUMNS` rows into one prediction frame
-    (:data:`core.layout.PRED_COLUMNS`, source pixels)."""
+    """Fuse the per-model boxes of :data:`analysis.inference.predict.PART_COLUMNS` rows into one prediction
+    frame (:data:`core.layout.PRED_COLUMNS`, source pixels)."""
     rows = []
     for pid, image in parts.groupby("patientId", sort=False):
         width, height, png_scale = image[["png_width", "png_height", "png_scale"]].iloc[0]
@@ -54,8 +51,8 @@ def tune_wbf(
     parts: pd.DataFrame,
     *,
     grid: Mapping[str, tuple] = WBF_GRID,
-    confs=SWEEP_CONFS,
-    box_scales=SWEEP_BOX_SCALES,
+    confs=DEFAULTS.thresholds,
+    box_scales=DEFAULTS.box_scales,
 ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Every WBF setting of ``grid`` with its best threshold and box scale. Returns ``(best setting with its
     conf, scale and score, the table of settings, the fused frame of the best setting)``; ties go to the
