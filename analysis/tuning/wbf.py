@@ -7,43 +7,71 @@ different models merge (``iou_thr``), the confidence below which a model's box i
 own boxes (``predictions_<split>_parts.csv``, :data:`analysis.inference.predict.PART_COLUMNS`), so
 :func:`tune_wbf` can fuse them again with each setting of :data:`WBF_GRID` and keep the best by the metric
 (each with its own threshold x box-scale sweep), with no inference.
+
+The fusion itself is :mod:`analysis.tuning.fusion` (``ensemble_boxes``' result, bit for bit, for all images
+at once); the images are grouped once for the whole grid, the clusters of one ``iou_thr`` and
+``skip_box_thr`` are shared by the four confidence types, and only the best setting's frame is kept.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from analysis.inference.predict import fuse
 from analysis.tuning.defaults import DEFAULTS
+from analysis.tuning.fusion import PartBoxes, cluster, fuse_boxes, part_boxes, to_frame
 from analysis.tuning.threshold import best_row, sweep_scores
-from core.boxes import xyxy_to_xywh
-from core.layout import PRED_COLUMNS
 
 WBF_GRID = DEFAULTS.wbf_grid
 """The settings tried (``wbf_grid`` of ``analysis/tuning/defaults.yaml``)."""
 
 
-def fuse_parts(parts: pd.DataFrame, *, iou_thr: float, skip_box_thr: float, conf_type: str) -> pd.DataFrame:
-    """Fuse the per-model boxes of :data:`analysis.inference.predict.PART_COLUMNS` rows into one prediction
-    frame (:data:`core.layout.PRED_COLUMNS`, source pixels)."""
+def fuse_parts(
+    parts: pd.DataFrame | PartBoxes,
+    *,
+    iou_thr: float,
+    skip_box_thr: float,
+    conf_type: str,
+    n_parts: int | None = None,
+) -> pd.DataFrame:
+    """Fuse the per-model boxes of :data:`analysis.inference.predict.PART_COLUMNS` rows (or their
+    :func:`analysis.tuning.fusion.part_boxes`) into one prediction frame (:data:`core.layout.PRED_COLUMNS`,
+    source pixels): images in order of first appearance, boxes by descending fused confidence.
+
+    ``n_parts``: how many models x flips predicted (default: the highest ``part`` + 1 of the frame); an
+    image where a part found nothing is fused with that part empty, as ``predict_images`` fuses it."""
+    pb = parts if isinstance(parts, PartBoxes) else part_boxes(parts, n_parts)
+    image, conf, xywh = fuse_boxes(pb, iou_thr=iou_thr, skip_box_thr=skip_box_thr, conf_type=conf_type)
+    return to_frame(pb, image, conf, xywh)
+
+
+_SHARED: dict = {}
+"""What forked workers of :func:`tune_wbf` read (inherited, never pickled): truth, part boxes, grids."""
+
+
+def _score_group(iou: float, skip: float, kinds: Sequence[str]) -> list[dict]:
+    """The best threshold x box scale of each confidence type for one ``iou_thr`` and ``skip_box_thr``
+    (one clustering shared by all types); one fused frame alive at a time."""
+    truth, pb, confs, box_scales = (_SHARED[k] for k in ("truth", "pb", "confs", "box_scales"))
+    clusters = cluster(pb, iou_thr=iou, skip_box_thr=skip) if pb.n_parts > 1 else None
     rows = []
-    for pid, image in parts.groupby("patientId", sort=False):
-        width, height, png_scale = image[["png_width", "png_height", "png_scale"]].iloc[0]
-        sets = [
-            (g[["x1", "y1", "x2", "y2"]].to_numpy(np.float64), g["conf"].to_numpy(np.float64))
-            for _, g in image.groupby("part", sort=True)
-        ]
-        n_parts = int(image["part"].max()) + 1
-        sets += [(np.zeros((0, 4)), np.zeros(0))] * (n_parts - len(sets))  # models with no box here
-        xyxy, scores = fuse(sets, int(width), int(height), conf=skip_box_thr, iou_thr=iou_thr,
-                            skip_box_thr=skip_box_thr, conf_type=conf_type)  # fmt: skip
-        xywh = xyxy_to_xywh(xyxy / float(png_scale))
-        rows += [(str(pid), float(c), *map(float, b)) for c, b in zip(scores, xywh, strict=True)]
-    return pd.DataFrame(rows, columns=PRED_COLUMNS)
+    for kind in kinds:
+        fused = fuse_boxes(pb, iou_thr=iou, skip_box_thr=skip, conf_type=kind, clusters=clusters)
+        frame = to_frame(pb, *fused)
+        best = best_row(sweep_scores(truth, frame, [c for c in confs if c >= skip], box_scales))
+        rows.append({"iou_thr": iou, "skip_box_thr": skip, "conf_type": kind, **best})
+        del frame, fused
+    return rows
+
+
+def _init_worker(parent: int) -> None:
+    from core.workers import die_with_parent
+
+    die_with_parent(parent)
 
 
 def tune_wbf(
@@ -53,19 +81,41 @@ def tune_wbf(
     grid: Mapping[str, tuple] = WBF_GRID,
     confs=DEFAULTS.thresholds,
     box_scales=DEFAULTS.box_scales,
+    workers: int | None = None,
+    n_parts: int | None = None,
 ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Every WBF setting of ``grid`` with its best threshold and box scale. Returns ``(best setting with its
     conf, scale and score, the table of settings, the fused frame of the best setting)``; ties go to the
-    setting listed first (``ensemble_boxes``' defaults come first in each axis)."""
-    rows, frames = [], {}
-    for iou, skip, kind in itertools.product(grid["iou_thr"], grid["skip_box_thr"], grid["conf_type"]):
-        frame = fuse_parts(parts, iou_thr=iou, skip_box_thr=skip, conf_type=kind)
-        best = best_row(sweep_scores(truth, frame, [c for c in confs if c >= skip], box_scales))
-        rows.append({"iou_thr": iou, "skip_box_thr": skip, "conf_type": kind, **best})
-        frames[(iou, skip, kind)] = frame
-    table = pd.DataFrame(rows)
+    setting listed first (``ensemble_boxes``' defaults come first in each axis).
+
+    Settings are scored one at a time and only their best threshold, box scale and score are kept; the
+    best setting is fused once more at the end, so no more than one fused frame is alive per process.
+    ``workers`` processes (default: the cores this process may use, :func:`core.workers.available_cpus`)
+    each score whole ``(iou_thr, skip_box_thr)`` groups: the table is the same with any number."""
+    from core.workers import available_cpus
+
+    pb = part_boxes(parts, n_parts)
+    groups = list(itertools.product(grid["iou_thr"], grid["skip_box_thr"]))
+    kinds = tuple(grid["conf_type"])
+    workers = available_cpus() if workers is None else max(1, int(workers))
+    _SHARED.update(truth=truth, pb=pb, confs=tuple(confs), box_scales=tuple(box_scales))
+    try:
+        if workers == 1 or len(groups) == 1:
+            per_group = [_score_group(iou, skip, kinds) for iou, skip in groups]
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # fork: the workers inherit truth and the grouped boxes instead of receiving a pickled copy
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(min(workers, len(groups)), mp_context=context,
+                                     initializer=_init_worker, initargs=(os.getpid(),)) as pool:  # fmt: skip
+                per_group = list(pool.map(_score_group, *zip(*groups, strict=True), [kinds] * len(groups)))
+    finally:
+        _SHARED.clear()
+    table = pd.DataFrame([row for rows in per_group for row in rows])
     top = table.loc[table["score"].fillna(-1.0).idxmax()]
     setting = {"iou_thr": float(top["iou_thr"]), "skip_box_thr": float(top["skip_box_thr"]),
                "conf_type": str(top["conf_type"])}  # fmt: skip
     best = {**setting, "conf": float(top["conf"]), "scale": float(top["scale"]), "score": float(top["score"])}
-    return best, table, frames[(setting["iou_thr"], setting["skip_box_thr"], setting["conf_type"])]
+    return best, table, fuse_parts(pb, **setting)
