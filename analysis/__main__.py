@@ -5,15 +5,24 @@ import sys
 from core.cli import run_cli
 
 COMMANDS = {
-    "score": ("analysis.score_cli", "score a submission CSV against the labels with the exact Kaggle metric"),
-    "rescore": ("analysis.rescore_cli", "predict a split with a run's weights and tune threshold/scale"),
-    "submit": ("analysis.submit_cli", "predict test DICOMs (or PNGs) to a Kaggle submission CSV"),
-    "validate": ("analysis.validate_cli", "check a submission CSV against the test image folder"),
-    "eda": ("analysis.eda_cli", "exploratory report (markdown, HTML, PNG figures) of a dataset"),
-    "compare": ("analysis.compare_cli", "compare trained runs: table, curves, effect of each hyperparameter"),
-    "show": ("analysis.show_cli", "draw ground truth and predictions, worst images first"),
+    "score": (
+        "analysis.scoring.score_cli",
+        "score a submission CSV against the labels with the exact Kaggle metric",
+    ),
+    "rescore": (
+        "analysis.tuning.rescore_cli",
+        "predict a split with a run's weights and tune threshold/scale",
+    ),
+    "submit": ("analysis.inference.submit_cli", "predict test DICOMs (or PNGs) to a Kaggle submission CSV"),
+    "validate": ("analysis.inference.validate_cli", "check a submission CSV against the test image folder"),
+    "eda": ("analysis.reports.eda_cli", "exploratory report (markdown, HTML, PNG figures) of a dataset"),
+    "compare": (
+        "analysis.reports.compare_cli",
+        "compare trained runs: table, curves, effect of each hyperparameter",
+    ),
+    "show": ("analysis.reports.show_cli", "draw ground truth and predictions, worst images first"),
     "ablation": (
-        "analysis.ablation_cli",
+        "analysis.reports.ablation_cli",
         "what each step of the recipe is worth: score, loss, inference cost",
     ),
 }

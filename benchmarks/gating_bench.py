@@ -57,11 +57,11 @@ def train(name: str, out: Path, args: list[str]) -> Path:
 def images_per_second(kind: str, weights: Path, images: list[Path]) -> float:
     """Inference rate on ``images`` (PNG decode included), after one warm-up batch."""
     if kind == "det":
-        from analysis.predict import predict_images as predict
+        from analysis.inference.predict import predict_images as predict
 
-        kwargs = {"conf": 0.01}
+        kwargs = {"floor": 0.01}
     else:
-        from analysis.classifier import predict_probs as predict
+        from analysis.inference.classifier import predict_probs as predict
 
         kwargs = {}
     predict([weights], images[:16], batch=16, progress=False, **kwargs)
@@ -75,13 +75,13 @@ def perfect_gate(run_dir: Path, data_yaml: Path, alone: dict) -> float:
     truth itself (P(opacity) 1 on Lung Opacity films, 0 on the others), i.e. by a perfect classifier."""
     import pandas as pd
 
-    from analysis.gating import best_gate, gate_sweep
-    from analysis.truth import dataset_truth
+    from analysis.scoring.truth import dataset_truth
+    from analysis.tuning.gating import best_gate, gate_sweep
     from core.layout import dataset_split
 
     root, manifest = dataset_split(data_yaml, "val")
     truth = dataset_truth(root, manifest, "val").truth
-    frame = pd.read_csv(Path(alone["run_dir"]) / alone["predictions"], dtype={"patientId": str})
+    frame = pd.read_csv(Path(alone["out_dir"]) / alone["predictions"], dtype={"patientId": str})
     perfect = {pid: float(len(boxes) > 0) for pid, boxes in truth.items()}
     return float(best_gate(gate_sweep(truth, frame, perfect))["score"])
 
@@ -123,7 +123,7 @@ def main() -> int:
         f"YOLO classifier ({a.cls_model})": train("cls_yolo", out, [*cls_common, f"model={a.cls_model}"]),
     }
 
-    from analysis.rescore import rescore
+    from analysis.tuning.rescoring import rescore
     from core.layout import read_dataset
 
     root, manifest = read_dataset(data / "data.yaml")

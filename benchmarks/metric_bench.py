@@ -3,8 +3,9 @@
 3,000 images with 0-4 ground-truth boxes and 0-10 predictions each (the generator of
 ``tests/test_metric.py``). Prints times and ratios against baselines measured in the same run:
 
-- one scoring: :func:`analysis.metric.kaggle_map` vs the loop reference (target >= 20x, same score to 1e-9);
-- a 19-threshold x 5-scale sweep: :func:`analysis.metric.sweep` (one IoU pass per scale) vs 95
+- one scoring: :func:`analysis.scoring.metric.kaggle_map` vs the loop reference (target >= 20x, same score
+  to 1e-9);
+- a 19-threshold x 5-scale sweep: :func:`analysis.scoring.metric.sweep` (one IoU pass per scale) vs 95
   independent ``kaggle_map`` calls, and vs 95 loop scorings extrapolated from one.
 
 Times are the best CPU time of ``--repeat`` runs each. Run: ``python benchmarks/metric_bench.py``.
@@ -21,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analysis.metric import kaggle_map, sweep  # noqa: E402
+from analysis.scoring.metric import kaggle_map, sweep  # noqa: E402
 
 TARGET_SPEEDUP = 20.0
 

@@ -5,7 +5,8 @@
    training images/s come from each run's ``results.csv``; the ratio is the wrapper's overhead during
    training (goal: under 2%). The final rescoring is timed apart.
 2. Prediction, DICOMs to submission rows (decode, resize, inference, fusion, CSV): ``--n-test`` test DICOMs
-   at 1024 px through ``analysis.submit.make_submission`` at batch 1 and ``--batch``, with the loading in the
+   at 1024 px through ``analysis.inference.submit.make_submission`` at batch 1 and ``--batch``, with the
+   loading in the
    predicting thread (``workers=0``, the baseline) and on all cores ahead of inference; and with flip TTA
    (weighted box fusion of two passes).
 
@@ -96,7 +97,7 @@ def main() -> int:
           f"goal < 2%); whole command incl. rescoring and W&B: "
           f"{wrapped['wall_s'] / base['wall_s']:.2f} x")  # fmt: skip
 
-    from analysis.submit import make_submission
+    from analysis.inference.submit import make_submission
 
     weights = out / "runs" / "wrapped" / "weights" / "best.pt"
     test = kaggle / "stage_2_test_images"

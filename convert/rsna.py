@@ -45,9 +45,9 @@ from convert.split import split_patients
 from core.boxes import clip_xywh
 from core.cli import UserError
 from core.dicom import DicomError, dicom_to_uint8, header_metadata, read_dicom
+from core.download import Source, find_source
 from core.images import png_header, resize_longer_side, resized_shape
 from core.io import TMP_SUFFIX, write_atomic
-from core.kaggle import Source, find_source
 from core.labels import Labels, Skip, is_safe_id, read_labels
 from core.layout import BOX_COLUMNS, MANIFEST_COLUMNS, SPLITS, data_yaml_text, label_text
 from core.workers import available_cpus, die_with_parent

@@ -22,7 +22,7 @@ from convert.synth_hard import harden_spec, render_hard_radiograph
 from convert.synth_render import render_radiograph
 from convert.synth_sample import PatientSpec, load_box_sets, sample_patients
 from core.boxes import NATIVE_SIZE
-from core.kaggle import CLASS_FILES, LABEL_FILES, SUBMISSION_FILES, TEST_DIRS, TRAIN_DIRS
+from core.download import CLASS_FILES, LABEL_FILES, SUBMISSION_FILES, TEST_DIRS, TRAIN_DIRS
 from core.layout import CLASSES
 from core.workers import die_with_parent
 

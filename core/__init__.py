@@ -7,7 +7,7 @@ It holds the project's conventions and the formats of its files, and imports non
 - :mod:`core.dicom`: reading a challenge DICOM to 8-bit pixels and header values;
 - :mod:`core.images`: resizing a film and reading a PNG's header;
 - :mod:`core.io`: the one atomic writer (bytes, text, CSV, JSON);
-- :mod:`core.kaggle`: the Kaggle download's file and folder names and where they are in a folder;
+- :mod:`core.download`: the Kaggle download's file and folder names and where they are in a folder;
 - :mod:`core.layout`: a converted dataset's contract (splits, classes, manifest columns, label and
   prediction files, readers of ``manifest.csv``, ``data.yaml`` and fold YAMLs);
 - :mod:`core.runs`: a training run folder (weights, data YAML, ``kaggle.json``, prediction files).

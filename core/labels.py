@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from core.cli import UserError
-from core.kaggle import CLASS_COLUMNS, CLASS_FILES, LABEL_COLUMNS, LABEL_FILES, find_csv
+from core.download import CLASS_COLUMNS, CLASS_FILES, LABEL_COLUMNS, LABEL_FILES, find_csv
 from core.layout import BOX_COLUMNS, CLASSES, POSITIVE_CLASS
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,200}")

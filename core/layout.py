@@ -62,6 +62,32 @@ BOXES_COLUMNS = ("patientId", *BOX_COLUMNS)
 PRED_COLUMNS = ["patientId", "conf", *BOX_COLUMNS]
 """``predictions_<split>.csv`` of a run: one row per predicted box, source pixels (xywh_px), unscaled."""
 
+# The files and folders of a converted dataset: the only place their names are spelled.
+MANIFEST_CSV = "manifest.csv"
+BOXES_CSV = "boxes.csv"
+REPORT_JSON = "report.json"
+DATA_YAML = "data.yaml"
+FOLDS_DIR = "folds"
+"""``D/folds/``: ``fold<k>.yaml`` (:func:`fold_yaml_name`) and ``fold<k>_<split>.txt`` image lists."""
+VIEW_DIRS = {False: "classify", True: "classify_binary"}
+"""The classification view's folder: three classes (``D/classify``), or binary (``D/classify_binary``)."""
+CLASSIFY_VIEW = VIEW_DIRS[False]
+
+
+def fold_name(k: int) -> str:
+    """``fold<k>``: fold ``k``'s name, as a fold YAML's stem, a view's subfolder and a fold run's folder."""
+    return f"fold{int(k)}"
+
+
+def fold_yaml_name(k: int) -> str:
+    """``fold<k>.yaml`` in ``D/folds/``."""
+    return f"{fold_name(k)}.yaml"
+
+
+def fold_list_name(k: int, split: str) -> str:
+    """``fold<k>_<split>.txt`` in ``D/folds/``: the image list of one split of fold ``k``."""
+    return f"{fold_name(k)}_{split}.txt"
+
 
 def label_text(boxes_xywh_px, rows: int, cols: int) -> str:
     """The YOLO label file content for Kaggle boxes ``(N, 4)`` in a ``rows x cols`` source image."""
@@ -89,7 +115,7 @@ def read_data_yaml(data_yaml: str | Path) -> tuple[Path, dict, Path]:
     YAML's ``path:`` (relative to the YAML's folder), else the YAML's folder."""
     data_yaml = Path(data_yaml)
     if data_yaml.is_dir():
-        data_yaml = data_yaml / "data.yaml"
+        data_yaml = data_yaml / DATA_YAML
     try:
         cfg = yaml.safe_load(data_yaml.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -103,7 +129,7 @@ def read_data_yaml(data_yaml: str | Path) -> tuple[Path, dict, Path]:
 def read_dataset(data_yaml: str | Path) -> tuple[Path, pd.DataFrame]:
     """Dataset root (the YAML's ``path:``, else its folder) and its ``manifest.csv``."""
     _, _, root = read_data_yaml(data_yaml)
-    manifest_path = root / "manifest.csv"
+    manifest_path = root / MANIFEST_CSV
     if not manifest_path.is_file():
         raise UserError(f"{manifest_path}: missing (was the dataset made by `python -m convert rsna`?)")
     manifest = read_manifest(manifest_path)
@@ -154,7 +180,7 @@ def dataset_split(data_yaml: str | Path, split: str) -> tuple[Path, pd.DataFrame
     unknown = [i for i in ids if i not in known]
     if unknown:
         raise UserError(
-            f"{data_yaml}: {split}: {len(unknown)} image(s) not in {root / 'manifest.csv'}, e.g. {unknown[0]}"
+            f"{data_yaml}: {split}: {len(unknown)} image(s) not in {root / MANIFEST_CSV}, e.g. {unknown[0]}"
         )
     chosen = manifest["patientId"].astype(str).isin(set(ids))
     other = np.where(manifest["split"] == split, "", manifest["split"])  # the manifest's own split: not it

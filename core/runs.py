@@ -19,10 +19,28 @@ import yaml
 from core.cli import UserError
 from core.io import write_json_atomic
 
-WEIGHTS = ("best.pt", "last.pt")
+# The files and folders of a run: the only place their names are spelled.
+WEIGHTS_DIR = "weights"
+BEST_PT = "best.pt"
+LAST_PT = "last.pt"
+WEIGHTS = (BEST_PT, LAST_PT)
 """A run's weights in order of preference (``best.pt`` is the best epoch by Ultralytics' fitness)."""
 ARGS_YAML = "args.yaml"
+RESULTS_CSV = "results.csv"
 KAGGLE_JSON = "kaggle.json"
+"""A detector's tuned Kaggle score (docs/ARCHITECTURE.md); a fold set's are ``kaggle_oof*.json``."""
+CLASSIFY_JSON = "classify.json"
+"""A classifier run's evaluation (accuracy, ROC AUC of P(opacity), confusion)."""
+KAGGLE_OOF_JSON = "kaggle_oof.json"
+KAGGLE_OOF_GATED_JSON = "kaggle_oof_gated.json"
+CLASSIFY_OOF_JSON = "classify_oof.json"
+OOF = "oof"
+"""The "split" of a fold set's out-of-fold files (``predictions_oof.csv``, ``classifier_oof.csv``)."""
+
+
+def weights_file(run_dir: str | Path, name: str = BEST_PT) -> Path:
+    """``run_dir/weights/<name>`` (whether or not it exists)."""
+    return Path(run_dir) / WEIGHTS_DIR / name
 
 
 def predictions_name(split: str) -> str:
@@ -30,11 +48,21 @@ def predictions_name(split: str) -> str:
     return f"predictions_{split}.csv"
 
 
+def parts_name(split: str) -> str:
+    """``predictions_<split>_parts.csv``: each model's (and flip's) own boxes before fusion."""
+    return f"predictions_{split}_parts.csv"
+
+
+def classifier_predictions_name(split: str) -> str:
+    """``classifier_<split>.csv``: a classifier's ``patientId,p_opacity`` on a split."""
+    return f"classifier_{split}.csv"
+
+
 def run_weights(run_dir: str | Path) -> Path | None:
     """``run_dir/weights/best.pt``, else ``last.pt``, else None."""
     for name in WEIGHTS:
-        if (Path(run_dir) / "weights" / name).is_file():
-            return Path(run_dir) / "weights" / name
+        if weights_file(run_dir, name).is_file():
+            return weights_file(run_dir, name)
     return None
 
 
@@ -49,14 +77,14 @@ def resolve_weights(weights_or_run: str | Path) -> tuple[Path, Path]:
         return weights, p
     if not p.is_file():
         raise UserError(f"{p}: no such weights file or run folder")
-    return p, (p.parent.parent if p.parent.name == "weights" else p.parent)
+    return p, (p.parent.parent if p.parent.name == WEIGHTS_DIR else p.parent)
 
 
 def fold_runs(folder: str | Path) -> list[Path]:
     """The fold runs of a fold set (``python -m train folds``: ``<set>/fold<k>/weights/``), in fold order;
     empty when ``folder`` is not a fold set."""
     folder = Path(folder)
-    if not folder.is_dir() or (folder / "weights").is_dir():
+    if not folder.is_dir() or (folder / WEIGHTS_DIR).is_dir():
         return []
     runs = [d for d in folder.glob("fold*") if d.is_dir() and d.name[4:].isdigit() and run_weights(d)]
     return sorted(runs, key=lambda d: int(d.name[4:]))

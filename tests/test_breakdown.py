@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.breakdown import breakdown, format_breakdown
+from analysis.scoring.breakdown import breakdown, format_breakdown
 
 
 def test_breakdown_losses_add_up():

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from conftest import subprocess_env
 
-from analysis.classifier import classification_metrics, opacity_index
+from analysis.inference.classifier import classification_metrics, opacity_index
 from core.cli import UserError
 
 CLASSES = ["lung_opacity", "normal", "not_normal"]

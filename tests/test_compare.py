@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from analysis import compare
+from analysis.reports import compare
 from tests.conftest import REPO_ROOT, subprocess_env
 
 RUNS = {  # name -> overrides; everything else is shared

@@ -13,11 +13,11 @@ import pandas as pd
 import pydicom
 import pytest
 
-from analysis.eda import build_report, run_eda
-from analysis.eda_load import CONVERT_CHECK, load
-from analysis.eda_stats import age_outliers, class_target_table
+from analysis.reports.eda import build_report, run_eda
+from analysis.reports.eda_load import CONVERT_CHECK, load
+from analysis.reports.eda_stats import age_outliers, class_target_table
 from convert.check import check_dataset
-from core.kaggle import CLASS_FILES, LABEL_FILES, TRAIN_DIRS
+from core.download import CLASS_FILES, LABEL_FILES, TRAIN_DIRS
 from core.layout import BOX_COLUMNS, label_text
 from tests.conftest import REPO_ROOT, subprocess_env
 

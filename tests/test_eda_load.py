@@ -1,10 +1,10 @@
-"""``analysis.eda_load``: the relations checked between the raw Kaggle CSV rows."""
+"""``analysis.reports.eda_load``: the relations checked between the raw Kaggle CSV rows."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from analysis.eda_load import kaggle_checks
+from analysis.reports.eda_load import kaggle_checks
 
 
 def test_checks_find_violations() -> None:

@@ -1,11 +1,11 @@
-"""``analysis.eda_stats``: box geometry and the coverage heatmap, against values computed by hand."""
+"""``analysis.reports.eda_stats``: box geometry and the coverage heatmap, against values computed by hand."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from analysis.eda_stats import box_geometry, boxes_in_native_frame, coverage_heatmap
+from analysis.reports.eda_stats import box_geometry, boxes_in_native_frame, coverage_heatmap
 
 
 def test_coverage_heatmap_closed_form() -> None:

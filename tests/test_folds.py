@@ -73,17 +73,19 @@ def test_three_folds_then_out_of_fold_and_a_killed_set_trains_only_the_rest(fold
     assert (tmp_path / "cv" / "fold2" / "kaggle.json").is_file()
     # The fold set is an ensemble as it is: rescore (and submit) take its folder. But fused on val, folds 1
     # and 2 would score images they trained on (fold 0's val): refused, not presented as a validation score.
-    from analysis.rescore import rescore
+    from analysis.tuning.rescoring import rescore
 
     with pytest.raises(UserError, match=r"fold1/weights/best\.pt trained on \d+ of the \d+ val images"):
         rescore(tmp_path / "cv", folded / "data.yaml", ultralytics_val=False, progress=False)
     assert not (tmp_path / "cv" / "kaggle_ensemble3" / "kaggle.json").exists()
-    import analysis.predict
-    from analysis.submit import make_submission
+    import analysis.inference.predict
+    from analysis.inference.submit import make_submission
 
-    real_predict, used = analysis.predict.predict_images, []
+    real_predict, used = analysis.inference.predict.predict_images, []
     monkeypatch.setattr(
-        analysis.predict, "predict_images", lambda w, *a, **k: (used.append(w), real_predict(w, *a, **k))[1]
+        analysis.inference.predict,
+        "predict_images",
+        lambda w, *a, **k: (used.append(w), real_predict(w, *a, **k))[1],
     )
     sub = make_submission([tmp_path / "cv"], folded / "images" / "val", tmp_path / "sub.csv", progress=False,
                           echo=lambda *a: None)  # fmt: skip
@@ -119,8 +121,8 @@ def test_classifier_folds_gate_the_detector_folds_out_of_fold_and_in_the_submiss
 ):
     """A fold set of classifiers: every labelled image gets P(opacity) once, from the fold that held it out;
     a detector fold set given it tunes the gate on the out-of-fold boxes; submit applies that gate."""
-    from analysis.gating import best_gate, gate_sweep, p_opacity_map
-    from analysis.submit import make_submission
+    from analysis.inference.submit import make_submission
+    from analysis.tuning.gating import best_gate, gate_sweep, p_opacity_map
     from convert.classify import write_classify_view
 
     write_classify_view(folded)  # a dataset converted without --classify gets its views added
@@ -147,7 +149,7 @@ def test_classifier_folds_gate_the_detector_folds_out_of_fold_and_in_the_submiss
     saved = json.loads((tmp_path / "det" / "kaggle_oof_gated.json").read_text())
     assert saved == {**det["gated"]} and saved["split"] == "oof"
     # The same tuning by hand from the two out-of-fold files: the gated score is never below the ungated.
-    from analysis.truth import dataset_truth
+    from analysis.scoring.truth import dataset_truth
     from core.layout import read_dataset
 
     root, manifest = read_dataset(folded / "data.yaml")
@@ -158,16 +160,16 @@ def test_classifier_folds_gate_the_detector_folds_out_of_fold_and_in_the_submiss
     assert saved["gate"] == {"mode": best["mode"], "gate": best["gate"]}
 
     # submit --from-run D/kaggle_oof_gated.json --classifier CLS_SET: the fold ensembles, gated by that gate.
-    import analysis.predict
-    from analysis.submit import OOF_FUSION
+    import analysis.inference.predict
+    from analysis.inference.submit import OOF_FUSION
 
-    real_predict, fusions = analysis.predict.predict_images, []
+    real_predict, fusions = analysis.inference.predict.predict_images, []
 
     def recording(w, *a, **k):
         fusions.append(k.get("wbf"))
         return real_predict(w, *a, **k)
 
-    monkeypatch.setattr(analysis.predict, "predict_images", recording)
+    monkeypatch.setattr(analysis.inference.predict, "predict_images", recording)
     notes = []
     tuned = tmp_path / "det" / "kaggle_oof_gated.json"
     summary = make_submission([tmp_path / "det"], folded / "images" / "val", tmp_path / "sub.csv",

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.gating import apply_gate, best_gate, gate_sweep
-from analysis.tuning import sweep_scores
+from analysis.tuning.gating import apply_gate, best_gate, gate_sweep
+from analysis.tuning.threshold import sweep_scores
 from core.cli import UserError
 
 # A: Lung Opacity, one truth box, predicted exactly but with a modest confidence (0.5), p_opacity 0.3.

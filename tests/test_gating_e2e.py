@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from conftest import REPO_ROOT, subprocess_env
 
-from analysis.gating import apply_gate, p_opacity_map
-from analysis.rescore import rescore
-from analysis.submission import read_submission, select_boxes
-from analysis.submit import make_submission
+from analysis.inference.submission import read_submission, select_boxes
+from analysis.inference.submit import make_submission
+from analysis.tuning.gating import apply_gate, p_opacity_map
+from analysis.tuning.rescoring import rescore
 from core.cli import UserError
 
 pytestmark = pytest.mark.slow
@@ -53,7 +53,7 @@ def test_rescore_with_a_classifier_tunes_a_gate_never_below_the_detector(trained
     result = rescore(trained["det"], trained["data"], classifier=trained["cls"], ultralytics_val=False,
                      progress=False)  # fmt: skip
     out = trained["det"] / "kaggle_gated"
-    assert Path(result["run_dir"]) == out and (out / "kaggle.json").is_file()
+    assert Path(result["out_dir"]) == out and (out / "kaggle.json").is_file()
     assert not (trained["det"] / "kaggle.json").exists()  # the run's own file is not the gated one
     saved = json.loads((out / "kaggle.json").read_text())
     assert saved["score"] >= saved["ungated"]["score"]
@@ -140,7 +140,7 @@ def test_bad_classifiers_are_one_clear_line(trained, tmp_path):
 def test_ablation_rows_are_the_equivalent_rescore_scores(trained, tmp_path):
     import pandas as pd
 
-    from analysis.ablation import run_ablation
+    from analysis.reports.ablation import run_ablation
 
     paths, table = run_ablation(trained["det"], trained["data"], tmp_path / "abl", classifier=trained["cls"],
                                 progress=False)  # fmt: skip

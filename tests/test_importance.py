@@ -9,8 +9,8 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from analysis.compare import run_compare
-from analysis.importance import effect_sentence, fig_parameter, find_study, importances, trial_frame
+from analysis.reports.compare import run_compare
+from analysis.reports.importance import effect_sentence, fig_parameter, find_study, importances, trial_frame
 
 SPACE = {"lr0": FloatDistribution(1e-4, 1e-1, log=True), "mosaic": FloatDistribution(0.0, 1.0),
          "optimizer": CategoricalDistribution(["SGD", "Adam", "AdamW"])}  # fmt: skip

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from analysis.metric import (
+from analysis.scoring.metric import (
     THRESHOLDS,
     accumulate,
     evaluate_images,

@@ -17,8 +17,8 @@ import pytest
 import yaml
 from matplotlib.figure import Figure
 
-from analysis import eda
-from analysis.report import Report
+from analysis.reports import eda
+from analysis.reports.report import Report
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
 needs_chromium = pytest.mark.skipif(
@@ -105,8 +105,8 @@ def write_run(run: Path, lr0: float, maps: list[float]) -> None:
 
 @needs_chromium
 def test_compare_and_show_pages_render(tmp_path: Path) -> None:
-    from analysis.compare import run_compare
-    from analysis.show import run_show
+    from analysis.reports.compare import run_compare
+    from analysis.reports.show import run_show
     from convert.rsna import convert_rsna
     from convert.synth import generate
     from tests.test_show import handmade_run

@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.metric import frame_to_preds, frame_to_truth, kaggle_map
-from analysis.predict import predict_images
-from analysis.rescore import rescore
-from analysis.submission import read_submission
-from analysis.tuning import SWEEP_BOX_SCALES, SWEEP_CONFS
+from analysis.inference.predict import predict_images
+from analysis.inference.submission import read_submission
+from analysis.scoring.metric import frame_to_preds, frame_to_truth, kaggle_map
+from analysis.tuning.defaults import DEFAULTS
+from analysis.tuning.rescoring import rescore
 from core.cli import UserError
 from core.layout import PRED_COLUMNS
 from tests.conftest import REPO_ROOT, subprocess_env
@@ -79,7 +79,7 @@ def test_rescore_writes_the_contract_and_the_right_score(project):
     val = manifest[manifest["split"] == "val"]
     assert saved["n_images"] == len(val) and saved["split"] == "val"
     assert saved["weights"] == str(run / "weights" / "best.pt")
-    assert len(saved["sweep"]) == len(SWEEP_CONFS) * len(SWEEP_BOX_SCALES) == 115
+    assert len(saved["sweep"]) == len(DEFAULTS.thresholds) * len(DEFAULTS.box_scales) == 115
     assert 0.0 <= saved["map50"] <= 1.0 and 0.0 <= saved["map50_95"] <= saved["map50"] + 1e-12
 
     # the cached predictions: val patients only, source pixels (256-px DICOMs), conf >= 0.01
@@ -124,8 +124,8 @@ def test_dicom_and_png_inference_agree_in_source_pixels(project):
     dicoms = [root / "kaggle" / "stage_2_train_images" / f"{p}.dcm" for p in val["patientId"]]
     pngs = [root / "ds" / p for p in val["png"]]
     png_scales = dict(zip(val["patientId"], val["scale"], strict=True))
-    from_dcm = predict_images(weights, dicoms, imgsz=64, conf=0.001, progress=False)
-    from_png = predict_images(weights, pngs, imgsz=64, conf=0.001, png_scales=png_scales, progress=False)
+    from_dcm = predict_images(weights, dicoms, imgsz=64, floor=0.001, progress=False)
+    from_png = predict_images(weights, pngs, imgsz=64, floor=0.001, png_scales=png_scales, progress=False)
     assert from_dcm.attrs["failed"] == {} and from_png.attrs["failed"] == {}
     assert len(from_png) > 0  # an untrained net still proposes low-confidence boxes: the check is not vacuous
     pd.testing.assert_frame_equal(from_dcm, from_png, atol=1e-6, rtol=0)
@@ -185,7 +185,7 @@ def test_ensemble_tta_submission_scores_like_its_predictions(project, tmp_path):
     assert scored.returncode == 0, scored.stderr
     printed = float(re.search(r"Kaggle score ([0-9.]+|nan)", scored.stdout).group(1))
     frame = predict_images(
-        weights, sorted(images.glob("*.png")), imgsz=64, conf=0.01, tta=True,
+        weights, sorted(images.glob("*.png")), imgsz=64, floor=0.01, tta=True,
         png_scales=dict(zip(val["patientId"], val["scale"], strict=True)), progress=False,
     )  # fmt: skip
     boxes = pd.read_csv(root / "ds" / "boxes.csv", dtype={"patientId": str})
@@ -196,10 +196,10 @@ def test_ensemble_tta_submission_scores_like_its_predictions(project, tmp_path):
     # rescore of the same combination goes to a subfolder and caches exactly these predictions
     own = (run / "kaggle.json").read_text()
     result = rescore(weights, project["data"], tta=True, ultralytics_val=False, progress=False)
-    assert Path(result["run_dir"]) == run / "kaggle_ensemble2_tta"
+    assert Path(result["out_dir"]) == run / "kaggle_ensemble2_tta"
     assert (run / "kaggle.json").read_text() == own
     assert result["weights"] == [str(w) for w in weights] and result["tta"] is True
-    from analysis.ensemble import fuse_parts
+    from analysis.tuning.wbf import fuse_parts
 
     folder = run / "kaggle_ensemble2_tta"
     by_id = ["patientId", "conf", "x", "y"]
@@ -222,7 +222,7 @@ def test_ensemble_tta_submission_scores_like_its_predictions(project, tmp_path):
     cached = pd.read_csv(folder / "predictions_val.csv", dtype={"patientId": str})
     same(cached, fuse_parts(parts, **wbf))
     # submit with that folder's tuning fuses the same way.
-    from analysis.submit import make_submission
+    from analysis.inference.submit import make_submission
 
     again = tmp_path / "tuned.csv"
     make_submission(weights, images, again, conf=0.01, from_run=folder, tta=True, progress=False,
@@ -240,8 +240,8 @@ def test_rescore_again_runs_no_inference(project, monkeypatch):
     def no_inference(*args, **kwargs):
         raise AssertionError("inference ran")
 
-    monkeypatch.setattr("analysis.predict.predict_images", no_inference)
-    monkeypatch.setattr("analysis.rescore.ultralytics_map", no_inference)
+    monkeypatch.setattr("analysis.inference.predict.predict_images", no_inference)
+    monkeypatch.setattr("analysis.tuning.rescoring.ultralytics_map", no_inference)
     again = rescore(run, project["data"], progress=False)
     assert again["predictions_reused"]
     assert (again["map50"], again["map50_95"], again["score"]) == (
@@ -315,7 +315,7 @@ def test_an_ensemble_of_sizes_predicts_each_model_at_its_own_size(project, tmp_p
     import torch
     from ultralytics import YOLO
 
-    from analysis.predict import resolve_imgsz
+    from analysis.inference.predict import resolve_imgsz
 
     run = project["run"]
     other = tmp_path / "big" / "weights" / "best.pt"
@@ -342,3 +342,32 @@ def test_an_ensemble_of_sizes_predicts_each_model_at_its_own_size(project, tmp_p
         [run, other], project["data"], ultralytics_val=False, out_dir=tmp_path / "ens", progress=False
     )
     assert result["imgsz"] == [64, 96] and result["prediction_signature"]["imgsz"] == [64, 96]
+
+
+def test_the_predictor_reproduces_the_tuned_score_and_rows(project):
+    """The inference door built from the rescored run predicts the val images exactly as tuned: the rows
+    of predictions_val.csv at the tuned threshold and box scale, and the tuned score."""
+    from analysis.inference import Predictor
+    from analysis.inference.predict import manifest_png_scales
+    from analysis.inference.submission import select_boxes
+    from analysis.tuning import read_truth
+
+    run, manifest = project["run"], project["manifest"]
+    result = rescore(run, project["data"], progress=False, ultralytics_val=False)
+    val = manifest[manifest["split"] == "val"]
+    predictor = Predictor.from_run(run)
+    assert predictor.setting.conf == result["conf"] and predictor.setting.box_scale == result["scale"]
+    images = [project["root"] / "ds" / p for p in val["png"]]
+    got = predictor.predict(images, png_scales=manifest_png_scales(val), progress=False)
+    saved = pd.read_csv(run / "predictions_val.csv", dtype={"patientId": str})
+    expected = select_boxes(saved, conf=result["conf"], box_scale=result["scale"])
+    order = ["patientId", "conf"]
+    a = got.boxes.sort_values(order, kind="stable").reset_index(drop=True)
+    b = expected.sort_values(order, kind="stable").reset_index(drop=True)
+    assert len(a) == len(b) and list(a["patientId"]) == list(b["patientId"])
+    np.testing.assert_allclose(
+        a[PRED_COLUMNS[1:]].to_numpy(float), b[PRED_COLUMNS[1:]].to_numpy(float), rtol=1e-5, atol=1e-3
+    )  # fmt: skip  (the CSV keeps 6 significant digits)
+    truth = read_truth(project["data"], split="val").truth
+    assert kaggle_map(truth, frame_to_preds(got.boxes)) == pytest.approx(result["score"], abs=1e-9)
+    assert got.removed.empty and got.failed == {} and got.ids == [Path(p).stem for p in images]

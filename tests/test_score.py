@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.score import score_submission
+from analysis.scoring.score import score_submission
 from core.cli import UserError
 from tests.conftest import REPO_ROOT, subprocess_env
 from tests.fake_dataset import fake_dataset

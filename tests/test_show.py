@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import show
+from analysis.reports import show
 from core.boxes import scale_about_centre
 from core.cli import UserError
 from tests.conftest import REPO_ROOT, subprocess_env

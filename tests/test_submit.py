@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from analysis.submission import image_ids
-from analysis.submit import find_manifest, tuned_settings
-from analysis.tuning import check_settings
+from analysis.inference.submission import image_ids
+from analysis.inference.submit import find_manifest, tuned_settings
+from analysis.tuning.threshold import check_settings
 from core.cli import UserError
 from tests.fake_dataset import fake_dataset
 

@@ -182,7 +182,7 @@ def test_train_writes_kaggle_json_and_logs_it_to_the_same_offline_wandb_run(tiny
 def test_final_val_maps_come_from_the_trainers_metrics():
     from types import SimpleNamespace
 
-    from train.kaggle import final_val_maps
+    from train.scoring import final_val_maps
 
     metrics = {"metrics/mAP50(B)": 0.5, "metrics/mAP50-95(B)": 0.25, "metrics/precision(B)": 0.9}
     assert final_val_maps(SimpleNamespace(metrics=metrics)) == {"map50": 0.5, "map50_95": 0.25}
@@ -193,7 +193,7 @@ def test_final_val_maps_come_from_the_trainers_metrics():
 @pytest.mark.slow
 def test_kaggle_json_maps_are_those_of_best_pt_on_val(tiny_data: Path, trained):
     """The trainer's final validation of best.pt is reused, not repeated: its values must be best.pt's."""
-    from analysis.rescore import ultralytics_map
+    from analysis.tuning.rescoring import ultralytics_map
 
     result = json.loads((trained[1] / "kaggle.json").read_text())
     expected = ultralytics_map(
@@ -289,7 +289,7 @@ def test_epoch_scorer_uses_the_fold_yamls_own_val_images(tmp_path: Path):
     """kaggle_every on a fold YAML scores that fold's val list, not the manifest's split (fold 0)."""
     from convert.rsna import convert_rsna
     from convert.synth import generate
-    from train.kaggle import EpochScorer
+    from train.scoring import EpochScorer
 
     generate(tmp_path / "kaggle", 24, 0, 3, imgsz=128)
     convert_rsna(

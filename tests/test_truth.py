@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.rescore import split_images
-from analysis.truth import read_truth
+from analysis.scoring.truth import read_truth
+from analysis.tuning.rescoring import split_images
 from core.cli import UserError
 from core.layout import dataset_split
 from tests.fake_dataset import fake_dataset

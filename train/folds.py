@@ -25,8 +25,29 @@ import pandas as pd
 
 from core.cli import UserError
 from core.io import write_csv_atomic, write_json_atomic
-from core.layout import LABEL_SPLITS, PRED_COLUMNS, read_data_yaml, read_dataset
-from core.runs import read_kaggle
+from core.layout import (
+    CLASSIFY_VIEW,
+    DATA_YAML,
+    FOLDS_DIR,
+    LABEL_SPLITS,
+    PRED_COLUMNS,
+    fold_name,
+    read_data_yaml,
+    read_dataset,
+)
+from core.runs import (
+    CLASSIFY_JSON,
+    CLASSIFY_OOF_JSON,
+    KAGGLE_JSON,
+    KAGGLE_OOF_GATED_JSON,
+    KAGGLE_OOF_JSON,
+    LAST_PT,
+    OOF,
+    classifier_predictions_name,
+    predictions_name,
+    read_kaggle,
+    weights_file,
+)
 
 FOLD_RE = re.compile(r"fold(\d+)\.yaml")
 
@@ -56,7 +77,7 @@ def check_partition(dataset: Path, folds: dict[int, Path]) -> dict[int, list[str
     """Each fold's val patientIds; :class:`UserError` unless they cover every labelled image exactly once."""
     from core.layout import yaml_split_ids
 
-    _, manifest = read_dataset(dataset / "data.yaml")
+    _, manifest = read_dataset(dataset / DATA_YAML)
     labelled = set(manifest.loc[manifest["split"].isin(LABEL_SPLITS), "patientId"].astype(str))
     vals = {k: yaml_split_ids(p, "val", manifest) or [] for k, p in folds.items()}
     seen: dict[str, int] = {}
@@ -69,7 +90,7 @@ def check_partition(dataset: Path, folds: dict[int, Path]) -> dict[int, list[str
     if missing or set(seen) - labelled:
         odd = sorted(missing or set(seen) - labelled)
         raise UserError(
-            f"{dataset / 'folds'}: the folds' val lists do not cover the labelled images once each "
+            f"{dataset / FOLDS_DIR}: the folds' val lists do not cover the labelled images once each "
             f"({len(missing)} missing, {len(set(seen) - labelled)} unknown, e.g. {odd[0]})"
         )
     return vals
@@ -77,10 +98,10 @@ def check_partition(dataset: Path, folds: dict[int, Path]) -> dict[int, list[str
 
 def fold_status(run_dir: Path, task: str) -> str:
     """``done`` (weights and the final score file), ``killed`` (a ``last.pt`` to resume) or ``new``."""
-    score = run_dir / ("classify.json" if task == "classify" else "kaggle.json")
-    if score.is_file() and (run_dir / "weights" / "best.pt").is_file():
+    score = run_dir / (CLASSIFY_JSON if task == "classify" else KAGGLE_JSON)
+    if score.is_file() and weights_file(run_dir).is_file():
         return "done"
-    return "killed" if (run_dir / "weights" / "last.pt").is_file() else "new"
+    return "killed" if weights_file(run_dir, LAST_PT).is_file() else "new"
 
 
 def run_folds(
@@ -110,9 +131,9 @@ def run_folds(
     set_dir = Path(str(args.pop("project", "runs/folds"))).resolve() / str(args.pop("name", dataset.name))
     options = replace(options, wandb_group=options.wandb_group or set_dir.name)
     for k, fold_yaml in folds.items():
-        run_dir = set_dir / f"fold{k}"
+        run_dir = set_dir / fold_name(k)
         status = fold_status(run_dir, task)
-        data = dataset / "classify" / f"fold{k}" if task == "classify" else fold_yaml
+        data = dataset / CLASSIFY_VIEW / fold_name(k) if task == "classify" else fold_yaml
         if task == "classify" and not (data / "val").is_dir():
             raise UserError(
                 f"{data}: no classification view of fold {k}; run `python -m convert classify {dataset}`"
@@ -127,7 +148,7 @@ def run_folds(
                 **args,
                 "data": str(data),
                 "project": str(set_dir),
-                "name": f"fold{k}",
+                "name": fold_name(k),
                 "exist_ok": True,
             }
             train(fold_args, options)
@@ -145,11 +166,11 @@ def _finish(run_dir: Path, data: Path, task: str, resume) -> None:
         check_resumable(run_dir)
     except UserError:  # training finished; only the score is missing
         if task == "classify":
-            from analysis.classifier import evaluate
+            from analysis.inference import evaluate_classifier
 
-            evaluate(run_dir, data, split="val", progress=False)
+            evaluate_classifier(run_dir, data, split="val", progress=False)
         else:
-            from analysis.rescore import rescore
+            from analysis.tuning import rescore
 
             rescore(run_dir, data, split="val", progress=False)
         return
@@ -159,7 +180,7 @@ def _finish(run_dir: Path, data: Path, task: str, resume) -> None:
 def _fold_frames(set_dir: Path, folds: dict[int, Path], name: str) -> list[pd.DataFrame]:
     frames = []
     for k in folds:
-        path = set_dir / f"fold{k}" / name
+        path = set_dir / fold_name(k) / name
         if not path.is_file():
             raise UserError(f"{path}: missing; rescore fold {k} (python -m analysis rescore {path.parent})")
         frames.append(pd.read_csv(path, dtype={"patientId": str}).assign(fold=k))
@@ -168,63 +189,63 @@ def _fold_frames(set_dir: Path, folds: dict[int, Path], name: str) -> list[pd.Da
 
 def _detector_oof(set_dir: Path, dataset: Path, folds, vals, classifier) -> dict:
     """``predictions_oof.csv`` and ``kaggle_oof.json`` from the folds' val predictions."""
-    from analysis.rescore import loss_breakdown
-    from analysis.truth import dataset_truth
-    from analysis.tuning import best_row, sweep_scores
+    from analysis.tuning import read_truth, tune
 
     per_fold = {}
     for k in folds:
-        kaggle = read_kaggle(set_dir / f"fold{k}") or {}
+        kaggle = read_kaggle(set_dir / fold_name(k)) or {}
         if kaggle.get("split") != "val" or kaggle.get("n_images") != len(vals[k]):
-            raise UserError(f"{set_dir / f'fold{k}' / 'kaggle.json'}: not fold {k}'s val score; rescore it")
+            raise UserError(f"{set_dir / fold_name(k) / KAGGLE_JSON}: not fold {k}'s val score; rescore it")
         per_fold[k] = {"score": kaggle["score"], "conf": kaggle["conf"], "scale": kaggle["scale"],
                        "n_images": kaggle["n_images"], "weights": kaggle["weights"]}  # fmt: skip
-    oof = pd.concat(_fold_frames(set_dir, folds, "predictions_val.csv"), ignore_index=True)
-    root, manifest = read_dataset(dataset / "data.yaml")
-    gt = dataset_truth(root, manifest)  # every labelled image
+    oof = pd.concat(_fold_frames(set_dir, folds, predictions_name("val")), ignore_index=True)
+    gt = read_truth(dataset / DATA_YAML)  # every labelled image
     stray = set(oof["patientId"]) - set(gt.truth)
     if stray:
         raise UserError(
             f"{set_dir}: predictions for {len(stray)} image(s) outside the dataset, e.g. {min(stray)}"
         )
-    table = sweep_scores(gt.truth, oof[PRED_COLUMNS])
-    best = best_row(table)
+    tuned = tune(gt, oof[PRED_COLUMNS])
+    best = tuned.best
     result = {
-        "split": "oof", "data": str(dataset / "data.yaml"), "n_images": len(gt.truth), "folds": per_fold,
-        "score": best["score"], "conf": best["conf"], "scale": best["scale"],
-        "sweep": table.to_dict(orient="records"),
-        "breakdown": loss_breakdown(gt, oof[PRED_COLUMNS], best),
-        "predictions": "predictions_oof.csv",
+        "split": OOF, "data": str(dataset / DATA_YAML), "n_images": len(gt.truth), "folds": per_fold,
+        "score": best["score"], "score_heldout": tuned.score_heldout, "conf": best["conf"],
+        "scale": best["scale"], "sweep": tuned.table.to_dict(orient="records"), "breakdown": tuned.breakdown,
+        "predictions": predictions_name(OOF),
     }  # fmt: skip
-    write_csv_atomic(oof[[*PRED_COLUMNS, "fold"]], set_dir / "predictions_oof.csv")
-    write_json_atomic(result, set_dir / "kaggle_oof.json")
+    write_csv_atomic(oof[[*PRED_COLUMNS, "fold"]], set_dir / predictions_name(OOF))
+    write_json_atomic(result, set_dir / KAGGLE_OOF_JSON)
     print(f"out-of-fold Kaggle mAP over {len(gt.truth)} images: {best['score']:.4f} at conf "
-          f"{best['conf']:.2f}, box scale {best['scale']:.2f} -> {set_dir / 'kaggle_oof.json'}")  # fmt: skip
+          f"{best['conf']:.2f}, box scale {best['scale']:.2f} (held-out {_fmt(tuned.score_heldout)}) -> "
+          f"{set_dir / KAGGLE_OOF_JSON}")  # fmt: skip
     if classifier is not None:
-        result["gated"] = _gate_oof(set_dir, Path(classifier), gt, oof, folds)
+        result["gated"] = _gate_oof(set_dir, Path(classifier), gt, oof)
     return {**result, "set_dir": str(set_dir)}
 
 
-def _gate_oof(set_dir: Path, classifier_set: Path, gt, oof: pd.DataFrame, folds) -> dict:
-    """Tune the classifier gate on the out-of-fold boxes and probabilities: ``kaggle_oof_gated.json``."""
-    from analysis.gating import best_gate, gate_sweep, p_opacity_map
+def _fmt(score: float | None) -> str:
+    return "n/a" if score is None else f"{score:.4f}"
 
-    probs_path = classifier_set / "classifier_oof.csv"
+
+def _gate_oof(set_dir: Path, classifier_set: Path, gt, oof: pd.DataFrame) -> dict:
+    """Tune the classifier gate on the out-of-fold boxes and probabilities: ``kaggle_oof_gated.json``."""
+    from analysis.tuning import read_p_opacity, tune_gate
+
+    probs_path = classifier_set / classifier_predictions_name(OOF)
     if not probs_path.is_file():
         raise UserError(f"{probs_path}: missing; train the classifier folds first (python -m train folds "
                         "D/folds task=classify ...)")  # fmt: skip
-    p = p_opacity_map(pd.read_csv(probs_path, dtype={"patientId": str}))
-    table = gate_sweep(gt.truth, oof[PRED_COLUMNS], p)
-    best = best_gate(table)
+    tuned = tune_gate(gt, oof[PRED_COLUMNS], read_p_opacity(probs_path))
+    best = tuned.best
     result = {  # the shape of a gated kaggle.json, so submit --from-run reads either the same way
-        "split": "oof", "score": best["score"], "conf": best["conf"], "scale": best["scale"],
-        "gate": {"mode": best["mode"], "gate": best["gate"]}, "classifier": str(classifier_set),
-        "n_images": len(gt.truth),
+        "split": OOF, "score": best["score"], "score_heldout": tuned.score_heldout, "conf": best["conf"],
+        "scale": best["scale"], "gate": {"mode": best["mode"], "gate": best["gate"]},
+        "classifier": str(classifier_set), "n_images": len(gt.truth),
     }  # fmt: skip
-    write_json_atomic(result, set_dir / "kaggle_oof_gated.json")
+    write_json_atomic(result, set_dir / KAGGLE_OOF_GATED_JSON)
     print(
         f"out-of-fold, gated by {classifier_set.name}: {best['score']:.4f} "
-        f"({best['mode']} gate {best['gate']})"
+        f"({best['mode']} gate {best['gate']}; held-out {_fmt(tuned.score_heldout)})"
     )
     return result
 
@@ -233,33 +254,28 @@ def _classifier_oof(set_dir: Path, folds, vals) -> dict:
     """``classifier_oof.csv`` and ``classify_oof.json`` from the folds' val probabilities: the ROC AUC of
     P(opacity) against the two other classes over every labelled image, and the opacity-vs-rest counts at
     P(opacity) 0.5 (each fold's ``classify.json`` has its own three-class metrics)."""
-    from sklearn.metrics import roc_auc_score
-
-    from analysis.classifier import view_labels
+    from analysis.inference import opacity_auc, view_labels
     from core.layout import OPACITY_DIRS
 
-    oof = pd.concat(_fold_frames(set_dir, folds, "classifier_val.csv"), ignore_index=True)
+    oof = pd.concat(_fold_frames(set_dir, folds, classifier_predictions_name("val")), ignore_index=True)
     labels = {}
     for k in folds:
-        labels.update(view_labels(set_dir / f"fold{k}", "val") or {})
+        labels.update(view_labels(set_dir / fold_name(k), "val") or {})
     missing = set(oof["patientId"]) - set(labels)
     if missing:
         raise UserError(f"{set_dir}: no label for {len(missing)} out-of-fold image(s), e.g. {min(missing)}")
-    positive = oof["patientId"].map(labels).isin(OPACITY_DIRS).to_numpy()
+    folders = oof["patientId"].map(labels)
+    positive = folders.isin(OPACITY_DIRS).to_numpy()
     called = (oof["p_opacity"] >= 0.5).to_numpy()
-    both = 0 < positive.sum() < len(positive)
     result = {
-        "split": "oof", "n_images": len(oof), "predictions": "classifier_oof.csv",
-        "auc_opacity": float(roc_auc_score(positive, oof["p_opacity"])) if both else None,
+        "split": OOF, "n_images": len(oof), "predictions": classifier_predictions_name(OOF),
+        "auc_opacity": opacity_auc(folders, oof["p_opacity"]),
         "at_0.5": {"true_positive": int((positive & called).sum()),
                    "false_positive": int((~positive & called).sum()),
                    "false_negative": int((positive & ~called).sum()),
                    "true_negative": int((~positive & ~called).sum())},
     }  # fmt: skip
-    write_csv_atomic(oof[["patientId", "p_opacity", "fold"]], set_dir / "classifier_oof.csv")
-    write_json_atomic(result, set_dir / "classify_oof.json")
-    auc = result["auc_opacity"]
-    print(
-        f"out-of-fold ROC AUC of P(opacity) over {len(oof)} images: {'n/a' if auc is None else f'{auc:.4f}'}"
-    )
+    write_csv_atomic(oof[["patientId", "p_opacity", "fold"]], set_dir / classifier_predictions_name(OOF))
+    write_json_atomic(result, set_dir / CLASSIFY_OOF_JSON)
+    print(f"out-of-fold ROC AUC of P(opacity) over {len(oof)} images: {_fmt(result['auc_opacity'])}")
     return {**result, "set_dir": str(set_dir)}

@@ -14,8 +14,8 @@ Ultralytics does the training exactly as `yolo detect train` would (same argumen
   per-epoch ``kaggle/mAP`` and the final Kaggle score all land in one run;
 - with ``kaggle_every=N``, the Kaggle score of the current weights on the val split every N epochs;
 - a per-epoch hook for sweeps (pruning), fed that score or, without it, Ultralytics' fitness;
-- after training, ``analysis.rescore`` on ``best.pt``: ``kaggle.json`` in the run folder (tuned threshold
-  and box scale).
+- after training, ``analysis.tuning.rescoring`` on ``best.pt``: ``kaggle.json`` in the run folder
+  (tuned threshold and box scale).
 
 Multi-GPU (``device=0,1,...``): Ultralytics trains through DDP, pickling the trainer's callbacks (our
 :class:`_Session`'s bound methods) with cloudpickle into a state file each DDP process loads. The session
@@ -38,7 +38,7 @@ from typing import Any
 import offline
 from core.cli import UserError
 from core.runs import KAGGLE_JSON
-from train import kaggle, wandb_log
+from train import scoring, wandb_log
 from train.args import TrainOptions, hub_download_failed, resolve_data, resolve_model
 from train.resume import completed_epochs
 
@@ -129,7 +129,7 @@ class _Session:
         self.epoch_scores: dict[int, float] = {}
         self.stopped_by_hook = False
         self.trained = False  # an epoch of training ended since the last on_fit_epoch_end
-        self.scorer: kaggle.EpochScorer | None = None
+        self.scorer: scoring.EpochScorer | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         """What a DDP process gets: everything but the W&B run (each process would need its own), the
@@ -194,8 +194,8 @@ class _Session:
         if not Path(trainer.last).is_file():
             return float("nan")
         if self.scorer is None:
-            self.scorer = kaggle.EpochScorer(self.data)
-        return self.scorer(trainer.last, **kaggle.predict_settings(trainer))
+            self.scorer = scoring.EpochScorer(self.data)
+        return self.scorer(trainer.last, **scoring.predict_settings(trainer))
 
     def close(self, trainer, *, failed: bool) -> str | None:
         command = wandb_log.finish(self.wandb_run, failed=failed)
@@ -231,7 +231,7 @@ def _fit(model, args: dict[str, Any], session: _Session, resume: bool) -> RunRes
             classified = _evaluate_classifier(trainer, session)
         elif session.options.rescore and not session.stopped_by_hook:
             try:
-                result = kaggle.final_score(trainer, session.data)
+                result = scoring.final_score(trainer, session.data)
             except UserError as exc:  # e.g. no manifest.csv/boxes.csv: say the training itself is safe
                 raise UserError(
                     f"training finished ({run_dir}) but the Kaggle rescoring failed: {exc}"
@@ -260,10 +260,11 @@ def _fit(model, args: dict[str, Any], session: _Session, resume: bool) -> RunRes
 def _evaluate_classifier(trainer, session: _Session) -> dict[str, Any]:
     """classify.json for a finished classifier run (its best weights on the view's val split), logged to
     W&B as ``classify/*``."""
-    from analysis.classifier import CLASSIFY_JSON, evaluate
+    from analysis.inference import evaluate_classifier as evaluate
+    from core.runs import CLASSIFY_JSON
 
     weights = trainer.best if Path(trainer.best).is_file() else trainer.last
-    settings = kaggle.predict_settings(trainer)
+    settings = scoring.predict_settings(trainer)
     out = trainer.save_dir
     result = evaluate(weights, session.data, split="val", out_dir=out, progress=False, **settings)
     auc = result["auc_opacity"]

@@ -1,9 +1,11 @@
-"""The competition score of a training run: glue between the Ultralytics trainer and ``analysis.rescore``.
+"""The competition score of a training run: glue between the Ultralytics trainer and the two doors of
+``analysis`` (tuning: ``analysis.tuning``; inference: ``analysis.inference``).
 
-- ``final_score``: after training, ``analysis.rescore.rescore`` on ``best.pt`` (writes ``kaggle.json``,
+- ``final_score``: after training, ``analysis.tuning.rescoring`` on ``best.pt`` (writes ``kaggle.json``,
   ``predictions_val.csv`` and ``kaggle_threshold.png`` into the run folder; tuned threshold and box scale).
 - ``EpochScorer``: during training (``kaggle_every=N``), the tuned Kaggle mAP of the weights saved this
-  epoch (``last.pt``) on the val split, from the same pieces of ``analysis.rescore``; writes nothing.
+  epoch (``last.pt``) on the val split: predicted at the prediction floor and tuned by
+  ``analysis.tuning.tuner``, as rescoring does; writes nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ def predict_settings(trainer) -> dict[str, Any]:
 
 def final_score(trainer, data: Path) -> dict[str, Any]:
     """Rescore the run's best weights on val with the Kaggle metric; returns the kaggle.json content."""
-    from analysis.rescore import rescore
+    from analysis.tuning import rescore
 
     if Path(trainer.best).is_file():
         weights, maps = trainer.best, final_val_maps(trainer)
@@ -44,27 +46,21 @@ def final_val_maps(trainer) -> dict[str, float] | None:
 class EpochScorer:
     """Kaggle mAP of a checkpoint on the val split, with the threshold and box scale tuned as in rescore.
 
-    The ground truth and image list are read once; each call predicts the split (conf 0.01) and sweeps.
+    The split (truth, images, PNG scales) is read once; each call predicts it and tunes.
     """
 
     def __init__(self, data: Path, split: str = "val"):
-        from analysis.rescore import split_images
-        from analysis.truth import dataset_truth
-        from core.layout import dataset_split
+        from analysis.tuning import load_split
 
-        # the split as the data YAML names it: a fold YAML's own val list, not the manifest's fold 0
-        root, manifest = dataset_split(Path(data), split)
-        self.truth = dataset_truth(root, manifest, split).truth
-        self.images, self.scales = split_images(root, manifest, split)
+        self.split = load_split(Path(data), split)
 
     def __call__(self, weights: Path, *, imgsz: int, batch: int = 16, device=None) -> float:
-        """Best Kaggle mAP over the confidence x scale sweep (NaN when no image counts)."""
-        from analysis.predict import predict_images
-        from analysis.rescore import PREDICT_CONF
-        from analysis.tuning import best_row, sweep_scores
+        """Best Kaggle mAP over the threshold x box-scale grid (NaN when no image counts)."""
+        from analysis.inference import predict_images
+        from analysis.tuning import tune
 
         frame = predict_images(
-            [Path(weights)], self.images, imgsz=imgsz, conf=PREDICT_CONF, batch=batch, device=device,
-            png_scales=self.scales, progress=False,
+            [Path(weights)], self.split.images, imgsz=imgsz, batch=batch, device=device,
+            png_scales=self.split.png_scales, progress=False,
         )  # fmt: skip
-        return float(best_row(sweep_scores(self.truth, frame))["score"])
+        return tune(self.split.gt, frame).score

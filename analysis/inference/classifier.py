@@ -24,8 +24,8 @@ import pandas as pd
 
 from core.cli import UserError
 from core.layout import BINARY_DIRS, CLASS_DIRS, OPACITY_DIRS
+from core.runs import CLASSIFY_JSON, classifier_predictions_name
 
-CLASSIFY_JSON = "classify.json"
 THREE = sorted(CLASS_DIRS.values())
 BINARY = sorted(set(BINARY_DIRS.values()))
 
@@ -70,7 +70,7 @@ def predict_probs(
     from tqdm import tqdm
     from ultralytics import YOLO
 
-    from analysis.predict import iter_loaded, load_image, resolve_imgsz
+    from analysis.inference.predict import iter_loaded, load_image, resolve_imgsz
 
     weights = [weights] if isinstance(weights, (str, Path)) else list(weights)
     if not weights:
@@ -130,11 +130,26 @@ def view_images(view_split: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["patientId", "path", "label"])
 
 
+def opacity_auc(labels: Sequence[str], p_opacity: Sequence[float]) -> float | None:
+    """ROC AUC of P(Lung Opacity) against the two other classes: ``labels`` are class folder names (either
+    view); None when the labels hold one side only.
+
+    >>> opacity_auc(["lung_opacity", "normal", "not_normal", "lung_opacity"], [0.9, 0.2, 0.6, 0.5])
+    0.75
+    """
+    from sklearn.metrics import roc_auc_score
+
+    positive = np.isin(np.asarray(labels, dtype=object), OPACITY_DIRS)
+    if not 0 < positive.sum() < len(positive):
+        return None
+    return float(roc_auc_score(positive, np.asarray(p_opacity, dtype=np.float64)))
+
+
 def classification_metrics(labels: Sequence[str], probs: pd.DataFrame, classes: Sequence[str]) -> dict:
     """Accuracy, per-class precision/recall, ROC AUC of ``p_opacity`` (Lung Opacity against the rest) and
     the confusion matrix (rows: truth, columns: prediction, in ``classes`` order) of ``probs`` rows
     (columns ``p_<class>``, ``p_opacity``) against ``labels`` (class folder names)."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     labels = np.asarray(labels, dtype=object)
     scores = probs[[f"p_{c}" for c in classes]].to_numpy()
@@ -142,8 +157,7 @@ def classification_metrics(labels: Sequence[str], probs: pd.DataFrame, classes: 
     precision, recall, _, support = precision_recall_fscore_support(
         labels, predicted, labels=list(classes), zero_division=0
     )
-    positive = np.isin(labels, OPACITY_DIRS)
-    auc = float(roc_auc_score(positive, probs["p_opacity"])) if 0 < positive.sum() < len(labels) else None
+    auc = opacity_auc(labels, probs["p_opacity"])
     return {
         "n_images": len(labels),
         "accuracy": float((predicted == labels).mean()) if len(labels) else None,
@@ -212,8 +226,8 @@ def evaluate(
     classes = [c.removeprefix("p_") for c in probs.columns if c.startswith("p_") and c != "p_opacity"]
     metrics = classification_metrics(merged["label"], merged, classes)
     result = {"split": split, "weights": str(weights), "view": str(Path(view).resolve()), **metrics,
-              "unreadable": failed, "predictions": f"classifier_{split}.csv"}  # fmt: skip
-    write_csv_atomic(merged[["patientId", "p_opacity"]], out / f"classifier_{split}.csv")
+              "unreadable": failed, "predictions": classifier_predictions_name(split)}  # fmt: skip
+    write_csv_atomic(merged[["patientId", "p_opacity"]], out / classifier_predictions_name(split))
     write_json_atomic(result, out / CLASSIFY_JSON)
     plot_confusion(metrics, out / "classify_confusion.png")
     return result

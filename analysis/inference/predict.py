@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from analysis.tuning.defaults import DEFAULTS
 from core.boxes import NATIVE_SIZE, xyxy_to_xywh
 from core.layout import PRED_COLUMNS
 
@@ -31,8 +32,9 @@ T = TypeVar("T")
 PART_COLUMNS = ["patientId", "part", "conf", "x1", "y1", "x2", "y2", "png_width", "png_height", "png_scale"]
 """One model's (or flip's) box before fusion: ``part`` numbers the model x flip passes; corners in PNG
 pixels of a ``png_width x png_height`` image; ``png_scale`` maps them back to the source frame."""
-WBF_IOU = 0.55
-"""IoU above which weighted box fusion merges boxes of different models / flips (ensemble_boxes' default)."""
+WBF_IOU = DEFAULTS.wbf_iou
+"""IoU above which weighted box fusion merges boxes of different models / flips without a tuned setting
+(``wbf_iou`` of ``analysis/tuning/defaults.yaml``: ensemble_boxes' default)."""
 
 
 def trained_size(model, default: int = 640) -> int:
@@ -196,7 +198,7 @@ def predict_images(
     images: Sequence[str | Path],
     *,
     imgsz: int | Sequence[int] | None = None,
-    conf: float = 0.01,
+    floor: float = DEFAULTS.prediction_floor,
     batch: int = 16,
     tta: bool = False,
     device=None,
@@ -207,7 +209,8 @@ def predict_images(
     workers: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Predict every image; boxes in SOURCE pixels (xywh_px), one row per box, :data:`PRED_COLUMNS`.
+    """Predict every image; boxes in SOURCE pixels (xywh_px), one row per box, :data:`PRED_COLUMNS`, with
+    confidence at least ``floor`` (the prediction floor by default: the threshold is tuned afterwards).
 
     ``images``: PNG or ``.dcm`` paths (patientId = file stem). ``png_scales``: patientId -> PNG pixels per
     source pixel (the manifest's ``scale``, :func:`manifest_png_scales`) for converted PNGs; without it a
@@ -215,7 +218,7 @@ def predict_images(
     of every model (or a list, one per model); without it each model predicts at its own training size
     (:func:`model_sizes`), the images being loaded at the largest. Several weights and/or ``tta``
     (horizontal flip) are fused with weighted box fusion (``wbf_iou``, or ``wbf``: ``{"iou_thr",
-    "skip_box_thr", "conf_type"}`` as tuned by :func:`analysis.ensemble.tune_wbf`); ``keep_parts`` also
+    "skip_box_thr", "conf_type"}`` as tuned by :func:`analysis.tuning.wbf.tune_wbf`); ``keep_parts`` also
     returns each model's (and flip's) own boxes before fusion in ``frame.attrs["parts"]``
     (:data:`PART_COLUMNS`). ``workers`` threads decode and resize the next batch during inference
     (:func:`iter_loaded`).
@@ -241,7 +244,7 @@ def predict_images(
         loaded = [(path.stem, png_scale, img.shape) for path, (img, png_scale) in ok]
         arrays = [img for _, (img, _) in ok]
         if arrays:
-            per_image = _predict_batch(models, arrays, sizes=sizes, conf=conf, tta=tta, device=device)
+            per_image = _predict_batch(models, arrays, sizes=sizes, conf=floor, tta=tta, device=device)
             for (pid, png_scale, shape), parts in zip(loaded, per_image, strict=True):
                 if keep_parts:
                     for k, (xy, sc) in enumerate(parts):
@@ -249,8 +252,8 @@ def predict_images(
                         part_rows += [
                             (pid, k, float(c), *map(float, b), *frame_px) for c, b in zip(sc, xy, strict=True)
                         ]
-                xyxy, scores = fuse(parts, shape[1], shape[0], conf=conf, **fusion)
-                keep = scores >= conf
+                xyxy, scores = fuse(parts, shape[1], shape[0], conf=floor, **fusion)
+                keep = scores >= floor
                 xywh = xyxy_to_xywh(xyxy[keep] / png_scale)
                 rows += [(pid, float(c), *map(float, b)) for c, b in zip(scores[keep], xywh, strict=True)]
         bar.update(len(chunk))

@@ -6,7 +6,8 @@ Format: header ``patientId,PredictionString``; one row per patient; the predicti
 problem a user can fix is one :class:`~core.cli.UserError` naming the file and spreadsheet row
 (header = row 1).
 
-A prediction frame (``predictions_<split>.csv`` and :func:`analysis.predict.predict_images`) has columns
+A prediction frame (``predictions_<split>.csv`` and :func:`analysis.inference.predict.predict_images`) has
+columns
 :data:`PRED_COLUMNS`, one row per box, in source pixels.
 """
 
@@ -152,8 +153,8 @@ def read_submission(path: str | Path) -> Submission:
 
 
 def submission_preds(sub: Submission) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The ``preds`` mapping of :mod:`analysis.metric` (patients with an empty string are omitted)."""
-    from analysis.metric import frame_to_preds
+    """The ``preds`` mapping of :mod:`analysis.scoring.metric` (patients with an empty string are omitted)."""
+    from analysis.scoring.metric import frame_to_preds
 
     return frame_to_preds(sub.boxes)
 

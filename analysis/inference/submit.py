@@ -10,17 +10,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from analysis.rescore import PREDICT_CONF
-from analysis.submission import image_ids, validate_submission, write_submission
-from analysis.tuning import check_settings
+from analysis.inference.predictor import Predictor, TunedSetting
+from analysis.inference.submission import image_ids, validate_submission, write_submission
+from analysis.tuning.defaults import DEFAULTS
+from analysis.tuning.threshold import check_settings
 from core.cli import UserError
-from core.layout import read_manifest
+from core.layout import MANIFEST_CSV, read_manifest
 from core.runs import expand_weights, kaggle_path, read_kaggle
 
-DEFAULT_CONF = 0.25
+DEFAULT_CONF = DEFAULTS.default_conf
 """The threshold without a tuned run (Ultralytics' default)."""
 
 
@@ -94,15 +95,15 @@ def find_manifest(folder: Path, images: dict[str, Path]) -> Path | None:
         return None
     folder = Path(folder).resolve()
     for parent in (folder, folder.parent, folder.parent.parent):
-        if (parent / "manifest.csv").is_file():
-            return parent / "manifest.csv"
+        if (parent / MANIFEST_CSV).is_file():
+            return parent / MANIFEST_CSV
     return None
 
 
 def read_png_scales(manifest_csv: Path) -> dict[str, float]:
     """patientId -> PNG scale from a ``manifest.csv`` of ``convert rsna``; :class:`UserError` without the
     ``scale`` column."""
-    from analysis.predict import manifest_png_scales
+    from analysis.inference.predict import manifest_png_scales
 
     manifest = read_manifest(manifest_csv)
     if "scale" not in manifest.columns:
@@ -141,7 +142,7 @@ def make_submission(
     cores this process may use).
 
     ``classifier`` (run folders or weights, averaged; ``classifier_tta`` adds flips) gates the boxes with
-    :func:`analysis.gating.apply_gate`, the function rescoring tuned the gate with: the gate is
+    :func:`analysis.tuning.gating.apply_gate`, the function rescoring tuned the gate with: the gate is
     ``from_run``'s (:func:`tuned_gate`) unless ``gate`` sets a hard one.
     """
     classifier = list(classifier or [])
@@ -162,37 +163,42 @@ def make_submission(
         if not png_scales_from:
             echo(f"note: PNG scales from {manifest_csv}")
         png_scales = read_png_scales(Path(manifest_csv))
-    from analysis.predict import predict_images
-
-    # Weighted box fusion needs the weak boxes too: fuse from the floor rescore predicts at, so that an
-    # ensemble's fused boxes are the ones its threshold was tuned on.
-    fused = len(weight_files) > 1 or tta or gating is not None  # a soft gate rescales confidences too
-    wbf = _tuned_wbf(from_run) if len(weight_files) > 1 or tta else None
-    frame = predict_images(
-        weight_files,
-        list(images.values()),
-        imgsz=imgsz,
-        conf=min(conf, PREDICT_CONF) if fused else conf,
-        batch=batch,
-        tta=tta,
-        device=device,
-        png_scales=png_scales,
-        wbf=wbf,
-        workers=workers,
-        progress=progress,
-    )
-    failed = frame.attrs.get("failed", {})
+    setting = _setting(from_run, weight_files, tta, imgsz)
+    setting = replace(
+        setting, conf=conf, box_scale=box_scale, gate=gating,
+        classifiers=tuple(w for w, _ in expand_weights(classifier)), classifier_tta=classifier_tta,
+    )  # fmt: skip
+    predictor = Predictor(setting, batch=batch, device=device, workers=workers)
+    prediction = predictor.predict(list(images.values()), png_scales=png_scales, progress=progress)
+    failed = prediction.failed
     for pid, reason in failed.items():
         echo(f"warning: {pid}: {reason} -> empty row")
-    if gating is not None:
-        frame = _gate(frame, classifier, classifier_tta, images, gating, batch, device, progress)
-    write_submission(out, list(images), frame, conf=conf, box_scale=box_scale)
+    # the boxes are the tuned setting's already: threshold and box scale applied
+    write_submission(out, list(images), prediction.boxes)
     sub = validate_submission(out, images)
     counts = (len(sub.ids), sub.n_with_boxes, len(sub.boxes))
     return SubmitSummary(Path(out), *counts, conf, box_scale, failed, gating)
 
 
-OOF_FUSION = {"iou_thr": 0.55, "skip_box_thr": 0.01, "conf_type": "max"}
+def _setting(from_run, weight_files: list[Path], tta: bool, imgsz: int | None) -> TunedSetting:
+    """The inference part of the setting: these weights with ``from_run``'s image sizes (when it was tuned
+    on the same weights) and fusion (:func:`_tuned_wbf`); ``imgsz`` sets one size for all."""
+    sizes = None if imgsz is None else (int(imgsz),) * len(weight_files)
+    wbf = _tuned_wbf(from_run) if len(weight_files) > 1 or tta else None
+    if sizes is None and from_run is not None:
+        try:
+            tuned = TunedSetting.from_run(from_run)
+        except UserError:  # a setting without its weights here: the weights given predict at their own size
+            tuned = None
+        same = tuned is not None and [Path(w).resolve() for w in tuned.weights] == [
+            Path(w).resolve() for w in weight_files
+        ]
+        sizes = tuned.sizes if same else None
+    return TunedSetting(weights=tuple(weight_files), sizes=sizes, tta=tta, wbf=wbf,
+                        source=kaggle_path(from_run) if from_run else None)  # fmt: skip
+
+
+OOF_FUSION = dict(DEFAULTS.oof_fusion)
 """How a fold set is fused with a threshold tuned out of fold (on single models): each fused box keeps the
 confidence of the fold model most sure of it, the scale that threshold was tuned on. WBF's default
 averaging also counts each model's weak duplicates and the models that missed the box, which drags the
@@ -211,15 +217,3 @@ def _tuned_wbf(from_run: str | Path | None) -> dict | None:
     if isinstance(wbf, dict):
         return dict(wbf)
     return dict(OOF_FUSION) if data.get("split") == "oof" else None
-
-
-def _gate(frame, classifier, classifier_tta, images, gating, batch, device, progress):
-    """``frame`` gated by the classifiers' P(opacity) of the images that have boxes."""
-    from analysis.classifier import predict_probs
-    from analysis.gating import apply_gate, p_opacity_map
-
-    weights = [w for w, _ in expand_weights(classifier)]
-    with_boxes = sorted(set(frame["patientId"].astype(str)))
-    probs = predict_probs(weights, [images[i] for i in with_boxes], tta=classifier_tta, batch=batch,
-                          device=device, progress=progress)  # fmt: skip
-    return apply_gate(frame, p_opacity_map(probs), mode=gating["mode"], gate=gating["gate"] or 0.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.submit import DEFAULT_CONF, make_submission
+from analysis.inference.submit import DEFAULT_CONF, make_submission
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

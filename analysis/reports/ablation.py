@@ -25,11 +25,11 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.report import Report
+from analysis.reports.report import Report
+from analysis.tuning import DEFAULTS
 from core.cli import UserError
-from core.layout import dataset_split
 
-DEFAULT_CONF = 0.25
+DEFAULT_CONF = DEFAULTS.default_conf
 """Ultralytics' default confidence threshold: what a plain detector submission uses."""
 TEST_IMAGES = 3000
 """Images in the challenge's stage-2 test set."""
@@ -75,36 +75,36 @@ def run_ablation(
     progress: bool = True,
 ) -> tuple[dict[str, Path], pd.DataFrame]:
     """Build the ablation table and report (``report.md``, ``report.html``, ``ablation.csv``) in ``out``."""
-    from analysis.classifier import predict_probs
-    from analysis.predict import predict_images
-    from analysis.rescore import loss_breakdown, read_predictions, rescore, split_images
-    from analysis.truth import dataset_truth
-    from analysis.tuning import best_row
+    from analysis.inference import Predictor, TunedSetting
+    from analysis.tuning import breakdown_at, load_split, rescore
+    from analysis.tuning.rescoring import read_predictions
+    from analysis.tuning.threshold import best_row
     from core.runs import expand_weights, predictions_name
 
     data = Path(data)
-    root, manifest = dataset_split(data, split)
+    scored = load_split(data, split)
+    manifest = scored.manifest
     if manifest.loc[manifest["split"] == split, "Target"].isna().all():
         raise UserError(f"{data}: split {split!r} has no labels; an ablation needs a labelled split (val)")
-    images, png_scales = split_images(root, manifest, split)
+    images, png_scales = scored.images, scored.png_scales
     n = len(images)
     weights = [w for w, _ in expand_weights([detector])]
     members = [w for w, _ in expand_weights([detector, *ensemble])] if ensemble else []
     kw = dict(split=split, batch=batch, device=device, progress=progress, ultralytics_val=False)
 
     def det_cost(ws, tta=False):
+        predictor = Predictor(TunedSetting(weights=tuple(ws), tta=tta), batch=batch, device=device)
+
         def run(some):
-            return predict_images(ws, some, tta=tta, batch=batch, device=device, png_scales=png_scales,
-                                  progress=False)  # fmt: skip
+            return predictor.raw(some, png_scales=png_scales, floor=DEFAULTS.prediction_floor, progress=False)
 
         return _cost(lambda: run(images), n, warm_up=lambda: run(images[:2]))
 
     alone = rescore(detector, data, **kw)
-    gt = dataset_truth(root, manifest, split)
-    cached = read_predictions(Path(alone["run_dir"]) / predictions_name(split))
+    cached = read_predictions(Path(alone["out_dir"]) / predictions_name(split))
 
     def explained(conf: float, box_scale: float) -> dict:  # the detector's breakdown at another setting
-        return {"breakdown": loss_breakdown(gt, cached, {"conf": conf, "scale": box_scale})}
+        return {"breakdown": breakdown_at(scored.gt, cached, {"conf": conf, "scale": box_scale})}
 
     single = det_cost(weights)
     rows = []
@@ -137,10 +137,10 @@ def run_ablation(
         ws, use_tta = best_setting
         gated = rescore(ws, data, tta=use_tta, classifier=classifier, **kw)
         det = det_cost(ws, tta=use_tta)
-        cls_weights = [w for w, _ in expand_weights([classifier])]
-        cls = _cost(lambda: predict_probs(cls_weights, images, batch=32, device=device, progress=False), n,
-                    warm_up=lambda: predict_probs(cls_weights, images[:2], batch=32, device=device,
-                                                  progress=False))  # fmt: skip
+        cls_weights = tuple(w for w, _ in expand_weights([classifier]))
+        classify = Predictor(TunedSetting(weights=(), classifiers=cls_weights), batch=32, device=device)
+        cls = _cost(lambda: classify.probabilities(images, progress=False), n,
+                    warm_up=lambda: classify.probabilities(images[:2], progress=False))  # fmt: skip
         rate = 1 / (1 / det["images_per_s"] + 1 / cls["images_per_s"])
         g = gated["gate"]
         rows.append(_row("+ classifier gate", gated, gated["score"],

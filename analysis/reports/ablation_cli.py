@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.ablation import __doc__ as ABLATION_DOC
+from analysis.reports.ablation import __doc__ as ABLATION_DOC
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from analysis.ablation import run_ablation
+    from analysis.reports.ablation import run_ablation
 
     paths, table = run_ablation(
         args.run, args.data, args.out, split=args.split, ensemble=args.ensemble, classifier=args.classifier,

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.report import Report
+from analysis.reports.report import Report
 from core.cli import UserError
 from core.runs import read_args, read_kaggle, run_weights
 
@@ -497,7 +497,8 @@ def fig_size(table: pd.DataFrame, score: str) -> Figure:
 
 
 def ensure_kaggle(run: Run, data: Path | None, split: str, *, progress: bool = True) -> str:
-    """Compute ``kaggle.json`` with ``analysis.rescore`` when it is missing and the run has weights and a
+    """Compute ``kaggle.json`` with ``analysis.tuning.rescoring`` when it is missing and the run has weights
+    and a
     data YAML (``data`` or the run's own ``args.yaml`` ``data``). Returns a note ("" when nothing to say)."""
     if run.kaggle is not None:
         return ""
@@ -506,7 +507,7 @@ def ensure_kaggle(run: Run, data: Path | None, split: str, *, progress: bool = T
     data_yaml = Path(data) if data else Path(str(run.args.get("data", "")))
     if not data_yaml.is_file():
         return f"{run.name}: no kaggle.json, and the data YAML {data_yaml} is not here (pass --data)"
-    from analysis.rescore import rescore  # imports Ultralytics: only when needed
+    from analysis.tuning.rescoring import rescore  # imports Ultralytics: only when needed
 
     try:
         run.kaggle = rescore(run.path, data_yaml, split=split, progress=progress)
@@ -620,7 +621,7 @@ def run_compare(
     """Compare the runs under ``paths``; write the report into ``out``. Returns ``(paths, table)``.
 
     A path that is a sweep folder (``python -m train sweep``) adds what its Optuna study says about each
-    hyperparameter (:mod:`analysis.importance`; the study in its ``optuna.db`` or in ``storage``)."""
+    hyperparameter (:mod:`analysis.reports.importance`; the study in its ``optuna.db`` or in ``storage``)."""
     runs, problems, notes = [], [], []
     for path in find_runs(paths):
         try:
@@ -635,7 +636,7 @@ def run_compare(
             if note:
                 notes.append(note)
     report = build_report(runs, problems, Path(out), notes)
-    from analysis.importance import is_sweep_folder, sweep_section
+    from analysis.reports.importance import is_sweep_folder, sweep_section
 
     for path in map(Path, paths):
         if path.is_dir() and is_sweep_folder(path):

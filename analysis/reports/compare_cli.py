@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.compare import run_compare
+from analysis.reports.compare import run_compare
 from core.cli import UserError
 
 

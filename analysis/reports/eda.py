@@ -1,10 +1,13 @@
 """Exploratory data analysis of the RSNA data: the report and its computed observations.
 
 Two inputs, one analysis: a Kaggle-layout folder or a converted dataset, read by
-:func:`analysis.eda_load.load` into an :class:`~analysis.eda_load.EdaData` (one row per patient, one row
-per box in source pixels, ``xywh_px``). The numbers come from :mod:`analysis.eda_stats`, the figures from
-:mod:`analysis.eda_figures`; this module puts them in order: :func:`observations` writes the sentences
-whose every number is computed, :func:`build_report` assembles the :class:`analysis.report.Report`, and
+:func:`analysis.reports.eda_load.load` into an :class:`~analysis.reports.eda_load.EdaData` (one row per
+patient, one row
+per box in source pixels, ``xywh_px``). The numbers come from :mod:`analysis.reports.eda_stats`, the
+figures from
+:mod:`analysis.reports.eda_figures`; this module puts them in order: :func:`observations` writes the sentences
+whose every number is computed, :func:`build_report` assembles the :class:`analysis.reports.report.Report`,
+and
 :func:`run_eda` is the whole command. On the complete real labels (30,227 rows) without images it takes
 about a second.
 """
@@ -16,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.eda_figures import (
+from analysis.reports.eda_figures import (
     SHORT_CLASS,
     fig_box_geometry,
     fig_classes,
@@ -25,8 +28,8 @@ from analysis.eda_figures import (
     fig_intensity,
     fig_samples,
 )
-from analysis.eda_load import EdaData, load
-from analysis.eda_stats import (
+from analysis.reports.eda_load import EdaData, load
+from analysis.reports.eda_stats import (
     AGE_OUTLIER,
     SHARE_COLUMN,
     age_outliers,
@@ -39,7 +42,7 @@ from analysis.eda_stats import (
     proportion_difference_ci,
     share_table,
 )
-from analysis.report import Report
+from analysis.reports.report import Report
 from core.cli import UserError
 from core.layout import CLASSES, LUNG_OPACITY, NORMAL, NOT_NORMAL
 

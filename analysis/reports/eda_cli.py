@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from analysis.eda import run_eda
+from analysis.reports.eda import run_eda
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

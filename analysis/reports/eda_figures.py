@@ -1,5 +1,5 @@
 """The figures of the EDA report: one function per figure, each taking frames (and arrays) computed by
-:mod:`analysis.eda_stats` and returning a matplotlib :class:`~matplotlib.figure.Figure` (not drawn on
+:mod:`analysis.reports.eda_stats` and returning a matplotlib :class:`~matplotlib.figure.Figure` (not drawn on
 pyplot's global state, so reports can be built in threads and tests).
 
 Also the report's class colours (:data:`CLASS_COLOURS`) and short class names (:data:`SHORT_CLASS`).
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.eda_stats import AGE_OUTLIER, SHARE_COLUMN, load_gray, pick_per_class, share_table
+from analysis.reports.eda_stats import AGE_OUTLIER, SHARE_COLUMN, load_gray, pick_per_class, share_table
 from core.boxes import NATIVE_SIZE
 from core.layout import BOX_COLUMNS, CLASSES, LUNG_OPACITY, NORMAL, NOT_NORMAL
 

@@ -2,7 +2,7 @@
 missing-values table each input calls for.
 
 - a Kaggle-layout folder (the label and class CSVs and, when present, the training DICOMs, under the
-  names of :mod:`core.kaggle`: stage-2 first, stage-1 accepted, exactly as the converter finds them):
+  names of :mod:`core.download`: stage-2 first, stage-1 accepted, exactly as the converter finds them):
   :func:`load_kaggle`. Its checks are the relations between the raw CSV rows (:func:`kaggle_checks`);
   the rows the converter leaves out come from :mod:`core.labels` itself.
 - a converted dataset (``manifest.csv`` + ``boxes.csv``, see :mod:`core.layout`): :func:`load_converted`.
@@ -23,7 +23,7 @@ from tqdm import tqdm
 from convert.check import check_dataset
 from core.cli import UserError
 from core.dicom import DicomError, header_metadata, read_dicom
-from core.kaggle import CLASS_FILES, LABEL_FILES, TEST_DIRS, TRAIN_DIRS, find_csv, find_image_dir
+from core.download import CLASS_FILES, LABEL_FILES, TEST_DIRS, TRAIN_DIRS, find_csv, find_image_dir
 from core.labels import Skip, read_labels
 from core.layout import BOX_COLUMNS, CLASSES, LUNG_OPACITY, NEGATIVE_CLASSES
 
@@ -248,7 +248,7 @@ def _rows_text(mask: pd.Series, limit: int = 5) -> str:
 def load_kaggle(src: Path, *, progress: bool = True) -> EdaData:
     """Read a Kaggle-layout folder; DICOM headers are read (headers only) for every image present.
 
-    The files are found under the names the converter looks for (:mod:`core.kaggle`: stage-2 first,
+    The files are found under the names the converter looks for (:mod:`core.download`: stage-2 first,
     stage-1 accepted); without a training-image folder the data says so in :attr:`EdaData.notes`.
     """
     src = Path(src)

@@ -1,4 +1,5 @@
-"""The numbers of the EDA report: pure functions of the :class:`~analysis.eda_load.EdaData` frames, plus the
+"""The numbers of the EDA report: pure functions of the :class:`~analysis.reports.eda_load.EdaData` frames,
+plus the
 pixel statistics that read a sample of images.
 
 - box geometry (:func:`box_geometry`, :func:`boxes_in_native_frame`, :func:`coverage_heatmap`);

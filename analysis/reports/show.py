@@ -3,7 +3,7 @@
 Inputs are the files a rescored run holds (docs/ARCHITECTURE.md): ``kaggle.json`` (tuned ``conf`` and box
 scale ``scale``, the ``data`` YAML) and ``predictions_<split>.csv`` (source pixels, conf >= 0.01), plus the
 dataset's ``manifest.csv`` (PNG paths and their PNG scale) and ``boxes.csv`` (the truth). A run without them
-is rescored first when it has weights (:func:`analysis.rescore.rescore`).
+is rescored first when it has weights (:func:`analysis.tuning.rescoring.rescore`).
 
 - :func:`image_table` -> one row per image of the split: ground-truth and predicted box counts at the
   tuned threshold, highest confidence, Kaggle score (NaN when the metric leaves the image out) and kind;
@@ -23,8 +23,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from analysis.metric import frame_to_preds, per_image_scores
-from analysis.report import Report
+from analysis.reports.report import Report
+from analysis.scoring.metric import frame_to_preds, per_image_scores
 from core.boxes import scale_about_centre
 from core.cli import UserError
 from core.layout import BOX_COLUMNS
@@ -47,8 +47,8 @@ def load_inputs(run_dir: Path, split: str, data: Path | None = None, *, progress
     is never replaced); ``predictions`` the frame of ``predictions_<split>.csv``; ``truth`` maps every image
     of the split to its ``(G, 4)`` xywh_px boxes.
     """
-    from analysis.rescore import read_predictions
-    from analysis.truth import dataset_truth
+    from analysis.scoring.truth import dataset_truth
+    from analysis.tuning.rescoring import read_predictions
     from core.layout import read_dataset
 
     run_dir = Path(run_dir)
@@ -69,7 +69,7 @@ def load_inputs(run_dir: Path, split: str, data: Path | None = None, *, progress
             raise UserError(f"{run_dir}: no kaggle.json for split {split!r} and no weights to compute it")
         if data_yaml is None:
             raise UserError(f"{run_dir}: no data YAML known for rescoring; pass --data")
-        from analysis.rescore import rescore
+        from analysis.tuning.rescoring import rescore
 
         kaggle = rescore(run_dir, data_yaml, split=split, out_dir=kaggle_dir, progress=progress)
     if data_yaml is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.show import run_show
+from analysis.reports.show import run_show
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

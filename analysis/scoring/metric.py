@@ -300,19 +300,41 @@ def kaggle_map(truth: Truth, preds: Preds, *, conf: float = 0.0, box_scale: floa
     return summarize(accumulate(evaluate_images(truth, preds, box_scale=box_scale), [conf])[0])
 
 
+def sweep_images(
+    truth: Truth, preds: Preds, confs: Iterable[float], box_scales: Iterable[float]
+) -> tuple[list[str], np.ndarray]:
+    """Phases 1 and 2 of every (box scale, confidence threshold) pair: ``(ids, scores)`` with ``scores`` of
+    shape ``(S, C, n)`` (box scales, thresholds, images in ``ids`` order); NaN marks a left-out image. One
+    IoU/matching pass per box scale; any subset of images is then scored by :func:`summarize` of its
+    columns (what the held-out score of :mod:`analysis.tuning.tuner` does with two halves)."""
+    confs = [float(c) for c in confs]
+    flat = _flatten(truth, preds)
+    per_scale = [accumulate(_evaluate_flat(flat, float(s)), confs) for s in box_scales]
+    return list(flat.ids), np.stack(per_scale).reshape(len(per_scale), len(confs), len(flat.ids))
+
+
+def sweep_table(scores: np.ndarray, confs: Iterable[float], box_scales: Iterable[float]) -> pd.DataFrame:
+    """Phase 3 of :func:`sweep_images`' ``(S, C, n)`` scores: a frame ``conf, scale, score``, one row per
+    pair (box scales outer, confs inner)."""
+    confs, box_scales = [float(c) for c in confs], [float(s) for s in box_scales]
+    totals = np.asarray(summarize(scores), dtype=np.float64).reshape(len(box_scales), len(confs))
+    rows = [
+        (c, s, float(v))
+        for s, row in zip(box_scales, totals, strict=True)
+        for c, v in zip(confs, row, strict=True)
+    ]
+    return pd.DataFrame(rows, columns=["conf", "scale", "score"])
+
+
 def sweep(truth: Truth, preds: Preds, confs: Iterable[float], box_scales: Iterable[float]) -> pd.DataFrame:
     """Score every (confidence threshold, box scale) pair: one IoU/matching pass per scale.
 
     Returns a frame with columns ``conf, scale, score`` (``scale``: the box scale, as in ``kaggle.json``),
     one row per pair (box scales outer, confs inner).
     """
-    confs = [float(c) for c in confs]
-    flat = _flatten(truth, preds)
-    rows = []
-    for s in box_scales:
-        totals = summarize(accumulate(_evaluate_flat(flat, float(s)), confs))
-        rows += [(c, float(s), float(v)) for c, v in zip(confs, np.atleast_1d(totals), strict=True)]
-    return pd.DataFrame(rows, columns=["conf", "scale", "score"])
+    confs, box_scales = [float(c) for c in confs], [float(s) for s in box_scales]
+    _, scores = sweep_images(truth, preds, confs, box_scales)
+    return sweep_table(scores, confs, box_scales)
 
 
 def frame_to_preds(df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -1,10 +1,12 @@
 """Scoring a submission CSV against the ground truth with the exact Kaggle metric (``analysis score``).
 
-:func:`score_submission` reads the truth (:func:`analysis.truth.read_truth`: the Kaggle labels CSV or a
-converted dataset) and the submission (:func:`analysis.submission.read_submission`), optionally drops boxes
+:func:`score_submission` reads the truth (:func:`analysis.scoring.truth.read_truth`: the Kaggle labels CSV
+or a
+converted dataset) and the submission (:func:`analysis.inference.submission.read_submission`), optionally
+drops boxes
 below a threshold and scales the rest about their centre, and returns a :class:`ScoreResult`: the score, one
 row per truth patient and, when the classes are known, where the loss comes from
-(:func:`analysis.breakdown.breakdown`).
+(:func:`analysis.scoring.breakdown.breakdown`).
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.breakdown import breakdown
-from analysis.metric import accumulate, evaluate_images, summarize
-from analysis.submission import read_submission, submission_preds
-from analysis.truth import read_truth
-from analysis.tuning import check_settings
+from analysis.inference.submission import read_submission, submission_preds
+from analysis.scoring.breakdown import breakdown
+from analysis.scoring.metric import accumulate, evaluate_images, summarize
+from analysis.scoring.truth import read_truth
+from analysis.tuning.threshold import check_settings
 from core.cli import UserError
 from core.io import write_csv_atomic
 
@@ -54,7 +56,8 @@ def score_submission(
     per_image_csv: str | Path | None = None,
     echo: Callable[[str], object] = print,
 ) -> ScoreResult:
-    """Score ``submission_path`` against ``truth_path`` (see :func:`analysis.truth.read_truth`; ``split``
+    """Score ``submission_path`` against ``truth_path`` (see :func:`analysis.scoring.truth.read_truth`;
+    ``split``
     restricts a converted dataset to one split).
 
     Patients of the truth missing from the submission count as "no box". A patient of the submission not in

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.breakdown import format_breakdown
-from analysis.score import score_submission
+from analysis.scoring.breakdown import format_breakdown
+from analysis.scoring.score import score_submission
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

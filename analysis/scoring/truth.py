@@ -6,7 +6,7 @@
 - :func:`read_truth` -> either, from whatever path the user gives (for ``analysis score``).
 
 Each returns a :class:`TruthSet`: every image's ``(G, 4)`` xywh_px boxes (source pixels), its class when
-known (for :func:`analysis.breakdown.breakdown`), and notes worth telling the user.
+known (for :func:`analysis.scoring.breakdown.breakdown`), and notes worth telling the user.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.metric import frame_to_truth
+from analysis.scoring.metric import frame_to_truth
 from core.cli import UserError
 from core.layout import NORMAL, POSITIVE_CLASS, dataset_split, read_dataset, read_manifest
 
@@ -56,7 +56,7 @@ def dataset_truth(root: Path, manifest: pd.DataFrame, split: str | None = None) 
 def kaggle_truth(label_csv: Path) -> TruthSet:
     """Ground truth from the Kaggle labels CSV, validated by :mod:`core.labels`; the class CSV is used
     when it sits beside it (for the per-class breakdown)."""
-    from core.kaggle import CLASS_COLUMNS, CLASS_FILES, LABEL_COLUMNS
+    from core.download import CLASS_COLUMNS, CLASS_FILES, LABEL_COLUMNS
     from core.labels import parse_labels, read_csv_strings
 
     label_csv = Path(label_csv)
@@ -89,7 +89,7 @@ def read_truth(path: str | Path, *, split: str | None = None) -> TruthSet:
     if not path.exists():
         raise UserError(f"{path}: not found")
     if path.is_dir() and not (path / "manifest.csv").is_file():
-        from core.kaggle import LABEL_FILES, find_csv
+        from core.download import LABEL_FILES, find_csv
 
         return kaggle_truth(find_csv(path, LABEL_FILES))
     if path.is_dir() or path.suffix in {".yaml", ".yml"}:

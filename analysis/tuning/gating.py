@@ -4,13 +4,14 @@ Every box on a Target-0 image (Normal, or No Lung Opacity / Not Normal) costs th
 and a detector puts false boxes exactly there. The 1st and 2nd place solutions of the challenge used an
 image classifier to suppress them. Two ways, both pure functions of a prediction frame
 (``patientId,conf,x,y,width,height``, :data:`core.layout.PRED_COLUMNS`) and ``p_opacity`` (patientId ->
-P(Lung Opacity) from :mod:`analysis.classifier`):
+P(Lung Opacity) from :mod:`analysis.inference.classifier`):
 
 - ``hard``: drop every box of an image whose ``p_opacity`` is below the gate (gate 0 keeps everything:
   exactly the ungated predictions);
 - ``soft``: multiply each box's confidence by its image's ``p_opacity`` (then the threshold does the rest).
 
-:func:`tune_gate` scores every (mode, gate) with the threshold x box-scale sweep of :mod:`analysis.tuning`
+:func:`tune_gate` scores every (mode, gate) with the threshold x box-scale sweep of
+:mod:`analysis.tuning.threshold`
 and keeps the best by the metric; "no gate" is in the grid and wins ties, so the gated score is never below
 the ungated one on the tuning split. :func:`apply_gate` is the one function that applies a tuned gate, used
 by rescoring and by ``analysis submit`` alike.
@@ -19,21 +20,24 @@ by rescoring and by ``analysis submit`` alike.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from analysis.tuning import SWEEP_BOX_SCALES, SWEEP_CONFS, best_row, sweep_scores
+from analysis.tuning.defaults import DEFAULTS
+from analysis.tuning.threshold import best_row, sweep_halves
 from core.cli import UserError
-
-GATES = (0.0, *(round(0.05 * k, 2) for k in range(1, 20)))
-"""Hard gates tried: 0 (no gate), 0.05 ... 0.95."""
-MODES = ("hard", "soft")
 
 
 def p_opacity_map(frame: pd.DataFrame) -> dict[str, float]:
     """``patientId,p_opacity`` rows (``classifier_<split>.csv``) -> patientId -> P(Lung Opacity)."""
     return dict(zip(frame["patientId"].astype(str), frame["p_opacity"].astype(float), strict=True))
+
+
+def read_p_opacity(path: str | Path) -> dict[str, float]:
+    """A ``classifier_<split>.csv`` (``patientId,p_opacity``) as patientId -> P(Lung Opacity)."""
+    return p_opacity_map(pd.read_csv(path, dtype={"patientId": str}))
 
 
 def check_coverage(ids: Sequence[str], p_opacity: Mapping[str, float], source: str) -> None:
@@ -60,8 +64,8 @@ def apply_gate(
     >>> apply_gate(preds, {"a": 0.5, "b": 1.0}, mode="soft")["conf"].tolist()
     [0.45, 0.8]
     """
-    if mode not in MODES:
-        raise UserError(f"gate mode {mode!r}: one of {', '.join(MODES)}")
+    if mode not in DEFAULTS.gate_modes:
+        raise UserError(f"gate mode {mode!r}: one of {', '.join(DEFAULTS.gate_modes)}")
     check_coverage(preds["patientId"].astype(str).unique().tolist(), p_opacity, "gating")
     p = preds["patientId"].astype(str).map(p_opacity).to_numpy(np.float64)
     if mode == "soft":
@@ -74,25 +78,42 @@ def gate_sweep(
     preds: pd.DataFrame,
     p_opacity: Mapping[str, float],
     *,
-    confs: Sequence[float] = SWEEP_CONFS,
-    box_scales: Sequence[float] = SWEEP_BOX_SCALES,
-    gates: Sequence[float] = GATES,
+    confs: Sequence[float] | None = None,
+    box_scales: Sequence[float] | None = None,
+    gates: Sequence[float] | None = None,
 ) -> pd.DataFrame:
     """The Kaggle score of every (mode, gate, conf, box scale): columns ``mode, gate, conf, scale, score``
-    (``gate`` is NaN for ``soft``). Every image of ``truth`` needs a probability."""
+    (``gate`` is NaN for ``soft``). Every image of ``truth`` needs a probability; grids default to
+    :data:`analysis.tuning.defaults.DEFAULTS`."""
+    return gate_tables(truth, preds, p_opacity, confs=confs, box_scales=box_scales, gates=gates)[0]
+
+
+def gate_tables(
+    truth: Mapping[str, np.ndarray],
+    preds: pd.DataFrame,
+    p_opacity: Mapping[str, float],
+    *,
+    confs: Sequence[float] | None = None,
+    box_scales: Sequence[float] | None = None,
+    gates: Sequence[float] | None = None,
+) -> list[pd.DataFrame]:
+    """:func:`gate_sweep` of all images, of half 0 and of half 1 of the held-out score
+    (:func:`analysis.tuning.threshold.sweep_halves`)."""
     check_coverage(list(truth), p_opacity, "gating")
-    parts = []
-    for gate in gates:
-        table = sweep_scores(truth, apply_gate(preds, p_opacity, mode="hard", gate=gate), confs, box_scales)
-        parts.append(table.assign(mode="hard", gate=float(gate)))
-    soft = sweep_scores(truth, apply_gate(preds, p_opacity, mode="soft"), confs, box_scales)
-    parts.append(soft.assign(mode="soft", gate=np.nan))
-    return pd.concat(parts, ignore_index=True)[["mode", "gate", "conf", "scale", "score"]]
+    settings = [("hard", float(g)) for g in (DEFAULTS.gates if gates is None else gates)]
+    settings += [("soft", np.nan)] if "soft" in DEFAULTS.gate_modes else []
+    parts: list[list[pd.DataFrame]] = [[], [], []]
+    for mode, gate in settings:
+        gated = apply_gate(preds, p_opacity, mode=mode, gate=0.0 if mode == "soft" else gate)
+        for k, table in enumerate(sweep_halves(truth, gated, confs, box_scales)):
+            parts[k].append(table.assign(mode=mode, gate=gate))
+    return [pd.concat(p, ignore_index=True)[["mode", "gate", "conf", "scale", "score"]] for p in parts]
 
 
 def best_gate(table: pd.DataFrame) -> dict:
     """The best ``{"mode", "gate", "conf", "scale", "score"}`` of :func:`gate_sweep`. Ties go to no gate
-    (hard, gate 0), then the lower gate, then hard before soft, then :func:`analysis.tuning.best_row`'s
+    (hard, gate 0), then the lower gate, then hard before soft, then
+    :func:`analysis.tuning.threshold.best_row`'s
     rule for the threshold and box scale."""
     top = table["score"].fillna(-1.0).max()
     tied = table[table["score"].fillna(-1.0) == top]

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.breakdown import format_breakdown
-from analysis.rescore import PREDICT_CONF, rescore
-from analysis.tuning import format_sweep
+from analysis.scoring.breakdown import format_breakdown
+from analysis.tuning.defaults import DEFAULTS
+from analysis.tuning.rescoring import rescore
+from analysis.tuning.threshold import format_sweep
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +44,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "the first one, e.g. kaggle_ensemble2_tta, so the run's own kaggle.json is not overwritten)",
     )
     parser.add_argument(
-        "--conf", type=float, default=PREDICT_CONF, help="lowest confidence kept (default 0.01)"
+        "--floor",
+        "--conf",
+        dest="floor",
+        type=float,
+        default=DEFAULTS.prediction_floor,
+        help=f"prediction floor: the lowest confidence kept, and so the lowest threshold tried (default "
+        f"{DEFAULTS.prediction_floor}; --conf is the old name)",
     )
     parser.add_argument("--no-val", action="store_true", help="skip Ultralytics' mAP50 / mAP50-95 validation")
     parser.add_argument(
@@ -65,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
         args.weights,
         args.data,
         split=args.split,
-        conf=args.conf,
+        floor=args.floor,
         imgsz=args.imgsz,
         batch=args.batch,
         device=args.device,
@@ -79,13 +86,14 @@ def main(args: argparse.Namespace) -> int:
     reused = " (predictions reused)" if result["predictions_reused"] else ""
     print(
         f"{result['split']}: {result['n_images']} images, {result['n_predictions']} boxes at conf >= "
-        f"{args.conf}{reused}"
+        f"{args.floor}{reused}"
     )
     if not args.quiet:
         for line in format_sweep(pd.DataFrame(result["sweep"])):
             print(line)
     print(
-        f"best Kaggle score {result['score']:.4f} at conf {result['conf']:.2f}, scale {result['scale']:.2f}"
+        f"best Kaggle score {result['score']:.4f} at conf {result['conf']:.2f}, scale {result['scale']:.2f} "
+        f"(tuned on these images; held-out {heldout_text(result.get('score_heldout'))})"
     )
     if "gate" in result:
         for line in gate_lines(result):
@@ -96,8 +104,15 @@ def main(args: argparse.Namespace) -> int:
         print(line)
     extra = f", {result['classifier_predictions']}" if "gate" in result else ""
     print(
-        f"written to {result['run_dir']}: kaggle.json, {result['predictions']}{extra}, kaggle_threshold.png"
+        f"written to {result['out_dir']}: kaggle.json, {result['predictions']}{extra}, kaggle_threshold.png"
     )
+    return 0
+
+
+def heldout_text(score: float | None) -> str:
+    """The held-out score in words: tuned on one half of the images by patientId, scored on the other,
+    both ways, averaged (:mod:`analysis.tuning.tuner`)."""
+    return "n/a: a half has no scored image" if score is None else f"{score:.4f}"
 
 
 def gate_lines(result: dict) -> list[str]:
@@ -111,8 +126,8 @@ def gate_lines(result: dict) -> list[str]:
     return [
         f"classifier gate: {how}{reused}",
         f"  gated {result['score']:.4f} vs detector alone {ungated['score']:.4f} "
-        f"(conf {ungated['conf']:.2f}, scale {ungated['scale']:.2f})",
+        f"(conf {ungated['conf']:.2f}, scale {ungated['scale']:.2f}; held-out "
+        f"{heldout_text(ungated.get('score_heldout'))})",
         f"  false-box loss removed {effect['false_box_loss_removed']:.4f}, Lung Opacity loss added "
         f"{effect['lung_opacity_loss_added']:.4f}",
     ]
-    return 0

@@ -3,8 +3,10 @@
 The box scale shrinks (``< 1``) or grows each predicted box about its centre before scoring
 (:func:`core.boxes.scale_about_centre`); it is not the PNG scale of ``manifest.csv``.
 
-- :func:`sweep_scores` -> the Kaggle score of every (threshold, box scale) pair (:data:`SWEEP_CONFS` x
-  :data:`SWEEP_BOX_SCALES` by default), one IoU pass per box scale (:func:`analysis.metric.sweep`);
+- :func:`sweep_scores` -> the Kaggle score of every (threshold, box scale) pair (the grids of
+  :data:`analysis.tuning.defaults.DEFAULTS` by default), one IoU pass per box scale
+  (:func:`analysis.scoring.metric.sweep`); :func:`sweep_halves` adds the two halves of the held-out score
+  (:func:`heldout_half`);
 - :func:`best_row` -> the best pair; :func:`format_sweep` / :func:`plot_sweep` -> the table as text and
   as ``kaggle_threshold.png``;
 - :func:`check_settings` -> one clear error for a threshold or box scale out of range.
@@ -14,6 +16,7 @@ A sweep table has columns ``conf, scale, score`` (``scale`` = box scale), the ``
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,12 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.metric import frame_to_preds, sweep
+from analysis.scoring.metric import frame_to_preds, sweep, sweep_images, sweep_table
+from analysis.tuning.defaults import DEFAULTS
 from core.cli import UserError
-
-SWEEP_CONFS = tuple(round(0.01 * k, 2) for k in range(1, 5)) + tuple(round(0.05 * k, 2) for k in range(1, 20))
-"""0.01 ... 0.04, then 0.05 ... 0.95 in 0.05 steps."""
-SWEEP_BOX_SCALES = (1.0, 0.80, 0.85, 0.90, 0.95)
 
 
 def check_settings(conf: float, box_scale: float, *, hint: bool = True) -> None:
@@ -42,12 +42,43 @@ def check_settings(conf: float, box_scale: float, *, hint: bool = True) -> None:
 def sweep_scores(
     truth: Mapping[str, np.ndarray],
     preds: pd.DataFrame,
-    confs: Sequence[float] = SWEEP_CONFS,
-    box_scales: Sequence[float] = SWEEP_BOX_SCALES,
+    confs: Sequence[float] | None = None,
+    box_scales: Sequence[float] | None = None,
 ) -> pd.DataFrame:
     """Kaggle score for every (conf, box scale) pair of a prediction frame (rows of images not in ``truth``
-    are an error)."""
-    return sweep(truth, frame_to_preds(preds), confs, box_scales)
+    are an error); grids default to :data:`DEFAULTS`."""
+    return sweep(truth, frame_to_preds(preds), *_grids(confs, box_scales))
+
+
+def _grids(confs, box_scales) -> tuple[list[float], list[float]]:
+    confs = DEFAULTS.thresholds if confs is None else confs
+    box_scales = DEFAULTS.box_scales if box_scales is None else box_scales
+    return [float(c) for c in confs], [float(s) for s in box_scales]
+
+
+def heldout_half(patient_id: str) -> int:
+    """0 or 1: the half of the held-out score (:mod:`analysis.tuning.tuner`) an image belongs to, fixed by
+    its patientId alone (the first bit of its SHA-1), whatever else is scored.
+
+    >>> [heldout_half(p) for p in ("a", "b", "c")]
+    [0, 1, 0]
+    """
+    return hashlib.sha1(str(patient_id).encode()).digest()[0] & 1
+
+
+def sweep_halves(
+    truth: Mapping[str, np.ndarray],
+    preds: pd.DataFrame,
+    confs: Sequence[float] | None = None,
+    box_scales: Sequence[float] | None = None,
+) -> list[pd.DataFrame]:
+    """:func:`sweep_scores` of all images, of half 0 and of half 1 (:func:`heldout_half`): three tables from
+    one IoU pass per box scale (the halves are means over other columns of the same per-image scores)."""
+    confs, box_scales = _grids(confs, box_scales)
+    ids, scores = sweep_images(truth, frame_to_preds(preds), confs, box_scales)
+    half = np.array([heldout_half(i) for i in ids], dtype=np.int8)
+    parts = (scores, scores[..., half == 0], scores[..., half == 1])
+    return [sweep_table(s, confs, box_scales) for s in parts]
 
 
 def best_row(table: pd.DataFrame) -> dict:

@@ -1,13 +1,14 @@
 """Rescoring a trained run with the Kaggle metric: the prediction cache and the whole ``analysis rescore``.
 
-- :func:`predict_split` -> the raw predictions of a split (conf :data:`PREDICT_CONF`, source pixels),
-  cached in ``predictions_<split>.csv`` and reused when the weights (content), image size, TTA and image
-  list are unchanged (:func:`weights_signature`, :func:`split_images`);
-- :func:`rescore` -> predict (or reuse), tune the threshold and box scale (:mod:`analysis.tuning`), explain
-  the loss (:mod:`analysis.breakdown`) against the split's truth (:mod:`analysis.truth`), and write
-  ``kaggle.json``, ``predictions_<split>.csv`` and ``kaggle_threshold.png`` (docs/ARCHITECTURE.md).
-
-The trainer (``train.kaggle``) reuses these pieces.
+- :func:`load_split` -> a split's truth, images and PNG scales, read once;
+- :func:`predict_split` -> the raw predictions of a split (at the prediction floor of
+  :data:`analysis.tuning.defaults.DEFAULTS`, source pixels), cached in ``predictions_<split>.csv`` and
+  reused when the weights (content), image size, TTA and image list are unchanged
+  (:func:`weights_signature`, :func:`split_images`);
+- :func:`rescore` -> predict (or reuse), tune through the tuning door (:func:`analysis.tuning.tuner.tune`,
+  :func:`~analysis.tuning.tuner.tune_gate`; WBF by :func:`analysis.tuning.wbf.tune_wbf`) against the split's
+  truth (:mod:`analysis.scoring.truth`), and write ``kaggle.json``, ``predictions_<split>.csv`` and
+  ``kaggle_threshold.png`` (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -15,21 +16,44 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from analysis.breakdown import breakdown
-from analysis.metric import frame_to_preds, per_image_scores
-from analysis.truth import dataset_truth
-from analysis.tuning import SWEEP_BOX_SCALES, SWEEP_CONFS, best_row, plot_sweep, sweep_scores
+from analysis.scoring.truth import TruthSet, dataset_truth
+from analysis.tuning.defaults import DEFAULTS
+from analysis.tuning.threshold import plot_sweep
+from analysis.tuning.tuner import tune, tune_gate
 from core.cli import UserError
 from core.io import write_csv_atomic
-from core.layout import PRED_COLUMNS, dataset_split
-from core.runs import expand_weights, predictions_name, read_kaggle, write_kaggle
+from core.layout import MANIFEST_CSV, PRED_COLUMNS, dataset_split
+from core.runs import (
+    classifier_predictions_name,
+    expand_weights,
+    parts_name,
+    predictions_name,
+    read_kaggle,
+    write_kaggle,
+)
 
-PREDICT_CONF = 0.01
-"""The confidence threshold of the cached predictions: the lowest one the sweep can choose."""
+
+@dataclass(frozen=True)
+class SplitData:
+    """A split of a converted dataset, read once: its folder, manifest, truth, PNG paths and PNG scales."""
+
+    root: Path
+    manifest: pd.DataFrame
+    gt: TruthSet
+    images: list[Path]
+    png_scales: dict[str, float]
+
+
+def load_split(data_yaml: str | Path, split: str = "val") -> SplitData:
+    """The split as the data YAML names it (a fold YAML's own val list, not the manifest's fold 0)."""
+    root, manifest = dataset_split(Path(data_yaml), split)
+    images, png_scales = split_images(root, manifest, split)
+    return SplitData(root, manifest, dataset_truth(root, manifest, split), images, png_scales)
 
 
 def weights_signature(weights: Sequence[Path]) -> list[dict]:
@@ -48,12 +72,12 @@ def images_sha1(images: Sequence[Path]) -> str:
 
 def split_images(root: Path, manifest: pd.DataFrame, split: str) -> tuple[list[Path], dict[str, float]]:
     """PNG paths of a split and their PNG scales (patientId -> PNG pixels per source pixel, the manifest's
-    ``scale`` column: :func:`analysis.predict.manifest_png_scales`)."""
-    from analysis.predict import manifest_png_scales
+    ``scale`` column: :func:`analysis.inference.predict.manifest_png_scales`)."""
+    from analysis.inference.predict import manifest_png_scales
 
     rows = manifest[manifest["split"] == split]
     if rows.empty:
-        raise UserError(f"{root / 'manifest.csv'}: no images in split {split!r}")
+        raise UserError(f"{root / MANIFEST_CSV}: no images in split {split!r}")
     paths = [root / p for p in rows["png"]]
     missing = [p for p in paths if not p.is_file()]
     if missing:
@@ -75,11 +99,12 @@ def predict_split(
     signature: dict | None = None,
     progress: bool = True,
 ) -> tuple[pd.DataFrame, dict, bool]:
-    """Predict a split at conf 0.01 (source pixels) or reuse ``out_dir/predictions_<split>.csv`` when the
-    ``signature`` recorded in ``out_dir/kaggle.json`` matches. Returns ``(frame, signature, reused)``.
-    ``imgsz``: the size for every model, one per model, else each one's own
-    (:func:`analysis.predict.model_sizes`)."""
-    from analysis.predict import model_sizes, predict_images, size_record
+    """Predict a split at the prediction floor (source pixels) or reuse ``out_dir/predictions_<split>.csv``
+    when the ``signature`` recorded in ``out_dir/kaggle.json`` matches. Returns ``(frame, signature,
+    reused)``. ``imgsz``: the size for every model, one per model, else each one's own
+    (:func:`analysis.inference.predict.model_sizes`)."""
+    from analysis.inference.predict import model_sizes, size_record
+    from analysis.inference.predictor import Predictor, TunedSetting
 
     images, png_scales = split_images(root, manifest, split)
     sizes = model_sizes(weights, imgsz)  # no checkpoint is loaded when rescore passes them resolved
@@ -87,7 +112,7 @@ def predict_split(
         "weights": weights_signature(weights),
         "imgsz": size_record(sizes),
         "tta": bool(tta),
-        "conf": PREDICT_CONF,
+        "conf": DEFAULTS.prediction_floor,
         "split": split,
         "n_images": len(images),
         "images_sha1": images_sha1(images),
@@ -95,17 +120,17 @@ def predict_split(
     }
     csv_path = out_dir / predictions_name(split)
     fused = len(weights) > 1 or tta  # each model's own boxes are kept too, to tune the fusion
-    parts_path = out_dir / f"predictions_{split}_parts.csv"
+    parts_path = out_dir / parts_name(split)
     cached = csv_path.is_file() and (parts_path.is_file() or not fused)
     if cached and previous_kaggle(out_dir).get("prediction_signature") == signature:
         frame = read_predictions(csv_path)
         if fused:
             frame.attrs["parts"] = pd.read_csv(parts_path, dtype={"patientId": str})
         return frame, signature, True
-    frame = predict_images(
-        list(weights), images, imgsz=sizes, conf=PREDICT_CONF, batch=batch, tta=tta, device=device,
-        png_scales=png_scales, keep_parts=fused, progress=progress,
-    )  # fmt: skip
+    predictor = Predictor(TunedSetting(weights=tuple(weights), sizes=tuple(sizes), tta=tta), batch=batch,
+                          device=device)  # fmt: skip
+    frame = predictor.raw(images, png_scales=png_scales, floor=DEFAULTS.prediction_floor, keep_parts=fused,
+                          progress=progress)  # fmt: skip
     if fused:
         write_csv_atomic(frame.attrs["parts"], parts_path)
     write_csv_atomic(frame[PRED_COLUMNS], csv_path)
@@ -169,8 +194,8 @@ def classifier_split(
     """P(Lung Opacity) of each image of a split, or ``out_dir/classifier_<split>.csv`` reused when the
     ``classifier_signature`` of ``out_dir/kaggle.json`` matches (weights content, TTA, image list).
     Returns ``(patientId -> p_opacity, signature, reused)``; an unreadable image is a :class:`UserError`."""
-    from analysis.classifier import predict_probs
-    from analysis.gating import check_coverage, p_opacity_map
+    from analysis.inference.classifier import predict_probs
+    from analysis.tuning.gating import check_coverage, p_opacity_map
 
     signature = {
         "weights": weights_signature(classifiers),
@@ -178,7 +203,7 @@ def classifier_split(
         "split": split,
         "images_sha1": images_sha1(images),
     }
-    csv_path = out_dir / f"classifier_{split}.csv"
+    csv_path = out_dir / classifier_predictions_name(split)
     if csv_path.is_file() and previous_kaggle(out_dir).get("classifier_signature") == signature:
         return p_opacity_map(pd.read_csv(csv_path, dtype={"patientId": str})), signature, True
     probs = predict_probs(classifiers, images, tta=tta, batch=batch, device=device, progress=progress)
@@ -220,7 +245,7 @@ def check_not_trained_on(weights: Sequence[Path], split: str, ids: Sequence[str]
 def check_same_images(classifier_runs: Sequence[Path], split: str, ids: Sequence[str]) -> None:
     """A classifier trained on a view of another dataset (its ``<view>/<split>`` images are not the
     detector's) is one clear error: its probabilities would not describe these images."""
-    from analysis.classifier import view_labels
+    from analysis.inference.classifier import view_labels
     from core.runs import read_args
 
     for run in classifier_runs:
@@ -242,38 +267,41 @@ def rescore(
     data_yaml: str | Path,
     *,
     split: str = "val",
-    conf: float = PREDICT_CONF,
+    floor: float | None = None,
     imgsz: int | None = None,
     batch: int = 16,
     device=None,
     tta: bool = False,
     out_dir: str | Path | None = None,
-    confs: Sequence[float] = SWEEP_CONFS,
-    box_scales: Sequence[float] = SWEEP_BOX_SCALES,
+    thresholds: Sequence[float] | None = None,
+    box_scales: Sequence[float] | None = None,
     ultralytics_val: bool = True,
     known_maps: dict[str, float] | None = None,
     classifier: str | Path | Sequence[str | Path] | None = None,
     classifier_tta: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Predict ``split`` once with the run's weights (several: WBF ensemble), sweep threshold x box scale
-    (``confs`` x ``box_scales``) with the Kaggle metric, and write ``kaggle.json``,
-    ``predictions_<split>.csv`` and ``kaggle_threshold.png`` into the run folder (``out_dir`` if given;
-    with several weights or TTA, a subfolder of the first run folder, see :func:`default_out_dir`).
-    Returns the ``kaggle.json`` dict (docs/ARCHITECTURE.md) plus ``run_dir``.
+    """Predict ``split`` once with the run's weights (several: WBF ensemble), tune threshold x box scale
+    (``thresholds`` x ``box_scales``, default :data:`~analysis.tuning.defaults.DEFAULTS`) with the Kaggle
+    metric, and write ``kaggle.json``, ``predictions_<split>.csv`` and ``kaggle_threshold.png`` into the
+    run folder (``out_dir`` if given; with several weights or TTA, a subfolder of the first run folder, see
+    :func:`default_out_dir`). Returns the ``kaggle.json`` dict (docs/ARCHITECTURE.md) plus ``out_dir``, the
+    folder it was written to.
 
-    ``conf`` is the prediction threshold (only thresholds ``>= conf`` are swept); mAP50 / mAP50-95 come from
-    Ultralytics' validator for a single model without TTA (None otherwise, or with ``ultralytics_val=False``);
-    when the cached predictions are reused and the previous ``kaggle.json`` has them, they are reused too,
-    so rescoring again runs no inference. ``known_maps`` (``{"map50", "map50_95"}``) are values Ultralytics
-    already measured for these weights on this split, e.g. the trainer's final validation of ``best.pt``:
-    they are used as they are instead of validating a second time.
+    ``floor``: the lowest confidence kept (default: the prediction floor; only thresholds ``>= floor`` are
+    tried). mAP50 / mAP50-95 come from Ultralytics' validator for a single model without TTA (None
+    otherwise, or with ``ultralytics_val=False``); when the cached predictions are reused and the previous
+    ``kaggle.json`` has them, they are reused too, so rescoring again runs no inference. ``known_maps``
+    (``{"map50", "map50_95"}``) are values Ultralytics already measured for these weights on this split,
+    e.g. the trainer's final validation of ``best.pt``: they are used as they are instead of validating a
+    second time.
 
     ``classifier`` (a classifier run folder or weights; several are averaged, ``classifier_tta`` adds
-    flips) gates the boxes (:mod:`analysis.gating`): P(Lung Opacity) of each image is predicted once (kept
-    in ``classifier_<split>.csv``) and the gate (hard or soft, "no gate" included) is tuned jointly with the
-    threshold and box scale. Outputs go to ``kaggle_gated/``; ``kaggle.json`` then holds the gated best,
-    the ungated best (``ungated``), the gate (``gate``) and what the gate changed in the breakdown.
+    flips) gates the boxes (:mod:`analysis.tuning.gating`): P(Lung Opacity) of each image is predicted
+    once (kept in ``classifier_<split>.csv``) and the gate (hard or soft, "no gate" included) is tuned
+    jointly with the threshold and box scale. Outputs go to ``kaggle_gated/``; ``kaggle.json`` then holds
+    the gated best, the ungated best (``ungated``), the gate (``gate``) and what the gate changed in the
+    breakdown.
     """
     items = [weights_or_run] if isinstance(weights_or_run, (str, Path)) else list(weights_or_run)
     if not items:
@@ -282,43 +310,43 @@ def rescore(
     weights = [w for w, _ in resolved]
     classifiers = _as_list(classifier)
     gated = bool(classifiers)
-    run_dir = Path(out_dir) if out_dir else default_out_dir(resolved[0][1], len(weights), tta, gated)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir) if out_dir else default_out_dir(resolved[0][1], len(weights), tta, gated)
+    out.mkdir(parents=True, exist_ok=True)
     data_yaml = Path(data_yaml)
-    root, manifest = dataset_split(data_yaml, split)
-    gt = dataset_truth(root, manifest, split)
+    data = load_split(data_yaml, split)
+    gt = data.gt
     check_not_trained_on(weights, split, list(gt.truth))
+    thresholds = list(DEFAULTS.thresholds if thresholds is None else thresholds)
+    box_scales = list(DEFAULTS.box_scales if box_scales is None else box_scales)
 
-    from analysis.predict import model_sizes, size_record
+    from analysis.inference.predict import model_sizes, size_record
 
     sizes = model_sizes(weights, imgsz)
     frame, signature, reused = predict_split(
-        weights, root, manifest, split, run_dir, imgsz=sizes, batch=batch, device=device, tta=tta,
+        weights, data.root, data.manifest, split, out, imgsz=sizes, batch=batch, device=device, tta=tta,
         progress=progress,
     )  # fmt: skip
     wbf = None
     if "parts" in frame.attrs:  # an ensemble or TTA: tune the fusion itself by the metric
-        from analysis.ensemble import tune_wbf
+        from analysis.tuning.wbf import tune_wbf
 
-        wbf, wbf_table, frame = tune_wbf(gt.truth, frame.attrs["parts"], confs=confs, box_scales=box_scales)
-        write_csv_atomic(frame, run_dir / predictions_name(split))  # the tuned fusion's boxes
-    frame = frame[frame["conf"] >= conf]
-    confs = [c for c in confs if c >= conf]
-    table = sweep_scores(gt.truth, frame, confs, box_scales)
-    best = best_row(table)
-    explain = loss_breakdown(gt, frame, best)
-    gating = None
+        wbf, wbf_table, frame = tune_wbf(
+            gt.truth, frame.attrs["parts"], confs=thresholds, box_scales=box_scales
+        )
+        write_csv_atomic(frame, out / predictions_name(split))  # the tuned fusion's boxes
+    tuned = tune(gt, frame, floor=floor, thresholds=thresholds, box_scales=box_scales)
+    chosen, ungated, gating = tuned, None, None
     if gated:
-        gating = _tune_gate(classifiers, classifier_tta, gt, frame, root, manifest, split, run_dir,
-                            confs=confs, box_scales=box_scales, batch=batch, device=device,
-                            progress=progress)  # fmt: skip
-        ungated = {"score": best["score"], "conf": best["conf"], "scale": best["scale"], "breakdown": explain}
-        best = gating["best"]
-        table = gating["table"]
-        explain = gating["breakdown"]
+        gating = _classifier_probs(classifiers, classifier_tta, data, split, out, batch=batch, device=device,
+                                   progress=progress)  # fmt: skip
+        chosen = tune_gate(gt, frame, gating["p_opacity"], floor=floor, thresholds=thresholds,
+                           box_scales=box_scales)  # fmt: skip
+        ungated = {"score": tuned.score, "conf": tuned.best["conf"], "scale": tuned.best["scale"],
+                   "score_heldout": tuned.score_heldout, "breakdown": tuned.breakdown}  # fmt: skip
+    best = chosen.best
     maps = {"map50": None, "map50_95": None}
     if ultralytics_val and len(weights) == 1 and not tta:
-        previous = previous_kaggle(run_dir) if reused else {}
+        previous = previous_kaggle(out) if reused else {}
         if known_maps is not None:
             maps = {"map50": float(known_maps["map50"]), "map50_95": float(known_maps["map50_95"])}
         elif previous.get("map50") is not None and previous.get("map50_95") is not None:
@@ -332,15 +360,16 @@ def rescore(
         "data": str(data_yaml.resolve()),
         "n_images": len(gt.truth),
         "score": best["score"],
+        "score_heldout": chosen.score_heldout,
         "conf": best["conf"],
         "scale": best["scale"],
         **maps,
-        "sweep": table.to_dict(orient="records"),
-        "breakdown": explain,
+        "sweep": chosen.table.to_dict(orient="records"),
+        "breakdown": chosen.breakdown,
         "predictions": predictions_name(split),
         "imgsz": size_record(sizes),
         "tta": bool(tta),
-        "n_predictions": len(frame),
+        "n_predictions": len(tuned.frame),
         "predictions_reused": reused,
         "prediction_signature": signature,
     }
@@ -351,20 +380,20 @@ def rescore(
         result.update(
             gate={"mode": best["mode"], "gate": best["gate"]},
             ungated=ungated,
-            gate_effect=gate_effect(ungated["breakdown"], explain),
-            gates=gating["gates"],
+            gate_effect=gate_effect(ungated["breakdown"], chosen.breakdown),
+            gates=chosen.gates,
             classifier=[str(c) for c in gating["classifiers"]],
             classifier_tta=bool(classifier_tta),
-            classifier_predictions=f"classifier_{split}.csv",
+            classifier_predictions=classifier_predictions_name(split),
             classifier_reused=gating["reused"],
             classifier_signature=gating["signature"],
         )
-    write_kaggle(run_dir, result)
+    write_kaggle(out, result)
     name = weights[0].name if len(weights) == 1 else f"{len(weights)}-model WBF"
     gate_text = f" + {best['mode']} gate {best['gate']}" if gating is not None else ""
     title = f"{name} on {split}{' + flip TTA' if tta else ''}{gate_text}: best {best['score']:.4f}"
-    plot_sweep(table, run_dir / "kaggle_threshold.png", title=title)
-    result["run_dir"] = str(run_dir)
+    plot_sweep(chosen.table, out / "kaggle_threshold.png", title=title)
+    result["out_dir"] = str(out)
     return result
 
 
@@ -374,53 +403,17 @@ def _as_list(value) -> list:
     return [value] if isinstance(value, (str, Path)) else list(value)
 
 
-def loss_breakdown(gt, frame: pd.DataFrame, best: dict) -> dict:
-    """The loss breakdown (:func:`analysis.breakdown.breakdown`) of the prediction ``frame`` against the
-    truth ``gt`` at ``best``'s threshold (``conf``) and box scale (``scale``)."""
-    preds_best = frame_to_preds(frame[frame["conf"] >= best["conf"]])
-    scores = per_image_scores(gt.truth, preds_best, box_scale=best["scale"])
-    n_boxes = {k: len(v[1]) for k, v in preds_best.items()}
-    return breakdown(scores, gt.truth, gt.classes, n_boxes)
-
-
-def _tune_gate(classifiers, classifier_tta, gt, frame, root, manifest, split, run_dir, *, confs, box_scales,
-               batch, device, progress) -> dict:  # fmt: skip
-    """Predict P(opacity) for the split (or reuse it), tune the gate with the threshold and box scale."""
-    from analysis.gating import apply_gate, best_gate, gate_sweep
-
+def _classifier_probs(classifiers, classifier_tta, data: SplitData, split, out, *, batch, device,
+                      progress) -> dict:  # fmt: skip
+    """P(opacity) of the split's images from the classifiers (or reused), checked to describe them."""
     resolved = expand_weights(classifiers)
-    images, _ = split_images(root, manifest, split)
-    check_same_images([r for _, r in resolved], split, [p.stem for p in images])
+    check_same_images([r for _, r in resolved], split, [p.stem for p in data.images])
     p, signature, reused = classifier_split(
-        [w for w, _ in resolved], images, run_dir, split, tta=classifier_tta, batch=batch, device=device,
+        [w for w, _ in resolved], data.images, out, split, tta=classifier_tta, batch=batch, device=device,
         progress=progress,
     )  # fmt: skip
-    table = gate_sweep(gt.truth, frame, p, confs=confs, box_scales=box_scales)
-    best = best_gate(table)
-    mode_rows = table[(table["mode"] == best["mode"])]
-    chosen = (
-        mode_rows[mode_rows["gate"].isna()]
-        if best["gate"] is None
-        else mode_rows[mode_rows["gate"] == best["gate"]]
-    )
-    per_gate = [
-        {
-            "mode": mode,
-            "gate": None if pd.isna(gate) else float(gate),
-            **best_row(group[["conf", "scale", "score"]]),
-        }
-        for (mode, gate), group in table.groupby(["mode", "gate"], dropna=False, sort=False)
-    ]
-    gated_frame = apply_gate(frame, p, mode=best["mode"], gate=best["gate"] or 0.0)
-    return {
-        "best": best,
-        "table": chosen[["conf", "scale", "score"]].reset_index(drop=True),
-        "gates": per_gate,
-        "breakdown": loss_breakdown(gt, gated_frame, best),
-        "classifiers": [w for w, _ in resolved],
-        "signature": signature,
-        "reused": reused,
-    }
+    return {"p_opacity": p, "classifiers": [w for w, _ in resolved], "signature": signature,
+            "reused": reused}  # fmt: skip
 
 
 def gate_effect(ungated: dict, gated: dict) -> dict:
