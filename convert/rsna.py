@@ -30,6 +30,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import time
 from collections import Counter
@@ -47,7 +48,7 @@ from core.cli import UserError
 from core.dicom import DicomError, dicom_to_uint8, header_metadata, read_dicom
 from core.download import Source, find_source
 from core.images import png_header, resize_longer_side, resized_shape
-from core.io import TMP_SUFFIX, write_atomic
+from core.io import TMP_SUFFIX, is_disk_full, write_atomic
 from core.labels import Labels, Skip, is_safe_id, read_labels
 from core.layout import BOX_COLUMNS, MANIFEST_COLUMNS, SPLITS, data_yaml_text, label_text
 from core.workers import available_cpus, die_with_parent
@@ -55,6 +56,11 @@ from core.workers import available_cpus, die_with_parent
 MAX_PRINTED_SKIPS = 5
 """Examples printed per kind of skip (report.json lists them all)."""
 MAX_PRINTED_PROBLEMS = 20
+PNG_BYTES_PER_PIXEL = 0.5
+"""A generous size of an 8-bit film's PNG per pixel of ``imgsz x imgsz`` (OpenCV's default compression;
+chest films compress to less): only to warn before a conversion that will not fit."""
+FILE_BLOCK = 4096
+"""The least a file takes on disk (one block): a label file of a few bytes costs this much."""
 
 
 def inside(out: Path, relative: str | Path) -> Path:
@@ -124,6 +130,11 @@ def convert_one(job: Job) -> dict:
     except DicomError as exc:
         reason = str(exc).replace(f"{job.dicom}: ", "")
         return {"patientId": job.patient_id, "ok": False, "reason": reason}
+    except OSError as exc:
+        if is_disk_full(exc):  # not this file's fault: stop (one line from the CLI), a rerun resumes
+            raise
+        reason = re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(exc).__name__}: {exc}")
+        return {"patientId": job.patient_id, "ok": False, "reason": reason}
     except Exception as exc:  # one odd file must not stop thousands of others: record it and go on
         reason = re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(exc).__name__}: {exc}")  # reproducible reports
         return {"patientId": job.patient_id, "ok": False, "reason": reason}
@@ -155,6 +166,37 @@ def _reuse(job: Job) -> dict | None:
         if job.label.read_bytes() != expected:
             write_atomic(job.label, expected)
     return {"patientId": job.patient_id, "ok": True, "reused": True, "meta": meta, "png_scale": png_scale}
+
+
+def space_needed(jobs: list[Job]) -> int:
+    """Bytes the PNGs and labels of ``jobs`` are expected to take (:data:`PNG_BYTES_PER_PIXEL`, at least a
+    :data:`FILE_BLOCK` a file); a job whose PNG already exists counts nothing (a rerun reuses it)."""
+    need = 0
+    for job in jobs:
+        if job.png.exists():
+            continue
+        png = math.ceil(job.imgsz * job.imgsz * PNG_BYTES_PER_PIXEL / FILE_BLOCK) * FILE_BLOCK
+        need += png + (FILE_BLOCK if job.label is not None else 0)
+    return need
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e9 else f"{n_bytes / 1e6:.1f} MB"
+
+
+def space_warning(out: Path, jobs: list[Job], imgsz: int) -> str | None:
+    """A line saying the disk of ``out`` has less free space than the conversion is expected to need
+    (:func:`space_needed`), else None."""
+    need = space_needed(jobs)
+    free = shutil.disk_usage(out).free
+    if need <= free:
+        return None
+    todo = sum(not job.png.exists() for job in jobs)
+    return (
+        f"warning: {todo} images at --imgsz {imgsz} need about {_size(need)}, and {out} has "
+        f"{_size(free)} free: the conversion will likely stop when the disk is full. Images finished "
+        "by then are kept and a rerun reuses them: free some space (or choose a smaller --imgsz) first"
+    )
 
 
 def _init_worker(parent: int) -> None:
@@ -429,6 +471,9 @@ def convert_rsna(
         if split != "test":
             inside(out, f"labels/{split}").mkdir(parents=True, exist_ok=True)
 
+    warning = space_warning(out, jobs, imgsz)
+    if warning:
+        echo(warning)
     workers = max(1, workers or available_cpus())
     results = run_jobs(jobs, workers, progress=progress)
 

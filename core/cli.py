@@ -40,11 +40,19 @@ def run_cli(
 
 
 def call_reporting_errors(prog: str, func: Callable[..., int | None], *args) -> int:
-    """Run ``func(*args)``; a ``UserError`` becomes one line and exit status 2, Ctrl-C status 130."""
+    """Run ``func(*args)``; a ``UserError`` or a full disk becomes one line and exit status 2, Ctrl-C
+    status 130."""
+    from core.io import disk_full_message, is_disk_full
+
     try:
         return int(func(*args) or 0)
     except UserError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        print(f"{prog}: error: {disk_full_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

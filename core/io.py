@@ -3,10 +3,15 @@
 A reader (or a rerun after ``kill -9``) sees the old file or the new one, never half of one. Temporary
 files are named ``.<name>.<pid>.tmp`` (:func:`temp_path`), so a cleanup can find leftovers by
 :data:`TMP_SUFFIX`. No fsync: the files survive a killed process, not a power loss.
+
+A full disk (:func:`is_disk_full`) is the one write error a user can fix without a code change: the
+writers remove their temporary file and raise it naming the file that could not be written, and
+:func:`core.cli.call_reporting_errors` turns it into one line (:func:`disk_full_message`).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -14,6 +19,23 @@ from pathlib import Path
 from typing import Any
 
 TMP_SUFFIX = ".tmp"
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""``No space left on device`` and ``Disk quota exceeded``: freeing space is the fix for both."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write that failed because the disk (or the user's quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+
+
+def disk_full_message(exc: OSError) -> str:
+    """One line for a full disk: the file that could not be written, that finished work is kept, what to
+    do."""
+    where = f"could not write {exc.filename}" if exc.filename else "could not write a file"
+    return (
+        f"the disk is full ({exc.strerror or os.strerror(exc.errno)}): {where}. Work finished before this "
+        "is kept and a rerun of the same command reuses it: free some space and run it again"
+    )
 
 
 def temp_path(path: Path) -> Path:
@@ -24,14 +46,25 @@ def temp_path(path: Path) -> Path:
 def write_atomic(path: str | Path, data: bytes | str) -> Path:
     """Write ``data`` (bytes, or text as UTF-8 with ``\\n`` line ends) to ``path`` atomically.
 
-    The parent folder is created if missing. Returns ``path``.
+    The parent folder is created if missing. Returns ``path``. On any failure the temporary file is
+    removed and ``path`` is left as it was; a full disk is raised as ``OSError(ENOSPC, ..., path)`` (the
+    file meant, not its temporary name).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    with open(tmp, "wb") as fh:
-        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path(path)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # half a file, and on a full disk the space the user needs
+            raise
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from exc
+        raise
     return path
 
 

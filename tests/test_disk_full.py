@@ -1,0 +1,104 @@
+"""A full disk is one line naming the file, not a traceback (core.io writers, core.cli, convert rsna)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from core.cli import call_reporting_errors
+from core.io import is_disk_full, write_atomic, write_json_atomic
+
+
+def _full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_write_atomic_on_a_full_disk_names_the_file_and_leaves_no_temp(tmp_path, monkeypatch):
+    target = tmp_path / "out" / "kaggle.json"
+    write_json_atomic({"score": 0.1}, target)
+    monkeypatch.setattr("core.io.os.replace", _full)
+    with pytest.raises(OSError) as caught:
+        write_json_atomic({"score": 0.2}, target)
+    assert is_disk_full(caught.value) and caught.value.filename == str(target)
+    assert json.loads(target.read_text()) == {"score": 0.1}  # the finished file is kept as it was
+    assert sorted(p.name for p in target.parent.iterdir()) == ["kaggle.json"]  # temp file removed
+
+
+def test_a_full_disk_is_one_line_and_status_2(tmp_path, monkeypatch, capsys):
+    target = tmp_path / "predictions_val.csv"
+    monkeypatch.setattr("core.io.os.replace", _full)
+    status = call_reporting_errors("python -m analysis", lambda: write_atomic(target, "a,b\n"))
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and err.startswith("python -m analysis: error: the disk is full")
+    assert str(target) in err and "kept" in err and "free some space" in err
+
+
+def test_other_write_errors_are_not_called_a_full_disk(tmp_path, monkeypatch):
+    def denied(*args, **kwargs):
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr("core.io.os.replace", denied)
+    with pytest.raises(PermissionError):
+        call_reporting_errors("prog", lambda: write_atomic(tmp_path / "x.txt", "x"))
+
+
+def test_space_warning_before_a_conversion(tmp_path, monkeypatch):
+    from convert import rsna
+
+    jobs = [rsna.Job("p", tmp_path / "p.dcm", tmp_path / f"p{k}.png", None, (), 512) for k in range(10)]
+    need = rsna.space_needed(jobs)
+    assert need == 10 * 512 * 512 * rsna.PNG_BYTES_PER_PIXEL
+    (tmp_path / "p0.png").write_bytes(b"done")  # a finished image needs no more space
+    assert rsna.space_needed(jobs) == need * 9 // 10
+    usage = type("Usage", (), {"free": need // 2})
+    monkeypatch.setattr(rsna.shutil, "disk_usage", lambda path: usage)
+    line = rsna.space_warning(tmp_path, jobs, 512)
+    assert line is not None and "9 images at --imgsz 512" in line and str(tmp_path) in line
+    usage.free = need
+    assert rsna.space_warning(tmp_path, jobs, 512) is None
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path):
+    """A 160 KiB tmpfs (root only; skipped where mounting is not permitted)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mount)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_convert_on_a_full_filesystem_is_one_line_and_a_rerun_finishes(tmp_path, tiny_filesystem, capsys):
+    from convert.__main__ import COMMANDS
+    from convert.synth import generate
+    from core.cli import run_cli
+
+    src = tmp_path / "download"
+    generate(src, 12, 2, seed=0, imgsz=256)
+    out = tiny_filesystem / "ds"
+    argv = ["rsna", "--src", str(src), "--out", str(out), "--imgsz", "256", "--workers", "1", "--no-progress"]
+    status = run_cli("python -m convert", "", COMMANDS, argv)
+    captured = capsys.readouterr()
+    assert status == 2
+    lines = [line for line in captured.err.splitlines() if "error" in line]
+    assert len(lines) == 1 and "Traceback" not in captured.err
+    assert lines[0].startswith("python -m convert: error: the disk is full") and f"write {out}" in lines[0]
+    assert "warning: 14 images at --imgsz 256 need about" in captured.out  # said before it started
+    finished = sorted((out / "images").rglob("*.png"))
+    assert finished and not list(tiny_filesystem.rglob("*.tmp"))  # finished PNGs kept, no temp files
+    subprocess.run(["mount", "-o", "remount,size=4m", str(tiny_filesystem)], check=True)
+    assert run_cli("python -m convert", "", COMMANDS, argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["counts"]["converted"] == 14 and report["check"]["ok"]
+    assert all(Path(p).exists() for p in finished)
