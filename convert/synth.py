@@ -18,7 +18,8 @@ import numpy as np
 from tqdm import tqdm
 
 from convert.synth_dicom import write_dicom
-from convert.synth_hard import harden_spec, render_hard_radiograph
+from convert.synth_hard import render_hard_radiograph
+from convert.synth_hard_sample import harden_spec
 from convert.synth_render import render_radiograph
 from convert.synth_sample import PatientSpec, load_box_sets, sample_patients
 from core.boxes import NATIVE_SIZE

@@ -15,7 +15,8 @@ the way real RSNA films vary:
   consolidation; they add density, so they overlap ribs, heart and soft tissue as real ones do;
 - Not Normal patients get findings that mimic opacity in the lung fields (atelectasis bands and
   collapse wedges, effusions blunting the costophrenic angle, diffuse interstitial haze, masses,
-  apical scarring), drawn from :func:`sample_hard_findings` by :func:`harden_spec`. The commonest,
+  apical scarring), drawn from :func:`convert.synth_hard_sample.sample_hard_findings` by
+  :func:`~convert.synth_hard_sample.harden_spec`. The commonest,
   ``edema`` (pulmonary oedema, haemorrhage or aspiration: airspace disease the annotators did not call
   pneumonia), is drawn by the very code that draws the opacities, in boxes sampled like the real ones
   (:func:`mimic_boxes`): locally a detector cannot tell it from pneumonia, which is where real detectors
@@ -27,89 +28,25 @@ Everything is a pure function of the spec, with the random streams of ``render_r
 (``render_seed``), opacities (``[render_seed, 1]``) and findings (``[render_seed, 2]``), so
 ``with_boxes=False`` changes pixels only in a neighbourhood of the boxes.
 
-:func:`intensity_stats` summarises an 8-bit film (grey-level distribution and texture) to compare
-synthetic and real films (``scripts/synth_vs_real.py``).
+Sampling the findings is :mod:`convert.synth_hard_sample`; comparing films with real ones is
+:mod:`convert.synth_stats`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import cv2
 import numpy as np
 
-from convert.synth_render import _anatomy, _lung_mask, _noise, _smoothstep
-from convert.synth_sample import LUNG_OPACITY, NOT_NORMAL, PatientSpec, sample_patients
+from convert.synth_hard_sample import DEVICES, MAX_ROTATION_DEG
+from convert.synth_render import anatomy, lung_mask, noise, smoothstep
+from convert.synth_sample import PatientSpec
 from core.boxes import NATIVE_SIZE
 
 HARD_RENDER_SIZE = 320
 """The density map is drawn at this size (a little finer than ``synth_render.RENDER_SIZE`` for rib and vessel
 detail) and upscaled; grain and markers are added at the output size."""
-
-MIMICS = ("atelectasis", "edema", "effusion", "interstitial", "mass", "scarring")
-"""Boxless findings that look like opacity inside the lung fields (where detectors put false boxes)."""
-MIMIC_WEIGHTS = (0.15, 0.45, 0.1, 0.1, 0.1, 0.1)
-"""How often each mimic is picked; ``edema``, drawn as opacities (:func:`mimic_boxes`), is the commonest."""
-DEVICES = ("lines", "pacemaker", "ecg_leads")
-HARD_FINDINGS = (*MIMICS, "nodule", "cardiomegaly", *DEVICES)
-"""Every finding name :func:`render_hard_radiograph` draws (the default renderer's names included)."""
-
-MIMIC_RATE = 0.75
-"""P(a Not Normal patient carries at least one opacity mimic)."""
-
-MAX_ROTATION_DEG = 7.0
-
-
-# --------------------------------------------------------------------------------------------------
-# Sampling: findings for hard mode (the class mix and boxes stay those of convert.synth)
-# --------------------------------------------------------------------------------------------------
-
-
-def sample_hard_findings(rng: np.random.Generator, cls: str) -> tuple[str, ...]:
-    """Boxless findings for hard mode, sorted names from :data:`HARD_FINDINGS`.
-
-    Not Normal: an opacity mimic with probability :data:`MIMIC_RATE` (two in a quarter of those, picked
-    with :data:`MIMIC_WEIGHTS`), plus cardiomegaly (most films with ``edema``, a few others), an effusion
-    (some with ``edema``), a device or a nodule now and then; never empty. Lung Opacity: devices on some,
-    and a small effusion on some (pneumonia often has one), so neither tells the classes apart. Normal:
-    none.
-    """
-    found: set[str] = set()
-    if cls == NOT_NORMAL:
-        if rng.random() < MIMIC_RATE:
-            k = 1 if rng.random() < 0.75 else 2
-            picked = rng.choice(len(MIMICS), size=k, replace=False, p=list(MIMIC_WEIGHTS))
-            found.update(MIMICS[i] for i in picked)
-        if rng.random() < (0.7 if "edema" in found else 0.2):
-            found.add("cardiomegaly")
-        if "edema" in found and rng.random() < 0.4:
-            found.add("effusion")
-        if rng.random() < 0.4:
-            found.add(DEVICES[int(rng.integers(len(DEVICES)))])
-        if rng.random() < 0.1:
-            found.add("nodule")
-        if not found:
-            found.add("cardiomegaly")
-    elif cls == LUNG_OPACITY:
-        if rng.random() < 0.35:
-            found.add("lines" if rng.random() < 0.5 else "ecg_leads")
-        if rng.random() < 0.15:
-            found.add("effusion")
-    return tuple(sorted(found))
-
-
-def harden_spec(spec: PatientSpec) -> PatientSpec:
-    """``spec`` with its findings redrawn by :func:`sample_hard_findings` (stream ``[render_seed, 3]``);
-    class, boxes, header values and render seed unchanged."""
-    rng = np.random.default_rng([spec.render_seed, 3])
-    return dataclasses.replace(spec, findings=sample_hard_findings(rng, spec.cls))
-
-
-def sample_hard_patients(rng: np.random.Generator, n: int, box_sets: list[np.ndarray]) -> list[PatientSpec]:
-    """:func:`convert.synth.sample_patients` with hard-mode findings: the same seed gives the same
-    patients, classes and boxes as the default level."""
-    return [harden_spec(s) for s in sample_patients(rng, n, box_sets)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -134,7 +71,7 @@ def _px(points: list[tuple[float, float]], size: int) -> np.ndarray:
 
 
 def _hard_params(rng: np.random.Generator, spec: PatientSpec) -> dict:
-    """Per-image draws beyond :func:`convert.synth._anatomy`: body build, soft tissue, framing, exposure.
+    """Per-image draws beyond :func:`convert.synth.anatomy`: body build, soft tissue, framing, exposure.
 
     Drawn unconditionally in a fixed order, so no flag changes what follows in the stream.
     """
@@ -159,7 +96,7 @@ def _hard_params(rng: np.random.Generator, spec: PatientSpec) -> dict:
         "stomach": rng.random() < 0.8,
         "n_gas": int(rng.integers(1, 7)),
         # Framing: zoom about the centre, shift, small rotation (degrees, anticlockwise).
-        "scale": rng.uniform(0.9, 1.12),
+        "zoom": rng.uniform(0.9, 1.12),
         "shift": rng.normal(0.0, 0.03, size=2).clip(-0.07, 0.07),
         "angle": float(np.clip(rng.normal(0.0, 3.0), -MAX_ROTATION_DEG, MAX_ROTATION_DEG)),
         # Exposure: density window, gamma, output black and white levels.
@@ -188,28 +125,28 @@ def _background(rng: np.random.Generator, spec: PatientSpec, a: dict, p: dict, s
     width = p["body_w"] + p["shoulder"] * np.exp(-(((v - 0.16) / 0.1) ** 2))
     bu = lat / width
     shoulder_line = p["shoulder_top"] + 0.18 * np.sqrt(np.clip(lat - 0.6 * p["neck"], 0.0, None))
-    trunk = _smoothstep(1.0, 0.95, bu) * _smoothstep(shoulder_line - 0.01, shoulder_line + 0.04, v)
+    trunk = smoothstep(1.0, 0.95, bu) * smoothstep(shoulder_line - 0.01, shoulder_line + 0.04, v)
     thick = np.sqrt(np.clip(1.0 - bu * bu, 0.0, 1.0)) * trunk
     nu = lat / p["neck"]
-    neck = np.sqrt(np.clip(1.0 - nu * nu, 0.0, 1.0)) * _smoothstep(p["shoulder_top"] + 0.12, 0.0, v)
-    body = np.maximum(trunk, _smoothstep(1.0, 0.9, nu) * _smoothstep(p["shoulder_top"] + 0.12, 0.0, v))
-    density = (0.15 * body + 0.85 * np.maximum(thick, 0.75 * neck)) * (0.92 + 0.08 * _noise(rng, size, 5))
+    neck = np.sqrt(np.clip(1.0 - nu * nu, 0.0, 1.0)) * smoothstep(p["shoulder_top"] + 0.12, 0.0, v)
+    body = np.maximum(trunk, smoothstep(1.0, 0.9, nu) * smoothstep(p["shoulder_top"] + 0.12, 0.0, v))
+    density = (0.15 * body + 0.85 * np.maximum(thick, 0.75 * neck)) * (0.92 + 0.08 * noise(rng, size, 5))
     if p["arms"]:  # arms at the sides of a supine patient: soft tissue with a humerus
         off = np.abs(lat - width - 0.075)
-        arm = _smoothstep(0.065, 0.03, off) * _smoothstep(0.05, 0.2, v) * _smoothstep(0.75, 0.5, v)
-        density = density + 0.4 * arm * (1.0 + 0.5 * _smoothstep(0.018, 0.008, off))
+        arm = smoothstep(0.065, 0.03, off) * smoothstep(0.05, 0.2, v) * smoothstep(0.75, 0.5, v)
+        density = density + 0.4 * arm * (1.0 + 0.5 * smoothstep(0.018, 0.008, off))
         body = np.maximum(body, arm)
     # Liver, spleen and bowel under the diaphragm: the upper abdomen is nearly as dense as the heart.
-    density = density + 0.15 * _smoothstep(a["lung_bottom"] - 0.1, a["lung_bottom"] + 0.05, v) * trunk
+    density = density + 0.15 * smoothstep(a["lung_bottom"] - 0.1, a["lung_bottom"] + 0.05, v) * trunk
 
     # Lungs: an air column that thins towards the apex, the chest wall and the bases.
     lungs = []
     for side in (-1, 1):
         bottom = a["lung_bottom"] - (p["right_dome_up"] if side < 0 else 0.0)  # liver lifts the right dome
-        lungs.append(_lung_mask(u, v, side, {**a, "lung_bottom": bottom}))
+        lungs.append(lung_mask(u, v, side, {**a, "lung_bottom": bottom}))
     lung = np.maximum(lungs[0], lungs[1])
     depth = lung * cv2.GaussianBlur(lung, (0, 0), size * 0.03)  # deepest mid-lung, thin at the edges
-    depth = depth * (0.55 + 0.45 * _smoothstep(a["lung_top"], a["lung_top"] + 0.18, v))
+    depth = depth * (0.55 + 0.45 * smoothstep(a["lung_top"], a["lung_top"] + 0.18, v))
 
     # Heart (tilted ellipse, apex to image right), aortic knob and mediastinum displace the air.
     hs = a["heart_scale"]
@@ -218,9 +155,9 @@ def _background(rng: np.random.Generator, spec: PatientSpec, a: dict, p: dict, s
     # centre so that it sits on the diaphragm.
     hv = np.minimum(hv, 0.0)
     heart = ((0.9 * hu + 0.3 * hv) / (0.175 * hs)) ** 2 + ((0.9 * hv - 0.3 * hu) / (0.12 * hs)) ** 2
-    heart = _smoothstep(1.1, 0.85, heart)
-    knob = _smoothstep(1.2, 0.7, _blob(u, v, cx + 0.06, 0.3, 0.035, 0.03))
-    mediastinum = _smoothstep(1.0, 0.7, np.abs(u - cx) / (0.065 + 0.02 * _smoothstep(0.2, 0.5, v)))
+    heart = smoothstep(1.1, 0.85, heart)
+    knob = smoothstep(1.2, 0.7, _blob(u, v, cx + 0.06, 0.3, 0.035, 0.03))
+    mediastinum = smoothstep(1.0, 0.7, np.abs(u - cx) / (0.065 + 0.02 * smoothstep(0.2, 0.5, v)))
     solid = np.maximum(np.maximum(heart * 0.97, knob), mediastinum)
     open_lung = lung * (1.0 - solid)  # lung not hidden behind heart or mediastinum
     air = p["air"] * depth * (1.0 - solid) * (a["lung_density"] / 0.56)
@@ -228,20 +165,20 @@ def _background(rng: np.random.Generator, spec: PatientSpec, a: dict, p: dict, s
 
     # Spine with vertebral bodies, faint through the mediastinum.
     vert = 0.5 + 0.5 * np.cos(2 * np.pi * v / (0.04 + 0.012 * v))
-    density = density + 0.08 * _smoothstep(0.035, 0.015, lat) * (0.8 + 0.2 * vert) * body
+    density = density + 0.08 * smoothstep(0.035, 0.015, lat) * (0.8 + 0.2 * vert) * body
 
     # Ribs: posterior ones arch down laterally with a wavy course; anterior ones, fainter, slope down
     # medially. Confined to the thorax.
-    waves = 0.12 * _noise(rng, size, 5)
+    waves = 0.12 * noise(rng, size, 5)
     arch = v - 1.8 * (lat - 0.07) ** 2 + 0.05 * v * v
     post = np.cos(2 * np.pi * (arch / (a["rib_period"] * (0.8 + 0.4 * v)) + a["rib_phase"] + waves))
     ant = np.cos(2 * np.pi * ((v + 0.6 * lat) / (a["rib_period"] * 1.3) + a["rib_phase"] + waves))
     w = 1.0 - 2.0 * p["rib_width"]
-    ant = 0.2 * _smoothstep(w, w + 0.3, ant) * _smoothstep(0.1, 0.2, lat) * open_lung
-    ribs = _smoothstep(w, w + 0.25, post) + ant
+    ant = 0.2 * smoothstep(w, w + 0.3, ant) * smoothstep(0.1, 0.2, lat) * open_lung
+    ribs = smoothstep(w, w + 0.25, post) + ant
     outer = a["lung_offset"] + a["lung_width"]
-    zone = _smoothstep(a["lung_bottom"] + 0.06, a["lung_bottom"] - 0.02, v) * _smoothstep(0.03, 0.07, lat)
-    zone = zone * _smoothstep(outer + 0.1, outer + 0.02, lat)
+    zone = smoothstep(a["lung_bottom"] + 0.06, a["lung_bottom"] - 0.02, v) * smoothstep(0.03, 0.07, lat)
+    zone = zone * smoothstep(outer + 0.1, outer + 0.02, lat)
     # Over soft tissue the window hides most of the ribs; over the air of the lungs they stand out.
     near_lung = cv2.GaussianBlur(open_lung, (0, 0), size * 0.02)
     density = density + p["rib_k"] * ribs * zone * body * (0.1 + 0.9 * near_lung)
@@ -257,7 +194,7 @@ def _background(rng: np.random.Generator, spec: PatientSpec, a: dict, p: dict, s
         scapula = [(cx + side * 0.55, 0.1), (cx + side * 0.26, 0.15), (cx + side * 0.32, 0.48)]
         cv2.fillPoly(plates, [_px(scapula, size)], 0.05)
         head = _blob(u, v, cx + side * (p["body_w"] + p["shoulder"] - 0.02), 0.14, 0.06, 0.065)
-        bones += 0.22 * _smoothstep(1.0, 0.75, head)
+        bones += 0.22 * smoothstep(1.0, 0.75, head)
     bones += cv2.GaussianBlur(plates, (0, 0), size * 0.015)
     density = density + cv2.GaussianBlur(bones, (0, 0), size * 0.003) * body
 
@@ -275,12 +212,12 @@ def _background(rng: np.random.Generator, spec: PatientSpec, a: dict, p: dict, s
             small = rng.standard_normal((4, cells)).astype(np.float32)
             field += weight * cv2.resize(small, (64, 16), interpolation=cv2.INTER_CUBIC)
         n = cv2.remap(field, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        ridge = _smoothstep(0.25 + 0.5 * r, 0.0, np.abs(n))  # thinner further out
-        vessels += ridge * np.exp(-r / 0.13) * _smoothstep(0.02, 0.08, r) + 0.6 * np.exp(-((r / 0.05) ** 2))
-    texture = 0.03 * _noise(rng, size, 40)
+        ridge = smoothstep(0.25 + 0.5 * r, 0.0, np.abs(n))  # thinner further out
+        vessels += ridge * np.exp(-r / 0.13) * smoothstep(0.02, 0.08, r) + 0.6 * np.exp(-((r / 0.05) ** 2))
+    texture = 0.03 * noise(rng, size, 40)
     density = density + (p["vessel_k"] * vessels + texture) * open_lung
     # Trachea: an air column down the upper mediastinum to the carina.
-    trachea = _smoothstep(0.02, 0.01, np.abs(u - cx - 0.01 * v)) * _smoothstep(0.42, 0.36, v) * body
+    trachea = smoothstep(0.02, 0.01, np.abs(u - cx - 0.01 * v)) * smoothstep(0.42, 0.36, v) * body
     density = density - 0.07 * trachea
 
     # Soft tissue: breast shadows over the lung bases (curved lower edge), pectoral/axillary folds.
@@ -289,10 +226,10 @@ def _background(rng: np.random.Generator, spec: PatientSpec, a: dict, p: dict, s
             cu, cv_ = cx + side * 0.22, a["lung_bottom"] - 0.12 + p["breast_v"]
             rb = p["breast_r"]
             d = np.sqrt(_blob(u, v, cu, cv_, rb * 1.1, rb))
-            lower = _smoothstep(-0.9, 0.6, (v - cv_) / rb)  # thickest towards the lower edge
-            density = density + p["breast_k"] * _smoothstep(1.0, 0.75, d) * lower
-    fold = np.exp(-(((lat - width + 0.07) / 0.05) ** 2)) * _smoothstep(0.45, 0.2, v)
-    density = density + 0.1 * fold * _smoothstep(0.05, 0.15, v) * body
+            lower = smoothstep(-0.9, 0.6, (v - cv_) / rb)  # thickest towards the lower edge
+            density = density + p["breast_k"] * smoothstep(1.0, 0.75, d) * lower
+    fold = np.exp(-(((lat - width + 0.07) / 0.05) ** 2)) * smoothstep(0.45, 0.2, v)
+    density = density + 0.1 * fold * smoothstep(0.05, 0.15, v) * body
 
     # Bowel gas under the left hemidiaphragm (image right): a stomach bubble and colon gas pockets.
     gas = np.zeros_like(u)
@@ -306,7 +243,7 @@ def _background(rng: np.random.Generator, spec: PatientSpec, a: dict, p: dict, s
         axes = (int(size * rng.uniform(0.012, 0.045)), int(size * rng.uniform(0.01, 0.03)))
         angle = rng.uniform(0, 180)
         cv2.ellipse(gas, (int(c[0]), int(c[1])), axes, angle, 0.0, 360.0, rng.uniform(0.06, 0.2), -1)
-    gas *= 0.6 + 0.4 * _noise(rng, size, 30).clip(-1, 1)
+    gas *= 0.6 + 0.4 * noise(rng, size, 30).clip(-1, 1)
     density = density - cv2.GaussianBlur(gas, (0, 0), size * 0.01) * body * (1.0 - lung)
 
     visible = 1.0 - solid
@@ -338,12 +275,12 @@ def _draw_hard_findings(
         if finding == "nodule":
             cu, cv_ = in_lung(side, 0.3, 0.65)
             r = rng.uniform(0.008, 0.018)
-            out += rng.uniform(0.2, 0.35) * _smoothstep(1.0, 0.6, np.sqrt(_blob(u, v, cu, cv_, r, r)))
+            out += rng.uniform(0.2, 0.35) * smoothstep(1.0, 0.6, np.sqrt(_blob(u, v, cu, cv_, r, r)))
         elif finding == "mass":
             cu, cv_ = in_lung(side, 0.25, 0.65)
             r = rng.uniform(0.03, 0.065)
-            d = np.sqrt(_blob(u, v, cu, cv_, r, r)) + 0.12 * _noise(rng, size, 14)  # lobulated edge
-            out += rng.uniform(0.25, 0.45) * _smoothstep(1.0, 0.75, d)
+            d = np.sqrt(_blob(u, v, cu, cv_, r, r)) + 0.12 * noise(rng, size, 14)  # lobulated edge
+            out += rng.uniform(0.25, 0.45) * smoothstep(1.0, 0.75, d)
         elif finding == "atelectasis":
             canvas = np.zeros_like(u)
             for _ in range(int(rng.integers(1, 4))):  # plate-like bands in the lower zones
@@ -356,7 +293,7 @@ def _draw_hard_findings(
                 base = a["lung_bottom"] - 0.02
                 wedge = [(cx + side * 0.06, 0.48), (cx + side * 0.07, base), (cx + side * 0.22, base)]
                 cv2.fillPoly(canvas, [_px(wedge, size)], 0.6)
-            blurred = cv2.GaussianBlur(canvas, (0, 0), size * 0.01) * (0.8 + 0.2 * _noise(rng, size, 20))
+            blurred = cv2.GaussianBlur(canvas, (0, 0), size * 0.01) * (0.8 + 0.2 * noise(rng, size, 20))
             out += rng.uniform(0.15, 0.35) * blurred * mask
         elif finding == "effusion":
             for s in (side, -side) if rng.random() < 0.3 else (side,):
@@ -365,18 +302,18 @@ def _draw_hard_findings(
                 lateral = np.clip((u - centre) * s / (2 * a["lung_width"]) + 0.5, 0.0, 1.0)
                 height = rng.uniform(0.03, 0.06) if rng.random() < 0.6 else rng.uniform(0.08, 0.2)
                 surface = a["lung_bottom"] - a["dome"] - height * (0.2 + 0.8 * lateral**2)  # meniscus
-                fluid = _smoothstep(surface - 0.01, surface + 0.06, v)
+                fluid = smoothstep(surface - 0.01, surface + 0.06, v)
                 out += rng.uniform(0.3, 0.55) * fluid * cv2.GaussianBlur(m, (0, 0), size * 0.01)
         elif finding == "interstitial":  # bilateral reticular haze, worse at the bases
-            fine = np.clip(_noise(rng, size, 45), 0.0, 1.5)  # reticular mottling
-            haze = 0.5 + 0.5 * _noise(rng, size, 6).clip(-1, 1)
+            fine = np.clip(noise(rng, size, 45), 0.0, 1.5)  # reticular mottling
+            haze = 0.5 + 0.5 * noise(rng, size, 6).clip(-1, 1)
             k = rng.uniform(0.1, 0.22)
-            out += k * (0.8 * haze + 0.3 * fine) * lung * (0.45 + 0.55 * _smoothstep(0.3, 0.8, v))
+            out += k * (0.8 * haze + 0.3 * fine) * lung * (0.45 + 0.55 * smoothstep(0.3, 0.8, v))
         elif finding == "scarring":  # patchy apical fibrosis with strands towards the hilum
             cu, cv_ = in_lung(side, a["lung_top"] + 0.06, 0.36)
             r = rng.uniform(0.05, 0.09)
-            patch = _smoothstep(-0.2, 0.9, _noise(rng, size, 16))
-            patch = patch * _smoothstep(1.2, 0.5, _blob(u, v, cu, cv_, r, r))
+            patch = smoothstep(-0.2, 0.9, noise(rng, size, 16))
+            patch = patch * smoothstep(1.2, 0.5, _blob(u, v, cu, cv_, r, r))
             canvas = np.zeros_like(u)
             for _ in range(int(rng.integers(2, 6))):
                 end = (cx + side * rng.uniform(0.06, 0.14), rng.uniform(0.38, 0.48))
@@ -412,7 +349,7 @@ def _draw_hard_findings(
                     mid = ((c[0] + edge[0]) / 2 + sag[0], (c[1] + edge[1]) / 2 + sag[1])
                     cv2.polylines(canvas, [_px([c, mid, edge], size)], False, 0.6, 1, cv2.LINE_AA)
             out += 0.45 * canvas
-        # cardiomegaly is drawn by _anatomy (a larger heart)
+        # cardiomegaly is drawn by anatomy (a larger heart)
     return out
 
 
@@ -425,15 +362,15 @@ def _opacity(rng: np.random.Generator, box_norm: np.ndarray, u: np.ndarray, v: n
     ru, rv = w / 2 * cover, h / 2 * cover
     cu = x + w / 2 + rng.uniform(-1, 1) * (w / 2 - ru)
     cv_ = y + h / 2 + rng.uniform(-1, 1) * (h / 2 - rv)
-    edge = _blob(u, v, cu, cv_, ru, rv) + 0.45 * _noise(rng, size, 9)
-    envelope = _smoothstep(1.3, 0.1, edge)
-    blotch = 0.65 * _noise(rng, size, 14) + 0.35 * _noise(rng, size, 30)
-    texture = _smoothstep(-1.4, 1.4, blotch + rng.uniform(-0.3, 0.5))
+    edge = _blob(u, v, cu, cv_, ru, rv) + 0.45 * noise(rng, size, 9)
+    envelope = smoothstep(1.3, 0.1, edge)
+    blotch = 0.65 * noise(rng, size, 14) + 0.35 * noise(rng, size, 30)
+    texture = smoothstep(-1.4, 1.4, blotch + rng.uniform(-0.3, 0.5))
     inside = (
-        _smoothstep(x - 0.005, x + 0.01, u)
-        * _smoothstep(x + w + 0.005, x + w - 0.01, u)
-        * _smoothstep(y - 0.005, y + 0.01, v)
-        * _smoothstep(y + h + 0.005, y + h - 0.01, v)
+        smoothstep(x - 0.005, x + 0.01, u)
+        * smoothstep(x + w + 0.005, x + w - 0.01, u)
+        * smoothstep(y - 0.005, y + 0.01, v)
+        * smoothstep(y + h + 0.005, y + h - 0.01, v)
     )
     return envelope * (0.35 + 0.65 * texture) * inside
 
@@ -489,7 +426,7 @@ def render_hard_radiograph(
     rng = np.random.default_rng(spec.render_seed)
     opacity_rng = np.random.default_rng([spec.render_seed, 1])
     findings_rng = np.random.default_rng([spec.render_seed, 2])
-    a = _anatomy(rng, spec, cardiomegaly=with_findings and "cardiomegaly" in spec.findings)
+    a = anatomy(rng, spec, cardiomegaly=with_findings and "cardiomegaly" in spec.findings)
     # Real films show wider lung fields than the default level draws.
     a = {**a, "lung_offset": a["lung_offset"] * 1.18, "lung_width": a["lung_width"] * 1.15}
     p = _hard_params(rng, spec)
@@ -501,7 +438,7 @@ def render_hard_radiograph(
         density = density + _draw_hard_findings(findings_rng, spec, a, bg, size)
 
     # Reframe the patient (background and findings) about the centre; outside is air.
-    m = cv2.getRotationMatrix2D((size / 2, size / 2), p["angle"], p["scale"])
+    m = cv2.getRotationMatrix2D((size / 2, size / 2), p["angle"], p["zoom"])
     m[:, 2] += p["shift"] * size
 
     def reframe(x: np.ndarray) -> np.ndarray:
@@ -532,35 +469,9 @@ def render_hard_radiograph(
     out = np.clip(img, 0, 255).astype(np.uint8)
     if rng.random() < 0.85:  # the technologist's side or view marker
         text = str(rng.choice(["L", "R", "AP", "PORTABLE" if spec.view == "AP" else "PA"]))
-        scale = imgsz / 1024
+        text_scale = imgsz / 1024
         org = (int(rng.uniform(0.04, 0.85) * imgsz), int(rng.uniform(0.05, 0.1) * imgsz))
-        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, 1.2 * scale, 235, max(1, int(3 * scale)))
+        cv2.putText(
+            out, text, org, cv2.FONT_HERSHEY_SIMPLEX, 1.2 * text_scale, 235, max(1, int(3 * text_scale))
+        )
     return out
-
-
-# --------------------------------------------------------------------------------------------------
-# Comparing films: grey-level distribution and texture
-# --------------------------------------------------------------------------------------------------
-
-STAT_PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
-
-
-def intensity_stats(img: np.ndarray) -> dict[str, float]:
-    """Summary of an 8-bit film ``(H, W)``: ``mean``, ``std``, ``p1`` .. ``p99`` (grey levels),
-    ``frac_lt20`` / ``frac_gt235`` (fraction of near-black / near-white pixels), ``lap`` (mean absolute
-    3x3 Laplacian at the film's own size: fine grain and edges) and ``lap256`` (the same after an area
-    downsize to 256 px: structure such as ribs, vessels and edges, comparable across sizes).
-    """
-    img = np.asarray(img)
-    if img.ndim != 2 or img.dtype != np.uint8:
-        raise ValueError(f"expected a 2-D uint8 image, got {img.dtype} {img.shape}")
-    f = img.astype(np.float32)
-    small = cv2.resize(img, (256, 256), interpolation=cv2.INTER_AREA).astype(np.float32)
-    stats = {"mean": float(f.mean()), "std": float(f.std())}
-    for q, value in zip(STAT_PERCENTILES, np.percentile(img, STAT_PERCENTILES), strict=True):
-        stats[f"p{q}"] = float(value)
-    stats["frac_lt20"] = float((img < 20).mean())
-    stats["frac_gt235"] = float((img > 235).mean())
-    stats["lap"] = float(np.abs(cv2.Laplacian(f, cv2.CV_32F)).mean())
-    stats["lap256"] = float(np.abs(cv2.Laplacian(small, cv2.CV_32F)).mean())
-    return stats

@@ -13,13 +13,13 @@ RENDER_SIZE = 256
 """Anatomy is drawn at this size and upscaled (fast); fine noise and markers are added at full size."""
 
 
-def _smoothstep(edge0: float | np.ndarray, edge1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
+def smoothstep(edge0: float | np.ndarray, edge1: float | np.ndarray, x: np.ndarray) -> np.ndarray:
     """0 below ``edge0``, 1 above ``edge1``, a smooth cubic between (``edge0 > edge1`` flips it)."""
     t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
 
 
-def _noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
+def noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     """Smooth noise ``(size, size)`` float32, about unit standard deviation, with ``cells`` blobs a side."""
     small = rng.standard_normal((cells, cells)).astype(np.float32)
     big = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
@@ -40,7 +40,7 @@ def _segment_distance(u: np.ndarray, v: np.ndarray, p0: tuple[float, float], p1:
     return np.hypot(u - (x0 + t * dx), v - (y0 + t * dy))
 
 
-def _lung_mask(u: np.ndarray, v: np.ndarray, side: int, a: dict) -> np.ndarray:
+def lung_mask(u: np.ndarray, v: np.ndarray, side: int, a: dict) -> np.ndarray:
     """Soft mask (0..1) of one lung field: narrow apex, wide base, diaphragm dome lower laterally.
 
     ``side`` is -1 for the image-left lung (the patient's right) and +1 for the image-right one.
@@ -52,13 +52,13 @@ def _lung_mask(u: np.ndarray, v: np.ndarray, side: int, a: dict) -> np.ndarray:
     lateral = (q * side + 1.0) / 2.0  # 0 at the medial edge, 1 at the lateral edge
     bottom = a["lung_bottom"] - a["dome"] * (1.0 - lateral**2)
     return (
-        _smoothstep(1.0, 0.8, np.abs(q))
-        * _smoothstep(a["lung_top"], a["lung_top"] + 0.03, v)
-        * _smoothstep(bottom, bottom - 0.04, v)
+        smoothstep(1.0, 0.8, np.abs(q))
+        * smoothstep(a["lung_top"], a["lung_top"] + 0.03, v)
+        * smoothstep(bottom, bottom - 0.04, v)
     )
 
 
-def _anatomy(rng: np.random.Generator, spec: PatientSpec, cardiomegaly: bool) -> dict:
+def anatomy(rng: np.random.Generator, spec: PatientSpec, cardiomegaly: bool) -> dict:
     """Per-image anatomy: position, size and density of body, lungs, heart (normalised 0..1 units)."""
     ap = spec.view == "AP"
     heart = rng.uniform(0.95, 1.1) * (1.1 if ap else 1.0)  # AP magnifies the heart
@@ -87,7 +87,7 @@ def _draw_findings(
 ) -> None:
     """Draw the boxless abnormalities of ``spec.findings`` onto ``img`` (``(R, R)``, 0..1) in place.
 
-    ``u``, ``v`` are the ``(R, R)`` column and row coordinates (0..1); ``a`` is the :func:`_anatomy`.
+    ``u``, ``v`` are the ``(R, R)`` column and row coordinates (0..1); ``a`` is the :func:`anatomy`.
     """
     size = img.shape[0]
 
@@ -102,7 +102,7 @@ def _draw_findings(
             cv = rng.uniform(0.3, 0.65)
             r = rng.uniform(0.01, 0.022)
             d = np.hypot(u - cu, v - cv)
-            img[:] = _screen(img, 0.45 * _smoothstep(r, r * 0.7, d))  # small, sharp, round: not pneumonia
+            img[:] = _screen(img, 0.45 * smoothstep(r, r * 0.7, d))  # small, sharp, round: not pneumonia
         elif finding in ("lines", "pacemaker"):
             canvas = np.zeros_like(img)
             if finding == "lines":
@@ -127,9 +127,9 @@ def _draw_findings(
             for _ in range(int(rng.integers(3, 6))):
                 cu, cv = rng.uniform(0.15, 0.85), rng.uniform(0.1, 0.7)
                 d = np.hypot(u - cu, v - cv)
-                ring = _smoothstep(0.006, 0.003, np.abs(d - 0.017)) + _smoothstep(0.007, 0.004, d)
+                ring = smoothstep(0.006, 0.003, np.abs(d - 0.017)) + smoothstep(0.007, 0.004, d)
                 img[:] = _screen(img, 0.6 * np.clip(ring, 0, 1))
-        # cardiomegaly is drawn by _anatomy (a larger heart)
+        # cardiomegaly is drawn by anatomy (a larger heart)
 
 
 def render_radiograph(
@@ -145,7 +145,7 @@ def render_radiograph(
     rng = np.random.default_rng(spec.render_seed)
     opacity_rng = np.random.default_rng([spec.render_seed, 1])
     findings_rng = np.random.default_rng([spec.render_seed, 2])
-    a = _anatomy(rng, spec, cardiomegaly=with_findings and "cardiomegaly" in spec.findings)
+    a = anatomy(rng, spec, cardiomegaly=with_findings and "cardiomegaly" in spec.findings)
     size = min(RENDER_SIZE, imgsz)
     grid = (np.arange(size, dtype=np.float32) + 0.5) / size
     u, v = np.meshgrid(grid, grid)  # u: column (x), v: row (y), both 0..1
@@ -154,26 +154,26 @@ def render_radiograph(
     # Body: a trunk that narrows to the neck between sloping shoulders; darker where it is thinner at
     # the edges.
     shoulders = 0.06 * np.exp(-(((v - 0.2) / 0.09) ** 2))
-    width = a["body_width"] * (0.3 + 0.7 * _smoothstep(0.0, 0.2, v)) + shoulders
+    width = a["body_width"] * (0.3 + 0.7 * smoothstep(0.0, 0.2, v)) + shoulders
     bu = np.abs(u - cx) / width
-    body = _smoothstep(1.0, 0.93, bu)
+    body = smoothstep(1.0, 0.93, bu)
     thickness = 0.35 + 0.65 * np.sqrt(np.clip(1.0 - bu**2, 0.0, 1.0))
-    img = 0.06 + body * (0.52 * thickness + 0.04 * _noise(rng, size, 6))
+    img = 0.06 + body * (0.52 * thickness + 0.04 * noise(rng, size, 6))
 
     # Lungs: air makes them dark; vessels radiate from each hilum and fade towards the periphery.
     lungs = np.zeros_like(img)
     for side in (-1, 1):
-        m = _lung_mask(u, v, side, a)
+        m = lung_mask(u, v, side, a)
         hilum = (cx + side * 0.09, 0.45)
         r = np.hypot(u - hilum[0], v - hilum[1])
         ang = np.arctan2(v - hilum[1], u - hilum[0])
         # Branching vessels, approximated by wavy radial streaks (few enough not to alias at 256 px).
-        streaks = np.abs(np.sin(ang * rng.uniform(9, 13) + 1.5 * _noise(rng, size, 7)))
-        vessels = (1.0 - streaks) ** 4 * np.exp(-r / 0.2) * (0.6 + 0.4 * _noise(rng, size, 16).clip(-1, 1))
-        vessels *= _smoothstep(0.03, 0.12, r)  # no visible star where the streaks meet
-        dark = a["lung_density"] * (0.75 + 0.25 * _smoothstep(0.05, 0.3, r)) - 0.25 * vessels
+        streaks = np.abs(np.sin(ang * rng.uniform(9, 13) + 1.5 * noise(rng, size, 7)))
+        vessels = (1.0 - streaks) ** 4 * np.exp(-r / 0.2) * (0.6 + 0.4 * noise(rng, size, 16).clip(-1, 1))
+        vessels *= smoothstep(0.03, 0.12, r)  # no visible star where the streaks meet
+        dark = a["lung_density"] * (0.75 + 0.25 * smoothstep(0.05, 0.3, r)) - 0.25 * vessels
         lungs = np.maximum(lungs, m * dark)
-    lungs = lungs * (1.0 + 0.08 * _noise(rng, size, 24))
+    lungs = lungs * (1.0 + 0.08 * noise(rng, size, 24))
     img = img * (1.0 - lungs)
 
     # Heart and mediastinum (dense soft tissue), spine with vertebral bodies.
@@ -181,24 +181,24 @@ def render_radiograph(
     hu, hv = u - cx - 0.05 * hs, v - 0.66
     # An ellipse tilted so the apex points down towards the patient's left (image right).
     heart = ((0.9 * hu + 0.3 * hv) / (0.135 * hs)) ** 2 + ((0.9 * hv - 0.3 * hu) / (0.105 * hs)) ** 2
-    mediastinum = _smoothstep(1.0, 0.7, np.abs(u - cx) / (0.055 + 0.03 * _smoothstep(0.2, 0.5, v)))
-    soft = np.maximum(_smoothstep(1.1, 0.7, heart), mediastinum * _smoothstep(0.02, 0.12, v))
+    mediastinum = smoothstep(1.0, 0.7, np.abs(u - cx) / (0.055 + 0.03 * smoothstep(0.2, 0.5, v)))
+    soft = np.maximum(smoothstep(1.1, 0.7, heart), mediastinum * smoothstep(0.02, 0.12, v))
     img = img + (0.62 - img) * soft * 0.95
     vertebrae = 0.5 + 0.5 * np.cos(2 * np.pi * v / 0.052)
-    spine = _smoothstep(0.03, 0.018, np.abs(u - cx)) * (0.7 + 0.3 * vertebrae**0.5)
+    spine = smoothstep(0.03, 0.018, np.abs(u - cx)) * (0.7 + 0.3 * vertebrae**0.5)
     img = _screen(img, 0.25 * spine * body)
 
     # Ribs: curved bands, most visible over the lungs; clavicles across the apices.
     lat = np.abs(u - cx)
     # Posterior ribs arch up from the spine and fall laterally; their spacing widens down the chest.
     arch = v - 1.8 * (lat - 0.07) ** 2 + 0.05 * v**2
-    phase = arch / a["rib_period"] + a["rib_phase"] + 0.6 * _noise(rng, size, 4) * 0.1
+    phase = arch / a["rib_period"] + a["rib_phase"] + 0.6 * noise(rng, size, 4) * 0.1
     band = np.cos(2 * np.pi * phase)
-    rib = _smoothstep(0.15, 0.55, band) * _smoothstep(a["lung_bottom"] + 0.02, a["lung_bottom"] - 0.05, v)
-    img = _screen(img, rib * body * (0.02 + 0.16 * lungs) * _smoothstep(0.02, 0.06, lat))
+    rib = smoothstep(0.15, 0.55, band) * smoothstep(a["lung_bottom"] + 0.02, a["lung_bottom"] - 0.05, v)
+    img = _screen(img, rib * body * (0.02 + 0.16 * lungs) * smoothstep(0.02, 0.06, lat))
     for side in (-1, 1):
         d = _segment_distance(u, v, (cx + side * 0.05, 0.19), (cx + side * 0.3, 0.13))
-        img = _screen(img, 0.22 * _smoothstep(0.018, 0.008, d) * body)
+        img = _screen(img, 0.22 * smoothstep(0.018, 0.008, d) * body)
 
     # Opacities: patchy, blurry, irregular consolidation filling most of each box.
     if with_boxes:
@@ -206,9 +206,9 @@ def render_radiograph(
             cu, cv, ru, rv = x + w / 2, y + h / 2, w / 2, h / 2
             rr = ((u - cu) / ru) ** 2 + ((v - cv) / rv) ** 2
             # Irregular but box-filling extent: a detector is scored on IoU with the box.
-            edge = rr + 0.2 * _noise(opacity_rng, size, 10)
-            fill = _smoothstep(1.15, 0.5, edge)
-            texture = 0.8 + 0.2 * np.clip(_noise(opacity_rng, size, 24), -1.5, 1.5) / 1.5
+            edge = rr + 0.2 * noise(opacity_rng, size, 10)
+            fill = smoothstep(1.15, 0.5, edge)
+            texture = 0.8 + 0.2 * np.clip(noise(opacity_rng, size, 24), -1.5, 1.5) / 1.5
             img = _screen(img, opacity_rng.uniform(0.45, 0.6) * fill * texture)
 
     if with_findings:

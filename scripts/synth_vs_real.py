@@ -7,7 +7,7 @@ Reads every ``*.dcm`` in ``--real`` (as the converter does), renders ``--n`` pat
 (:func:`convert.synth.render_radiograph`), all at 1024 px, and writes into ``--out``:
 
 - ``grid.png``: real films on top, then hard, then default synthetic ones, labelled, 200-px tiles;
-- ``stats.md``: mean and spread across images of each :func:`convert.synth_hard.intensity_stats`
+- ``stats.md``: mean and spread across images of each :func:`convert.synth_stats.intensity_stats`
   value, for real / hard / default.
 """
 
@@ -22,9 +22,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for a plain run
 
-from convert.synth_hard import intensity_stats, render_hard_radiograph, sample_hard_patients
+from convert.synth_hard import render_hard_radiograph
+from convert.synth_hard_sample import sample_hard_patients
 from convert.synth_render import render_radiograph
 from convert.synth_sample import load_box_sets
+from convert.synth_stats import intensity_stats
 from core.boxes import NATIVE_SIZE
 from core.cli import UserError, call_reporting_errors
 from core.dicom import DicomError, dicom_to_uint8, read_dicom
@@ -106,7 +108,7 @@ STATS_NOTE = """\
 Written by `scripts/synth_vs_real.py` ({args}).
 
 Each cell is the mean ± standard deviation across images of one statistic of
-`convert.synth_hard.intensity_stats` (8-bit grey levels at 1024 px): percentiles `p1`..`p99`, the
+`convert.synth_stats.intensity_stats` (8-bit grey levels at 1024 px): percentiles `p1`..`p99`, the
 fractions of near-black (`< 20`) and near-white (`> 235`) pixels, and the mean absolute Laplacian at
 1024 px (`lap`, fine grain) and after a downsize to 256 px (`lap256`, structure). `nearer real` names
 the synthetic level whose mean is closer to the real one.

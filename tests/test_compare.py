@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from analysis.reports import compare
+from analysis.reports import compare, compare_runs, compare_table
 from tests.conftest import REPO_ROOT, subprocess_env
 
 RUNS = {  # name -> overrides; everything else is shared
@@ -66,7 +66,7 @@ def test_table_holds_the_runs_real_values(trained: dict[str, Path], tmp_path: Pa
     table = table.set_index("run")
     assert sorted(table.index) == ["adamw_lr01", "interrupted", "sgd_lr01", "sgd_lr05"]
     # Only epochs, optimizer and lr0 were set differently (args.yaml order).
-    assert compare.varying_hyperparameters([compare.read_run(trained[n]) for n in RUNS]) == [
+    assert compare_table.varying_hyperparameters([compare_runs.read_run(trained[n]) for n in RUNS]) == [
         "epochs", "optimizer", "lr0"]  # fmt: skip
     for name, overrides in RUNS.items():
         args = yaml.safe_load((trained[name] / "args.yaml").read_text())
@@ -120,23 +120,25 @@ def test_cli_without_rescore(trained: dict[str, Path], tmp_path: Path) -> None:
 
 def frame(epochs, maps, times=None) -> pd.DataFrame:
     return pd.DataFrame({"epoch": epochs, "time": times or [float(e) for e in epochs],
-                         compare.MAP50_95: maps, compare.MAP50: maps})  # fmt: skip
+                         compare_runs.MAP50_95: maps, compare_runs.MAP50: maps})  # fmt: skip
 
 
 def test_best_epoch_and_status_follow_ultralytics_rules(tmp_path: Path) -> None:
     # Fitness is mAP50-95; a tie keeps the earlier epoch; zero fitness lets later epochs take over.
-    assert compare.best_epoch(frame([1, 2, 3, 4], [0.0, 0.2, 0.2, 0.1])) == 2
-    assert compare.best_epoch(frame([1, 2, 3], [0.0, 0.0, 0.0])) == 3
-    run = compare.Run(tmp_path, {"epochs": 10, "patience": 2}, frame([1, 2, 3, 4], [0.1, 0.3, 0.2, 0.25]))
-    assert compare.run_status(run)[0] == "early-stopped"
+    assert compare_runs.best_epoch(frame([1, 2, 3, 4], [0.0, 0.2, 0.2, 0.1])) == 2
+    assert compare_runs.best_epoch(frame([1, 2, 3], [0.0, 0.0, 0.0])) == 3
+    run = compare_runs.Run(
+        tmp_path, {"epochs": 10, "patience": 2}, frame([1, 2, 3, 4], [0.1, 0.3, 0.2, 0.25])
+    )
+    assert compare_runs.run_status(run)[0] == "early-stopped"
     run.args["patience"] = 3
-    assert compare.run_status(run)[0] == "interrupted"
+    assert compare_runs.run_status(run)[0] == "interrupted"
     run.args["epochs"] = 4
-    assert compare.run_status(run)[0] == "complete"
+    assert compare_runs.run_status(run)[0] == "complete"
     # A resumed run restarts the time column: both segments count, and the run is marked resumed.
-    resumed = compare.Run(tmp_path, {"epochs": 4, "model": "yolov8s.pt"},
+    resumed = compare_runs.Run(tmp_path, {"epochs": 4, "model": "yolov8s.pt"},
                           frame([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4], [10.0, 20.0, 9.0, 18.0]))  # fmt: skip
-    row = compare.summarize_run(resumed)
+    row = compare_runs.summarize_run(resumed)
     assert row["resumed"] and row["train time (s)"] == 38.0
     assert (row["family"], row["size"], row["init"]) == ("yolov8", "s", "weights")
 
@@ -147,7 +149,7 @@ def test_effects_compare_only_otherwise_equal_runs() -> None:
         "optimizer": ["SGD", "SGD", "AdamW", "AdamW", "SGD"], "lr0": [0.01, 0.05, 0.01, 0.05, 0.01],
         "epochs planned": 10, "status": "complete", "Kaggle mAP": [0.20, 0.15, 0.18, 0.10, 0.25],
     })  # fmt: skip
-    lines = compare.effects(table, ["optimizer", "lr0"], "Kaggle mAP")
+    lines = compare_table.effects(table, ["optimizer", "lr0"], "Kaggle mAP")
     by_factor = {line.split(" ")[0]: line for line in lines}
     # lr0: two comparable sets (SGD: a vs b, AdamW: c vs d); 0.01 wins in both.
     assert "lr0=0.01 → 0.2000 (a), lr0=0.05 → 0.1500 (b) (spread 0.0500)" in by_factor["lr0"]
@@ -160,7 +162,7 @@ def test_effects_compare_only_otherwise_equal_runs() -> None:
     table.loc[3, "Kaggle mAP"] = float("nan")
     opt = next(
         line
-        for line in compare.effects(table, ["optimizer", "lr0"], "Kaggle mAP")
+        for line in compare_table.effects(table, ["optimizer", "lr0"], "Kaggle mAP")
         if line.startswith("optimizer")
     )
     assert "(d)" not in opt and "optimizer=SGD → 0.2000 (a), optimizer=AdamW → 0.1800 (c)" in opt
@@ -176,15 +178,15 @@ def test_runs_found_at_any_depth_and_traces_reported(tmp_path: Path) -> None:
     (tmp_path / "runs" / "detect" / "train" / "sub" / "args.yaml").write_text("epochs: 1\n")
     (tmp_path / "runs" / "detect" / "killed" / "weights").mkdir(parents=True)
     (tmp_path / "runs" / "notes").mkdir()
-    found = [p.relative_to(tmp_path / "runs").as_posix() for p in compare.find_runs([tmp_path / "runs"])]
+    found = [p.relative_to(tmp_path / "runs").as_posix() for p in compare_runs.find_runs([tmp_path / "runs"])]
     assert found == ["detect/killed", "detect/train", "sweeps/s1/trial_000", "sweeps/s1/trial_001"]
-    with pytest.raises(compare.RunError, match=r"no args\.yaml"):
-        compare.read_run(tmp_path / "runs" / "detect" / "killed")
+    with pytest.raises(compare_runs.RunError, match=r"no args\.yaml"):
+        compare_runs.read_run(tmp_path / "runs" / "detect" / "killed")
     # A corrupt kaggle.json is reported, not silently dropped.
     train = tmp_path / "runs" / "detect" / "train"
-    pd.DataFrame({"epoch": [1], "time": [3.0], compare.MAP50_95: [0.1], compare.MAP50: [0.2]}).to_csv(
-        train / "results.csv", index=False
-    )
+    pd.DataFrame(
+        {"epoch": [1], "time": [3.0], compare_runs.MAP50_95: [0.1], compare_runs.MAP50: [0.2]}
+    ).to_csv(train / "results.csv", index=False)
     (train / "kaggle.json").write_text("{not json")
     paths, table = compare.run_compare([train], tmp_path / "out", rescore=False, progress=False)
     assert table["Kaggle mAP"].isna().all()

@@ -16,7 +16,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from tiny_yolo_data import make_tiny_dataset
 
 from train.args import split_values
-from train.sweep import default_count, example_values, grid_values, load_sweep
+from train.sweep_spec import default_count, example_values, grid_values, load_sweep
 
 HYP = sorted((REPO_ROOT / "yolo_configs" / "hyp").glob("*.yaml"))
 SWEEPS = sorted((REPO_ROOT / "yolo_configs" / "sweeps").glob("*.yaml"))

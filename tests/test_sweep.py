@@ -14,7 +14,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from tiny_yolo_data import make_synthetic_dataset
 
 from core.cli import UserError
-from train.sweep import distribution, load_sweep, make_pruner, make_sampler, run_sweep
+from train.sweep import run_sweep
+from train.sweep_spec import distribution, load_sweep, make_pruner, make_sampler
 
 
 @pytest.mark.parametrize(

@@ -10,16 +10,15 @@ import pytest
 from conftest import REPO_ROOT
 
 from convert import synth_render, synth_sample
-from convert.synth_hard import (
+from convert.synth_hard import mimic_boxes, render_hard_radiograph
+from convert.synth_hard_sample import (
     HARD_FINDINGS,
     MIMICS,
     harden_spec,
-    intensity_stats,
-    mimic_boxes,
-    render_hard_radiograph,
     sample_hard_findings,
     sample_hard_patients,
 )
+from convert.synth_stats import intensity_stats
 from core.boxes import NATIVE_SIZE
 
 BOX_SETS = synth_sample.load_box_sets()

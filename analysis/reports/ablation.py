@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from analysis.reports.report import Report
 from analysis.tuning import DEFAULTS
 from core.cli import UserError
+from core.layout import dataset_split
 
 DEFAULT_CONF = DEFAULTS.default_conf
 """Ultralytics' default confidence threshold: what a plain detector submission uses."""
@@ -82,10 +83,10 @@ def run_ablation(
     from core.runs import expand_weights, predictions_name
 
     data = Path(data)
-    scored = load_split(data, split)
-    manifest = scored.manifest
+    _, manifest = dataset_split(data, split)
     if manifest.loc[manifest["split"] == split, "Target"].isna().all():
         raise UserError(f"{data}: split {split!r} has no labels; an ablation needs a labelled split (val)")
+    scored = load_split(data, split)
     images, png_scales = scored.images, scored.png_scales
     n = len(images)
     weights = [w for w, _ in expand_weights([detector])]
