@@ -27,13 +27,18 @@ class TrainOptions:
     """What `python -m train` adds to Ultralytics' arguments (given as ``key=value`` like the others).
 
     kaggle_every: score the current weights on the val split with the Kaggle metric every N epochs and log
-        ``kaggle/mAP`` per epoch (0 = only once, after training). Sweeps prune on this value when set.
+        ``kaggle/mAP`` per epoch (0 = only once, after training). Sweeps prune on this value when set. The
+        scored epoch with the best value is kept as ``weights/best_kaggle.pt``; the final rescoring scores it
+        and ``best.pt`` and keeps the better one (``kaggle.json`` ``checkpoint``).
+    kaggle_patience: stop training after this many scored epochs without a better Kaggle mAP (0 = never;
+        needs ``kaggle_every``). Ultralytics' ``patience`` keeps its own meaning (its fitness, every epoch).
     wandb: log the run to W&B (offline unless configured otherwise, see offline.py).
     wandb_project / wandb_group: W&B project and group (a local sweep sets the group to its name).
     rescore: rescore best.pt with the Kaggle metric after training and write kaggle.json.
     """
 
     kaggle_every: int = 0
+    kaggle_patience: int = 0
     wandb: bool = True
     wandb_project: str | None = None
     wandb_group: str | None = None
@@ -43,12 +48,15 @@ class TrainOptions:
     def from_dict(cls, values: dict[str, Any]) -> TrainOptions:
         """Build from parsed values, checking types (``kaggle_every=2``, ``wandb=False``...)."""
         opts = cls(**values)
-        if (
-            not isinstance(opts.kaggle_every, int)
-            or isinstance(opts.kaggle_every, bool)
-            or opts.kaggle_every < 0
-        ):
-            raise UserError(f"kaggle_every={opts.kaggle_every!r}: expected a whole number of epochs >= 0")
+        for key in ("kaggle_every", "kaggle_patience"):
+            value = getattr(opts, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise UserError(f"{key}={value!r}: expected a whole number of epochs >= 0")
+        if opts.kaggle_patience and not opts.kaggle_every:
+            raise UserError(
+                f"kaggle_patience={opts.kaggle_patience}: counts epochs scored with the Kaggle metric; "
+                "also pass kaggle_every=N (score every Nth epoch)"
+            )
         for key in ("wandb", "rescore"):
             if not isinstance(getattr(opts, key), bool):
                 raise UserError(f"{key}={getattr(opts, key)!r}: expected True or False")

@@ -14,8 +14,14 @@ Ultralytics does the training exactly as `yolo detect train` would (same argumen
   per-epoch ``kaggle/mAP`` and the final Kaggle score all land in one run;
 - with ``kaggle_every=N``, the Kaggle score of the current weights on the val split every N epochs;
 - a per-epoch hook for sweeps (pruning), fed that score or, without it, Ultralytics' fitness;
-- after training, ``analysis.tuning.rescoring`` on ``best.pt``: ``kaggle.json`` in the run folder
-  (tuned threshold and box scale).
+- with ``kaggle_every=N``, the scored epoch with the best Kaggle mAP kept as ``weights/best_kaggle.pt``
+  (history in ``kaggle_epochs.json``) and, with ``kaggle_patience=P``, training stopped after P scored
+  epochs without a better one (the trainer's ``stop`` flag, as Ultralytics' own EarlyStopping);
+- with ``pretrained=<run folder or .pt>`` (or ``model=<.pt>``), the check of what was transferred, tensor by
+  tensor, before the first optimiser step (``train.transfer``: ``transfer.json``);
+- after training, ``analysis.tuning.rescoring`` on ``best.pt``: ``kaggle.json`` in the run folder (tuned
+  threshold and box scale); with ``best_kaggle.pt`` both are scored and the better one is kept
+  (:func:`final_kaggle`).
 
 Multi-GPU (``device=0,1,...``): Ultralytics trains through DDP, pickling the trainer's callbacks (our
 :class:`_Session`'s bound methods) with cloudpickle into a state file each DDP process loads. The session
@@ -29,7 +35,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,12 +45,16 @@ from typing import Any
 
 import offline
 from core.cli import UserError
-from core.runs import KAGGLE_JSON
-from train import scoring, wandb_log
+from core.io import write_json_atomic
+from core.runs import KAGGLE_JSON, write_kaggle
+from train import scoring, transfer, wandb_log
 from train.args import TrainOptions, hub_download_failed, resolve_data, resolve_model
 from train.resume import completed_epochs
 
 OPTIONS_FILE = "train_options.json"  # our keys, saved beside args.yaml so `resume` restores them
+BEST_KAGGLE = "best_kaggle.pt"  # weights/: the scored epoch with the best Kaggle mAP (kaggle_every)
+BEST_FITNESS = "best_fitness.pt"  # weights/: Ultralytics' best.pt, renamed when best_kaggle.pt is kept
+KAGGLE_EPOCHS = "kaggle_epochs.json"  # each scored epoch's Kaggle mAP and the best epochs so far
 # on_epoch(epoch (1-based), value) -> True to stop training now (a pruned sweep trial)
 EpochHook = Callable[[int, float], bool]
 
@@ -62,6 +74,8 @@ class RunResult:
     metrics: dict[str, float] = field(default_factory=dict)  # Ultralytics' final validation metrics
     wandb_sync: str | None = None  # the `wandb sync ...` command for an offline W&B run
     classify: dict[str, Any] | None = None
+    stopped_by_kaggle_patience: bool = False
+    transfer: dict[str, Any] | None = None  # transfer.summary() when the run started from other weights
 
 
 @contextlib.contextmanager
@@ -120,16 +134,29 @@ class _Session:
     Picklable for DDP (:meth:`__getstate__`); its hooks do nothing outside rank 0.
     """
 
-    def __init__(self, options: TrainOptions, data: Path, on_epoch: EpochHook | None, task: str = "detect"):
+    def __init__(
+        self,
+        options: TrainOptions,
+        data: Path,
+        on_epoch: EpochHook | None,
+        task: str = "detect",
+        transfer_source: Path | None = None,
+    ):
         self.options = options
         self.data = data
         self.task = task
         self.on_epoch = on_epoch
+        self.transfer_source = transfer_source
+        self.transfer: transfer.Transfer | None = None
         self.wandb_run = None
         self.epoch_scores: dict[int, float] = {}
         self.stopped_by_hook = False
+        self.stopped_by_kaggle_patience = False
         self.trained = False  # an epoch of training ended since the last on_fit_epoch_end
         self.scorer: scoring.EpochScorer | None = None
+        self.best_kaggle: tuple[int, float] | None = None  # (epoch, Kaggle mAP) of best_kaggle.pt
+        self.fitness_epoch: int | None = None  # the epoch Ultralytics last wrote best.pt
+        self.stale = 0  # scored epochs since the best one (kaggle_patience)
 
     def __getstate__(self) -> dict[str, Any]:
         """What a DDP process gets: everything but the W&B run (each process would need its own), the
@@ -138,14 +165,18 @@ class _Session:
 
     def attach(self, model) -> None:
         model.add_callback("on_pretrain_routine_start", self.on_pretrain_routine_start)
+        model.add_callback("on_pretrain_routine_end", self.on_pretrain_routine_end)
         model.add_callback("on_train_epoch_end", self.on_train_epoch_end)
         model.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
+        model.add_callback("on_train_end", self.on_train_end)
 
     def on_pretrain_routine_start(self, trainer) -> None:
         if not is_main_rank():
             return
         run_dir = Path(trainer.save_dir)
         (run_dir / OPTIONS_FILE).write_text(json.dumps(asdict(self.options), indent=2) + "\n")
+        if trainer.args.resume:
+            self.restore_kaggle_epochs(run_dir)
         if not self.options.wandb:
             return
         self.start_wandb(trainer, resume=bool(trainer.args.resume))
@@ -164,6 +195,20 @@ class _Session:
             resume=resume,
         )
 
+    def on_pretrain_routine_end(self, trainer) -> None:
+        """The model is built and loaded, no optimiser step taken: check and record what was transferred
+        (a source that shares nothing stops the run here, before the first epoch)."""
+        if not is_main_rank() or self.transfer_source is None or trainer.args.resume:
+            return
+        from ultralytics.utils.torch_utils import unwrap_model
+
+        source = transfer.load_source(self.transfer_source)
+        self.transfer = transfer.compare_state(unwrap_model(trainer.model), source, self.transfer_source)
+        print(self.transfer.line())
+        if self.transfer.head:
+            print(f"transfer: {self.transfer.head}")
+        transfer.write_record(Path(trainer.save_dir), self.transfer)
+
     def on_train_epoch_end(self, trainer) -> None:
         if is_main_rank():
             self.trained = True
@@ -175,6 +220,8 @@ class _Session:
             return
         self.trained = False
         epoch = trainer.epoch + 1
+        if trainer.fitness is not None and trainer.best_fitness == trainer.fitness:
+            self.fitness_epoch = epoch  # save_model wrote best.pt this epoch (the same test)
         every = self.options.kaggle_every
         value = None
         if every and (epoch % every == 0 or epoch >= trainer.epochs):
@@ -183,11 +230,69 @@ class _Session:
             print(f"kaggle/mAP (val, epoch {epoch}): {value:.4f}")
             # commit=False: Ultralytics' W&B callback runs next and commits this epoch's row.
             wandb_log.log(self.wandb_run, {"kaggle/mAP": value, "epoch": epoch}, commit=False)
+            self.keep_best_kaggle(trainer, epoch, value)
         if self.on_epoch is not None:
             fitness = float(trainer.fitness) if trainer.fitness is not None else 0.0
             if self.on_epoch(epoch, fitness if value is None else value):
                 # The trainer checks `stop` right after these callbacks and ends the run there.
                 self.stopped_by_hook = trainer.stop = True
+
+    def keep_best_kaggle(self, trainer, epoch: int, value: float) -> None:
+        """Copy ``last.pt`` to ``best_kaggle.pt`` when ``value`` beats every scored epoch so far; stop the
+        run (``kaggle_patience``) after that many scored epochs without a better one."""
+        weights = Path(trainer.wdir)
+        if math.isfinite(value) and (self.best_kaggle is None or value > self.best_kaggle[1]):
+            target = weights / BEST_KAGGLE
+            shutil.copyfile(trainer.last, target.with_suffix(".tmp"))
+            os.replace(target.with_suffix(".tmp"), target)
+            self.best_kaggle, self.stale = (epoch, value), 0
+        else:
+            self.stale += 1
+        self.write_kaggle_epochs(Path(trainer.save_dir))
+        patience = self.options.kaggle_patience
+        if patience and self.stale >= patience and not trainer.stop:
+            best = (
+                "none"
+                if self.best_kaggle is None
+                else f"{self.best_kaggle[1]:.4f} at epoch {self.best_kaggle[0]}"
+            )
+            print(
+                f"kaggle_patience={patience}: no better Kaggle mAP in the last {self.stale} scored epochs "
+                f"(best {best}); stopping after epoch {epoch}"
+            )
+            self.stopped_by_kaggle_patience = trainer.stop = True
+
+    def write_kaggle_epochs(self, run_dir: Path) -> None:
+        record = {
+            "scores": {str(e): v for e, v in sorted(self.epoch_scores.items())},
+            "best_kaggle": None
+            if self.best_kaggle is None
+            else {"epoch": self.best_kaggle[0], "score": self.best_kaggle[1]},
+            "fitness_epoch": self.fitness_epoch,
+            "stale": self.stale,
+        }
+        write_json_atomic(record, run_dir / KAGGLE_EPOCHS)
+
+    def restore_kaggle_epochs(self, run_dir: Path) -> None:
+        """A resumed run continues the history of the killed one (scores, best epochs, patience count)."""
+        path = run_dir / KAGGLE_EPOCHS
+        if not path.is_file():
+            return
+        saved = json.loads(path.read_text())
+        self.epoch_scores = {
+            int(e): float(v) if v is not None else math.nan for e, v in saved["scores"].items()
+        }
+        best = saved.get("best_kaggle")
+        self.best_kaggle = (int(best["epoch"]), float(best["score"])) if best else None
+        self.fitness_epoch, self.stale = saved.get("fitness_epoch"), int(saved.get("stale", 0))
+
+    def on_train_end(self, trainer) -> None:
+        """``best_kaggle.pt`` without the optimiser state, as Ultralytics leaves ``best.pt``."""
+        path = Path(trainer.wdir) / BEST_KAGGLE
+        if is_main_rank() and path.is_file():
+            from ultralytics.utils.torch_utils import strip_optimizer
+
+            strip_optimizer(path)
 
     def epoch_score(self, trainer) -> float:
         """Kaggle mAP on val of the weights saved this epoch (``last.pt``); NaN if none was saved."""
@@ -217,7 +322,6 @@ def _fit(model, args: dict[str, Any], session: _Session, resume: bool) -> RunRes
     trainer = None
     try:
         with ultralytics_wandb(session.options.wandb):
-            session.attach(model)
             model.train(resume=True, **args) if resume else model.train(**args)
         trainer = model.trainer
         run_dir = Path(trainer.save_dir)
@@ -231,11 +335,14 @@ def _fit(model, args: dict[str, Any], session: _Session, resume: bool) -> RunRes
             classified = _evaluate_classifier(trainer, session)
         elif session.options.rescore and not session.stopped_by_hook:
             try:
-                result = scoring.final_score(trainer, session.data)
+                result = final_kaggle(trainer, session)
             except UserError as exc:  # e.g. no manifest.csv/boxes.csv: say the training itself is safe
                 raise UserError(
                     f"training finished ({run_dir}) but the Kaggle rescoring failed: {exc}"
                 ) from None
+            if session.transfer is not None:
+                result["transfer"] = transfer.summary(session.transfer)
+                write_kaggle(run_dir, {k: v for k, v in result.items() if k != "out_dir"})
             print(report_score(result, run_dir))
             values = {f"kaggle/{k}": result[k] for k in ("conf", "scale", "map50", "map50_95") if k in result}
             values["kaggle/mAP"] = result["score"]
@@ -254,7 +361,54 @@ def _fit(model, args: dict[str, Any], session: _Session, resume: bool) -> RunRes
         metrics=metrics,
         wandb_sync=sync,
         classify=classified,
+        stopped_by_kaggle_patience=session.stopped_by_kaggle_patience,
+        transfer=None if session.transfer is None else transfer.summary(session.transfer),
     )
+
+
+def final_kaggle(trainer, session: _Session) -> dict[str, Any]:
+    """The final rescoring: ``best.pt`` (Ultralytics' fitness) and, with ``kaggle_every``, ``best_kaggle.pt``
+    (the best scored epoch), each with its threshold and box scale tuned on val; the better one is kept.
+
+    Keeping ``best_kaggle.pt`` renames Ultralytics' ``best.pt`` to ``best_fitness.pt`` and copies
+    ``best_kaggle.pt`` to ``best.pt``, so that everything reading the run folder (``analysis submit``,
+    ``rescore``, fold sets, the gate) uses the kept weights. ``kaggle.json`` describes ``best.pt`` and names
+    the choice in ``checkpoint``: ``{"kept", "candidates": {name: {"file", "epoch", "score"}}}``; a tie keeps
+    Ultralytics' ``best.pt``.
+    """
+    result = scoring.final_score(trainer, session.data)
+    run_dir, best = Path(trainer.save_dir), Path(trainer.best)
+    candidate = Path(trainer.wdir) / BEST_KAGGLE
+    if not (session.options.kaggle_every and candidate.is_file() and best.is_file()):
+        return result
+    from analysis.tuning import rescore
+
+    settings = scoring.predict_settings(trainer)
+    alt = rescore(candidate, session.data, split="val", progress=False, ultralytics_val=False,
+                  out_dir=run_dir / "kaggle_best_kaggle", **settings)  # fmt: skip
+    kaggle_epoch, epoch_score = session.best_kaggle or (None, None)
+    keep_kaggle = alt["score"] > result["score"]
+    every = session.options.kaggle_every
+    candidates = {
+        "best.pt": {"file": f"weights/{BEST_FITNESS if keep_kaggle else 'best.pt'}",
+                    "epoch": session.fitness_epoch, "score": result["score"],
+                    "chosen_by": "Ultralytics fitness"},
+        BEST_KAGGLE: {"file": f"weights/{BEST_KAGGLE}", "epoch": kaggle_epoch, "score": alt["score"],
+                      "epoch_score": epoch_score, "chosen_by": f"Kaggle mAP every {every} epochs"},
+    }  # fmt: skip
+    if keep_kaggle:
+        os.replace(best, best.with_name(BEST_FITNESS))
+        shutil.copyfile(candidate, best)
+        result = rescore(best, session.data, split="val", progress=False, **settings)
+    result["checkpoint"] = {"kept": BEST_KAGGLE if keep_kaggle else "best.pt", "candidates": candidates}
+    write_kaggle(run_dir, {k: v for k, v in result.items() if k != "out_dir"})
+    name = result["checkpoint"]["kept"]
+    print(
+        f"checkpoint: kept {name} ("
+        + ", ".join(f"{n}: epoch {c['epoch']}, {c['score']:.4f}" for n, c in candidates.items())
+        + ")"
+    )
+    return result
 
 
 def _evaluate_classifier(trainer, session: _Session) -> dict[str, Any]:
@@ -267,6 +421,9 @@ def _evaluate_classifier(trainer, session: _Session) -> dict[str, Any]:
     settings = scoring.predict_settings(trainer)
     out = trainer.save_dir
     result = evaluate(weights, session.data, split="val", out_dir=out, progress=False, **settings)
+    if session.transfer is not None:
+        result["transfer"] = transfer.summary(session.transfer)
+        write_json_atomic(result, Path(out) / CLASSIFY_JSON)
     auc = result["auc_opacity"]
     print(
         f"classifier (val): accuracy {result['accuracy']:.4f}, ROC AUC of P(opacity) "
@@ -281,13 +438,18 @@ def _evaluate_classifier(trainer, session: _Session) -> dict[str, Any]:
 
 
 def train(
-    args: dict[str, Any], options: TrainOptions | None = None, *, on_epoch: EpochHook | None = None
+    args: dict[str, Any],
+    options: TrainOptions | None = None,
+    *,
+    on_epoch: EpochHook | None = None,
+    callbacks: dict[str, list[Callable]] | None = None,
 ) -> RunResult:
     """Train with Ultralytics' ``args`` (as parsed from ``key=value``), then rescore best.pt on val.
 
     ``args`` needs ``model`` (``*.yaml``, a local ``.pt``, or a hub name when online) and ``data`` (or
     ``$RSNA_YOLO_DATA``); everything else is Ultralytics' (``epochs``, ``imgsz``, ``freeze``, ``patience``,
     ``save_period``...). Raises ``UserError`` for a missing file or unavailable hub weights before any work.
+    ``callbacks`` (``{event: [function(trainer)]}``) are more Ultralytics callbacks, run after this module's.
     """
     from ultralytics import YOLO
 
@@ -297,6 +459,7 @@ def train(
     data = resolve_data(args, task)
     args["data"] = str(data)
     name = resolve_model(args.pop("model", None))
+    source = transfer_source(args, name)
     try:
         model = YOLO(name, task=task)
     except OSError as exc:  # a hub name with RSNA_YOLO_ONLINE=1 where the download fails (no network)
@@ -305,7 +468,28 @@ def train(
         raise hub_download_failed(name, exc) from None
     if model.task != task:
         raise UserError(f"model={name} is a {model.task} model; with task={task} pass a {task} model")
-    return _fit(model, args, _session(args, options, data, on_epoch, task), resume=False)
+    session = _session(args, options, data, on_epoch, task, source)
+    session.attach(model)
+    for event, functions in (callbacks or {}).items():
+        for function in functions:
+            model.add_callback(event, function)
+    return _fit(model, args, session, resume=False)
+
+
+def transfer_source(args: dict[str, Any], model: str) -> Path | None:
+    """The weights a new run starts from: ``pretrained=<run folder or .pt>`` (resolved in ``args`` to the
+    ``.pt`` file, which Ultralytics takes), else a local ``model=<.pt>``; None for a model built from its
+    YAML. An unreadable file is a :class:`UserError` now, not a traceback in the trainer's setup."""
+    pretrained = args.get("pretrained")
+    if isinstance(pretrained, (str, Path)) and not isinstance(pretrained, bool):
+        source = transfer.resolve_source(pretrained)
+        args["pretrained"] = str(source)
+    elif pretrained is not False and Path(model).suffix == ".pt" and Path(model).is_file():
+        source = Path(model)
+    else:
+        return None
+    transfer.load_source(source)
+    return source
 
 
 def resume(
@@ -336,12 +520,15 @@ def resume(
     model = YOLO(str(last), task=task)
     device = (args or {}).get("device", train_args.get("device"))
     session = _session({"device": device}, options, data, on_epoch, task)
+    session.attach(model)
     return _fit(model, dict(args or {}), session, resume=True)
 
 
-def _session(args: dict[str, Any], options: TrainOptions, data: Path, on_epoch, task: str) -> _Session:
+def _session(
+    args: dict[str, Any], options: TrainOptions, data: Path, on_epoch, task: str, source: Path | None = None
+) -> _Session:
     """The run's :class:`_Session`, after announcing what DDP changes (``device=0,1,...``)."""
     notes = ddp_notes(ddp_world_size(args.get("device")), options, on_epoch)
     for line in notes:
         print(line)
-    return _Session(options, data, None if notes else on_epoch, task)
+    return _Session(options, data, None if notes else on_epoch, task, source)
