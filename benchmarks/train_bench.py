@@ -6,9 +6,8 @@
    training (goal: under 2%). The final rescoring is timed apart.
 2. Prediction, DICOMs to submission rows (decode, resize, inference, fusion, CSV): ``--n-test`` test DICOMs
    at 1024 px through ``analysis.inference.submit.make_submission`` at batch 1 and ``--batch``, with the
-   loading in the
-   predicting thread (``workers=0``, the baseline) and on all cores ahead of inference; and with flip TTA
-   (weighted box fusion of two passes).
+   loading in the predicting thread (``workers=0``, the baseline) and on all cores ahead of inference; and
+   with flip TTA (weighted box fusion of two passes).
 
     python benchmarks/train_bench.py [--model yolo11n.yaml] [--imgsz 128] [--epochs 2] [--patients 120]
         [--n-test 200] [--batch 32] [--device cpu|0] [--out runs/train_bench]
@@ -30,13 +29,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import offline  # noqa: E402,F401  (before anything imports ultralytics)
+from core.layout import DATA_YAML  # noqa: E402
+from core.runs import RESULTS_CSV, weights_file  # noqa: E402
 
 
 def epoch_times(run_dir: Path) -> list[float]:
     """Seconds of each epoch from ``results.csv`` (its ``time`` column is cumulative)."""
     import pandas as pd
 
-    t = pd.read_csv(run_dir / "results.csv")["time"].astype(float).tolist()
+    t = pd.read_csv(run_dir / RESULTS_CSV)["time"].astype(float).tolist()
     return [b - a for a, b in zip([0.0, *t[:-1]], t, strict=True)]
 
 
@@ -79,7 +80,7 @@ def main() -> int:
     kaggle = out / "kaggle"
     if not (kaggle / "stage_2_train_labels.csv").is_file():
         generate(kaggle, a.patients, a.n_test, seed=0, workers=available_cpus())
-    data = out / "dataset" / "data.yaml"
+    data = out / "dataset" / DATA_YAML
     if not data.is_file():
         convert_rsna(kaggle, out / "dataset", imgsz=a.imgsz, progress=False, echo=lambda *x, **k: None)
 
@@ -99,7 +100,7 @@ def main() -> int:
 
     from analysis.inference.submit import make_submission
 
-    weights = out / "runs" / "wrapped" / "weights" / "best.pt"
+    weights = weights_file(out / "runs" / "wrapped")
     test = kaggle / "stage_2_test_images"
     n = sum(1 for _ in test.glob("*.dcm"))
     print(f"PREDICTION {n} test DICOMs (1024 px) -> validated submission, imgsz {a.imgsz}, on {a.device}")

@@ -34,7 +34,20 @@ import yaml
 
 from core.images import png_header
 from core.labels import Labels, find_labels
-from core.layout import BOX_COLUMNS, LABEL_SPLITS, MANIFEST_COLUMNS, POSITIVE_CLASS, SPLITS, label_text
+from core.layout import (
+    BOX_COLUMNS,
+    BOXES_COLUMNS,
+    BOXES_CSV,
+    DATA_YAML,
+    FOLDS_DIR,
+    LABEL_SPLITS,
+    MANIFEST_COLUMNS,
+    MANIFEST_CSV,
+    POSITIVE_CLASS,
+    REPORT_JSON,
+    SPLITS,
+    label_text,
+)
 
 _EPS = 1e-6  # label files carry 6 decimals
 
@@ -86,7 +99,7 @@ def check_label_lines(text: str) -> list[str]:
 
 
 def _check_data_yaml(out: Path, problems: list[str]) -> None:
-    path = out / "data.yaml"
+    path = out / DATA_YAML
     if not path.is_file():
         problems.append(f"{path}: missing")
         return
@@ -133,7 +146,7 @@ def check_dataset(
         return result
     _check_data_yaml(out, problems)
 
-    manifest_path = out / "manifest.csv"
+    manifest_path = out / MANIFEST_CSV
     if not manifest_path.is_file():
         problems.append(f"{manifest_path}: missing")
         return result
@@ -141,13 +154,13 @@ def check_dataset(
     if tuple(columns) != MANIFEST_COLUMNS:
         problems.append(f"{manifest_path}: columns {columns}, expected {list(MANIFEST_COLUMNS)}")
         return result
-    boxes_path = out / "boxes.csv"
+    boxes_path = out / BOXES_CSV
     boxes: dict[str, list[list[float]]] = defaultdict(list)
     if not boxes_path.is_file():
         problems.append(f"{boxes_path}: missing")
     else:
         box_columns, box_rows = _read_csv(boxes_path)
-        if tuple(box_columns) != ("patientId", *BOX_COLUMNS):
+        if tuple(box_columns) != BOXES_COLUMNS:
             problems.append(
                 f"{boxes_path}: columns {box_columns}, expected patientId,{','.join(BOX_COLUMNS)}"
             )
@@ -256,7 +269,7 @@ def _check_files_on_disk(out: Path, seen: dict[str, str], problems: list[str]) -
 def _read_report(out: Path) -> dict | None:
     """``out/report.json`` as a dict, or None when it is missing or unreadable."""
     try:
-        report = json.loads((out / "report.json").read_text())
+        report = json.loads((out / REPORT_JSON).read_text())
     except (OSError, ValueError):
         return None
     return report if isinstance(report, dict) else None
@@ -308,7 +321,7 @@ def _source_labels(out: Path, src, problems: list[str]) -> Labels | None:
     """The source CSVs of ``src`` (default: ``source.src`` of ``report.json``), or None."""
     if src is None:
         try:
-            src = json.loads((out / "report.json").read_text())["source"]["src"]
+            src = json.loads((out / REPORT_JSON).read_text())["source"]["src"]
         except (OSError, ValueError, KeyError, TypeError):
             return None
         if not Path(src).is_dir():
@@ -344,7 +357,7 @@ def _compare_with_source(labels: Labels, src, manifest: list[dict], boxes: dict,
 
 
 def _check_folds(out: Path, manifest: list[dict], problems: list[str]) -> None:
-    folder = out / "folds"
+    folder = out / FOLDS_DIR
     yamls = sorted(folder.glob("fold*.yaml")) if folder.is_dir() else []
     labelled = {str(out / r["png"]) for r in manifest if r["split"] != "test"}
     for path in yamls:

@@ -22,9 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from core.cli import UserError
-from core.layout import BINARY_DIRS, CLASS_DIRS, LABEL_SPLITS, read_dataset
-
-VIEW_DIRS = {False: "classify", True: "classify_binary"}
+from core.io import stale_temps, temp_path
+from core.layout import BINARY_DIRS, CLASS_DIRS, FOLDS_DIR, LABEL_SPLITS, VIEW_DIRS, fold_name, read_dataset
 
 
 def _link(folder: Path, target: Path) -> None:
@@ -36,7 +35,7 @@ def _link(folder: Path, target: Path) -> None:
 def _fold_lists(root: Path) -> dict[int, dict[str, list[str]]]:
     """``{k: {"train": [patientId...], "val": [...]}}`` from ``D/folds/fold<k>_{train,val}.txt``."""
     folds: dict[int, dict[str, list[str]]] = {}
-    for path in sorted((root / "folds").glob("fold*_*.txt")):
+    for path in sorted((root / FOLDS_DIR).glob("fold*_*.txt")):
         stem, _, split = path.stem.rpartition("_")
         if split in LABEL_SPLITS and stem.removeprefix("fold").isdigit():
             lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
@@ -66,8 +65,8 @@ def write_classify_view(dataset: str | Path, *, binary: bool = False, folds: boo
     folder_of = {str(p): dirs[c] for p, c in zip(labelled["patientId"], labelled["class"], strict=True)}
 
     view = root / VIEW_DIRS[binary]
-    tmp = view.with_name(f".{view.name}.{os.getpid()}.tmp")
-    for stale in root.glob(f".{view.name}.*.tmp"):  # left by an interrupted run
+    tmp = temp_path(view)
+    for stale in stale_temps(view):  # left by an interrupted run
         shutil.rmtree(stale, ignore_errors=True)
     ids_of = labelled.groupby("split")["patientId"].apply(lambda ids: ids.astype(str).tolist())
     splits = {"": {s: ids_of.get(s, []) for s in LABEL_SPLITS}}
@@ -75,8 +74,8 @@ def write_classify_view(dataset: str | Path, *, binary: bool = False, folds: boo
     for k, lists in fold_ids.items():
         unknown_ids = [i for ids in lists.values() for i in ids if i not in png]
         if unknown_ids:
-            raise UserError(f"{root / 'folds'}: fold {k} names {unknown_ids[0]}, not a labelled image here")
-        splits[f"fold{k}"] = lists
+            raise UserError(f"{root / FOLDS_DIR}: fold {k} names {unknown_ids[0]}, not a labelled image here")
+        splits[fold_name(k)] = lists
     counts: dict[str, Counter] = {}
     for prefix, lists in splits.items():
         for split, ids in lists.items():
@@ -86,7 +85,7 @@ def write_classify_view(dataset: str | Path, *, binary: bool = False, folds: boo
                 _link(tmp / prefix / split / folder_of[pid], png[pid])
                 counts[key][folder_of[pid]] += 1
     tmp.mkdir(exist_ok=True)  # an empty dataset still gets its (empty) view
-    old = view.with_name(f".{view.name}.{os.getpid()}.old.tmp")
+    old = temp_path(view, "old")
     if view.exists():
         view.rename(old)
     tmp.rename(view)

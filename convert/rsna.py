@@ -50,7 +50,21 @@ from core.download import Source, find_source
 from core.images import png_header, resize_longer_side, resized_shape
 from core.io import TMP_SUFFIX, is_disk_full, write_atomic
 from core.labels import Labels, Skip, is_safe_id, read_labels
-from core.layout import BOX_COLUMNS, MANIFEST_COLUMNS, SPLITS, data_yaml_text, label_text
+from core.layout import (
+    BOX_COLUMNS,
+    BOXES_COLUMNS,
+    BOXES_CSV,
+    DATA_YAML,
+    FOLDS_DIR,
+    MANIFEST_COLUMNS,
+    MANIFEST_CSV,
+    REPORT_JSON,
+    SPLITS,
+    data_yaml_text,
+    fold_list_name,
+    fold_yaml_name,
+    label_text,
+)
 from core.workers import available_cpus, die_with_parent
 
 MAX_PRINTED_SKIPS = 5
@@ -354,22 +368,23 @@ def write_outputs(out: Path, manifest: list[dict], labels: Labels, folds: int) -
         write_atomic(path, data)
         written.append(path)
 
-    put("manifest.csv", _csv_bytes(MANIFEST_COLUMNS, [[r[c] for c in MANIFEST_COLUMNS] for r in manifest]))
+    put(MANIFEST_CSV, _csv_bytes(MANIFEST_COLUMNS, [[r[c] for c in MANIFEST_COLUMNS] for r in manifest]))
     labelled = {r["patientId"] for r in manifest if r["split"] != "test"}
     truth = labels.boxes[labels.boxes["patientId"].isin(labelled)]
-    put("boxes.csv", _csv_bytes(("patientId", *BOX_COLUMNS), truth[["patientId", *BOX_COLUMNS]].to_numpy()))
+    put(BOXES_CSV, _csv_bytes(BOXES_COLUMNS, truth[list(BOXES_COLUMNS)].to_numpy()))
     has_test = any(r["split"] == "test" for r in manifest)
     test = "images/test" if has_test else None
-    put("data.yaml", data_yaml_text(out, "images/train", "images/val", test).encode())
+    put(DATA_YAML, data_yaml_text(out, "images/train", "images/val", test).encode())
     for k in range(folds):
         lists = {"train": [], "val": []}
         for r in manifest:
             if r["split"] != "test":
                 lists["val" if r["fold"] == k else "train"].append(str(out / r["png"]))
         for name, paths in lists.items():
-            put(f"folds/fold{k}_{name}.txt", "".join(p + "\n" for p in paths).encode())
-        fold_yaml = data_yaml_text(out, f"folds/fold{k}_train.txt", f"folds/fold{k}_val.txt", test)
-        put(f"folds/fold{k}.yaml", fold_yaml.encode())
+            put(f"{FOLDS_DIR}/{fold_list_name(k, name)}", "".join(p + "\n" for p in paths).encode())
+        lists = [f"{FOLDS_DIR}/{fold_list_name(k, s)}" for s in ("train", "val")]
+        fold_yaml = data_yaml_text(out, *lists, test)
+        put(f"{FOLDS_DIR}/{fold_yaml_name(k)}", fold_yaml.encode())
     return written
 
 
@@ -380,7 +395,7 @@ def remove_stale(out: Path, keep: set[Path]) -> int:
     are considered; anything else in ``out`` is left alone. Returns the number removed.
     """
     removed = 0
-    for sub in ("images", "labels", "folds"):
+    for sub in ("images", "labels", FOLDS_DIR):
         folder = out / sub
         if not folder.is_dir():
             continue
@@ -431,6 +446,8 @@ def convert_rsna(
     folds: int = 0,
     seed: int = 0,
     workers: int | None = None,
+    classify: bool = False,
+    binary: bool = False,
     progress: bool = True,
     echo=print,
 ) -> dict:
@@ -439,7 +456,9 @@ def convert_rsna(
     ``imgsz``: longer side of the written PNGs (1024 = native for RSNA). ``val_fraction``: share of each
     class in ``val`` (ignored with ``folds``, where fold 0 is ``val``). ``folds``: K >= 2 writes
     ``folds/fold<k>.yaml`` for K-fold cross-validation over the same images. ``workers``: processes
-    (default all cores). ``echo``: where the summary lines go (``print``; a no-op to silence).
+    (default all cores). ``classify``: also write the classification view (``binary``: opacity /
+    no_opacity) with :func:`convert.classify.write_classify_view`, its summary in the returned report's
+    ``classify``. ``echo``: where the summary lines go (``print``; a no-op to silence).
 
     The report (also ``out/report.json``) holds ``source``, ``settings``, ``counts``,
     ``skipped_by_reason``, ``skips`` (each ``{file, row, patientId, reason}``) and ``check``
@@ -454,13 +473,17 @@ def convert_rsna(
         raise UserError(f"--folds must be 0 (no cross-validation) or at least 2, got {folds}")
     if not folds and not 0.0 < val_fraction < 1.0:
         raise UserError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+    if binary and not classify:
+        raise UserError("--binary is an option of --classify (the classification view); add --classify")
     started = time.perf_counter()
     source = find_source(src)
     out = Path(out).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
     # Stale-file clean-up works in out/{images,labels,folds}: the source must not live there.
-    if out == source.root or any(source.root.is_relative_to(out / d) for d in ("images", "labels", "folds")):
+    if out == source.root or any(
+        source.root.is_relative_to(out / d) for d in ("images", "labels", FOLDS_DIR)
+    ):
         raise UserError(f"--out {out} must not be --src or hold it in images/, labels/ or folds/")
     labels = read_labels(source.label_csv, source.class_csv)
     jobs, rows, skips = plan(
@@ -546,7 +569,7 @@ def convert_rsna(
     }
     result = check_dataset(out, src=source.root, labels=labels, report=report)
     report["check"] = {"ok": result.ok, "problems": result.problems}
-    write_atomic(inside(out, "report.json"), (json.dumps(report, indent=1) + "\n").encode())
+    write_atomic(inside(out, REPORT_JSON), (json.dumps(report, indent=1) + "\n").encode())
 
     for line in summary_lines(report):
         echo(line)
@@ -557,9 +580,13 @@ def convert_rsna(
         f"on {workers} worker(s); removed {removed} stale files"
     )
     if result.ok:
-        echo(f"check: OK. Dataset: {out / 'data.yaml'}")
+        echo(f"check: OK. Dataset: {out / DATA_YAML}")
     else:
         for problem in result.problems[:MAX_PRINTED_PROBLEMS]:
             echo(f"check: {problem}")
         echo(f"check: {len(result.problems)} problem(s) in {out}")
+    if classify:
+        from convert.classify import write_classify_view
+
+        return {**report, "classify": write_classify_view(out, binary=binary)}
     return report

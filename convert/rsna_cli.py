@@ -68,10 +68,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from convert.rsna import convert_rsna
-    from core.cli import UserError
-
-    if args.binary and not args.classify:
-        raise UserError("--binary is an option of --classify (the classification view); add --classify")
 
     report = convert_rsna(
         args.src,
@@ -81,11 +77,12 @@ def main(args: argparse.Namespace) -> int:
         folds=args.folds,
         seed=args.seed,
         workers=args.workers,
+        classify=args.classify,
+        binary=args.binary,
         progress=not args.no_progress,
     )
-    if args.classify:
-        from convert.classify import write_classify_view
+    if "classify" in report:
         from convert.classify_cli import print_view
 
-        print_view(write_classify_view(args.out, binary=args.binary))
+        print_view(report["classify"])
     return 0 if report["check"]["ok"] else 1

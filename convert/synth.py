@@ -24,6 +24,7 @@ from convert.synth_render import render_radiograph
 from convert.synth_sample import PatientSpec, load_box_sets, sample_patients
 from core.boxes import NATIVE_SIZE
 from core.download import CLASS_FILES, LABEL_FILES, SUBMISSION_FILES, TEST_DIRS, TRAIN_DIRS
+from core.io import write_atomic
 from core.layout import CLASSES
 from core.workers import die_with_parent
 
@@ -176,8 +177,7 @@ def generate(
         (CLASS_CSV, classes_text),
         (SUBMISSION_CSV, submission_csv_text(test)),
     ]:
-        with open(out / name, "w", newline="\n") as fh:
-            fh.write(text)
+        write_atomic(out / name, text)
 
     jobs = [(s, folders["train"], imgsz, difficulty) for s in train]
     jobs += [(s, folders["test"], imgsz, difficulty) for s in test]
@@ -203,5 +203,5 @@ def generate(
         "box_source": box_source(labels_csv),
         "difficulty": difficulty,
     }
-    (out / "README.md").write_text(_readme(seed, patients, test_patients, imgsz, summary))
+    write_atomic(out / "README.md", _readme(seed, patients, test_patients, imgsz, summary))
     return summary

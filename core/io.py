@@ -38,9 +38,16 @@ def disk_full_message(exc: OSError) -> str:
     )
 
 
-def temp_path(path: Path) -> Path:
-    """The temporary name :func:`write_atomic` writes ``path`` through: ``.<name>.<pid>.tmp`` beside it."""
-    return path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+def temp_path(path: Path, tag: str = "") -> Path:
+    """The temporary name :func:`write_atomic` writes ``path`` through: ``.<name>.<pid>.tmp`` beside it
+    (``.<name>.<pid>.<tag>.tmp`` with a ``tag``, for a second temporary of the same path: a folder being
+    replaced keeps its old self there until the new one is in place)."""
+    return path.with_name(f".{path.name}.{os.getpid()}{'.' + tag if tag else ''}{TMP_SUFFIX}")
+
+
+def stale_temps(path: Path) -> list[Path]:
+    """The temporaries of ``path`` that interrupted runs (any process) left beside it."""
+    return sorted(path.parent.glob(f".{path.name}.*{TMP_SUFFIX}"))
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> Path:
@@ -71,6 +78,16 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
 def write_csv_atomic(frame, path: str | Path) -> Path:
     """Write a pandas ``frame`` as CSV (no index column) atomically."""
     return write_atomic(path, frame.to_csv(index=False, lineterminator="\n"))
+
+
+def write_figure_atomic(fig, path: str | Path, **savefig: Any) -> Path:
+    """Save a Matplotlib figure atomically, in the format of ``path``'s suffix (``savefig``: its keyword
+    arguments, e.g. ``dpi``)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", **savefig)
+    return write_atomic(path, buffer.getvalue())
 
 
 def json_ready(value: Any) -> Any:

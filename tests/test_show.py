@@ -164,3 +164,25 @@ def test_missing_inputs_are_one_line_errors(tmp_path: Path) -> None:
     assert done.returncode == 2 and "no kaggle.json" in done.stderr and done.stderr.count("\n") == 1
     with pytest.raises(UserError, match="--worst must be at least 1"):
         show.run_show(tmp_path / "empty", worst=0)
+
+
+def test_a_gated_setting_shows_the_boxes_it_would_submit(dataset: Path, tmp_path: Path) -> None:
+    """A gated kaggle.json (hard gate 0.5): E's false box goes with its low P(opacity), F's stays."""
+    run = tmp_path / "run"
+    roles = handmade_run(dataset, run)
+    manifest = pd.read_csv(dataset / "manifest.csv", dtype={"patientId": str})
+    ids = manifest.loc[manifest["split"] == "train", "patientId"]
+    p = pd.DataFrame({"patientId": ids, "p_opacity": [0.1 if i == roles["E"] else 0.9 for i in ids]})
+    p.to_csv(run / "classifier_train.csv", index=False)
+    kaggle = json.loads((run / "kaggle.json").read_text())
+    kaggle.update(gate={"mode": "hard", "gate": 0.5}, classifier=["cls.pt"],
+                  classifier_predictions="classifier_train.csv")  # fmt: skip
+    (run / "kaggle.json").write_text(json.dumps(kaggle))
+    paths, table = show.run_show(run, "train", worst=4, progress=False)
+    t = table.set_index("patientId")
+    assert t.loc[roles["E"], "n_pred"] == 0 and t.loc[roles["E"], "kind"] == "true negative"
+    assert t.loc[roles["F"], "kind"] == "false positive" and t.loc[roles["A"], "kind"] == "perfect"
+    assert "hard gate 0.5 on P(opacity)" in paths["markdown"].read_text()
+    (run / "classifier_train.csv").unlink()
+    with pytest.raises(UserError, match=r"classifier_train\.csv: missing"):
+        show.run_show(run, "train", worst=4, progress=False)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from core.cli import UserError
-from core.io import write_atomic
+from core.io import write_atomic, write_csv_atomic
 from train.sweep_spec import (
     SweepSpec,
     default_count,
@@ -269,11 +269,11 @@ def run_sweep(
         if remaining:
             run_trials(study, objective, wanted, lock, poll=poll)
     except KeyboardInterrupt:
-        trials_table(study, spec.metric, bound["data"]).to_csv(folder / "trials.csv", index=False)
+        write_csv_atomic(trials_table(study, spec.metric, bound["data"]), folder / "trials.csv")
         print(f"sweep interrupted; trials so far: {folder / 'trials.csv'}. Rerun the command to continue")
         raise
     table = trials_table(study, spec.metric, bound["data"])
-    table.to_csv(folder / "trials.csv", index=False)
+    write_csv_atomic(table, folder / "trials.csv")
     if not table.empty:
         import pandas as pd
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from core.cli import UserError
+from core.io import write_figure_atomic
 from core.layout import BINARY_DIRS, CLASS_DIRS, OPACITY_DIRS
 from core.runs import CLASSIFY_JSON, classifier_predictions_name
 
@@ -194,8 +195,7 @@ def plot_confusion(metrics: dict, path: str | Path, title: str = "") -> Path:
     auc = metrics.get("auc_opacity")
     auc_text = f", AUC {auc:.3f}" if auc is not None else ""
     ax.set_title(title or f"accuracy {metrics['accuracy']:.3f}{auc_text}")
-    fig.savefig(path, dpi=110)
-    return Path(path)
+    return write_figure_atomic(fig, path, dpi=110)
 
 
 def evaluate(

@@ -83,6 +83,14 @@ class TunedSetting:
         soft gate change confidences, so weak boxes count (the floor the setting was tuned from)."""
         return min(self.conf, DEFAULTS.prediction_floor) if self.fused or self.gate else self.conf
 
+    def apply_gate(self, raw: pd.DataFrame, p_opacity: Mapping[str, float]) -> pd.DataFrame:
+        """``raw`` gated as tuned (:func:`analysis.tuning.gating.apply_gate`), or as it is without a gate."""
+        if not self.gate:
+            return raw
+        from analysis.tuning.gating import apply_gate
+
+        return apply_gate(raw, p_opacity, mode=self.gate["mode"], gate=self.gate.get("gate") or 0.0)
+
     def describe(self) -> str:
         """One line: where the setting comes from and what it is."""
         models = f"{len(self.weights)} model(s)" + (" + flip TTA" if self.tta else "")
@@ -95,10 +103,11 @@ class TunedSetting:
         return f"{where}{models}, conf >= {self.conf:g}, box scale {self.box_scale:g}{gate}"
 
     @classmethod
-    def from_run(cls, path: str | Path) -> TunedSetting:
+    def from_run(cls, path: str | Path, *, check_weights: bool = True) -> TunedSetting:
         """The setting a run folder (its ``kaggle.json``; ``RUN/kaggle_gated`` for the gated one), a fold set
         (its ``kaggle_oof_gated.json`` when there is one, else ``kaggle_oof.json``) or any ``kaggle*.json``
-        was tuned to; :class:`UserError` (one line) when there is none or it does not match its weights."""
+        was tuned to; :class:`UserError` (one line) when there is none or it does not match its weights.
+        ``check_weights=False`` reads the setting alone (a reader of cached predictions needs no model)."""
         file = tuned_file(path)
         data = read_kaggle(file)
         if data is None:
@@ -117,9 +126,10 @@ class TunedSetting:
             return cls._from_fold_set(file, data, conf, box_scale, gate, info)
         weights = data.get("weights")
         weights = [weights] if isinstance(weights, str) else list(weights or [])
-        if not weights:
+        if not weights and check_weights:
             raise UserError(f"{file}: names no weights")
-        _check_files(file, weights, (data.get("prediction_signature") or {}).get("weights"), "model")
+        if check_weights:
+            _check_files(file, weights, (data.get("prediction_signature") or {}).get("weights"), "model")
         imgsz = data.get("imgsz")
         sizes = (
             None
@@ -132,9 +142,9 @@ class TunedSetting:
             classifiers = [classifiers] if isinstance(classifiers, str) else list(classifiers)
             if not classifiers:
                 raise UserError(f"{file}: a gate but no classifier named")
-            _check_files(
-                file, classifiers, (data.get("classifier_signature") or {}).get("weights"), "classifier"
-            )
+            if check_weights:
+                recorded = (data.get("classifier_signature") or {}).get("weights")
+                _check_files(file, classifiers, recorded, "classifier")
         return cls(
             weights=tuple(Path(w) for w in weights),
             conf=conf,
@@ -286,7 +296,7 @@ class Predictor:
         p_opacity: dict[str, float] = {}
         gated = raw
         if self.setting.gate:
-            from analysis.tuning.gating import apply_gate, p_opacity_map
+            from analysis.tuning.gating import p_opacity_map
 
             with_boxes = set(raw["patientId"].astype(str))
             by_id = {p.stem: p for p in images if p.stem not in failed}
@@ -298,8 +308,7 @@ class Predictor:
             )
             failed.update(probs.attrs.get("failed", {}))
             p_opacity = p_opacity_map(probs) if len(probs) else {}
-            gate = self.setting.gate
-            gated = apply_gate(raw, p_opacity, mode=gate["mode"], gate=gate.get("gate") or 0.0)
+            gated = self.setting.apply_gate(raw, p_opacity)
         return Prediction(
             ids=[p.stem for p in images],
             raw=raw[PRED_COLUMNS],

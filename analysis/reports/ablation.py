@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from analysis.reports.report import Report
 from analysis.tuning import DEFAULTS
 from core.cli import UserError
+from core.io import write_csv_atomic
 from core.layout import dataset_split
 
 DEFAULT_CONF = DEFAULTS.default_conf
@@ -178,5 +179,5 @@ def _report(table: pd.DataFrame, out: Path, detector, data, split: str, n: int) 
     ax.set_xlabel("Kaggle mAP")
     ax.grid(axis="x", alpha=0.3)
     report.figure(fig, "ablation", "Kaggle mAP of each step")
-    table.to_csv(out / "ablation.csv", index=False)
+    write_csv_atomic(table, out / "ablation.csv")
     return report.write()

@@ -36,6 +36,7 @@ from analysis.reports.compare_table import (
     varying_hyperparameters,
 )
 from analysis.reports.report import Report
+from core.io import write_csv_atomic
 
 
 def best_run_sentence(scored: pd.DataFrame, score: str) -> str:
@@ -167,5 +168,5 @@ def run_compare(
     varying = varying_hyperparameters(runs) if runs else []
     table = comparison_table(runs, varying) if runs else pd.DataFrame()
     if len(table):
-        table.to_csv(Path(out) / "runs.csv", index=False)
+        write_csv_atomic(table, Path(out) / "runs.csv")
     return report.write(), table

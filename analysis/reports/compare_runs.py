@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from core.cli import UserError
-from core.runs import read_args, read_kaggle, run_weights
+from core.runs import ARGS_YAML, RESULTS_CSV, WEIGHTS_DIR, read_args, read_kaggle, run_weights
 
 MAP50 = "metrics/mAP50(B)"
 MAP50_95 = "metrics/mAP50-95(B)"
@@ -61,7 +61,7 @@ class Run:
 
 def _is_run(folder: Path) -> bool:
     """Any trace of a run: a run killed before writing args.yaml may still have left ``weights/``."""
-    return any((folder / name).exists() for name in ("args.yaml", "results.csv", "weights"))
+    return any((folder / name).exists() for name in (ARGS_YAML, RESULTS_CSV, WEIGHTS_DIR))
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
@@ -97,7 +97,7 @@ def read_run(path: Path) -> Run:
         raise RunError("args.yaml: " + str(exc).split(": ", 1)[1]) from exc
     if args is None:
         raise RunError("no args.yaml (not an Ultralytics run folder, or its start was interrupted)")
-    csv = path / "results.csv"
+    csv = path / RESULTS_CSV
     if not csv.is_file():
         raise RunError(
             "no results.csv: no epoch finished (interrupted in the first epoch, or still starting)"

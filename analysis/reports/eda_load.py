@@ -25,7 +25,15 @@ from core.cli import UserError
 from core.dicom import DicomError, header_metadata, read_dicom
 from core.download import CLASS_FILES, LABEL_FILES, TEST_DIRS, TRAIN_DIRS, find_csv, find_image_dir
 from core.labels import Skip, read_labels
-from core.layout import BOX_COLUMNS, CLASSES, LUNG_OPACITY, NEGATIVE_CLASSES
+from core.layout import (
+    BOX_COLUMNS,
+    BOXES_COLUMNS,
+    BOXES_CSV,
+    CLASSES,
+    LUNG_OPACITY,
+    MANIFEST_CSV,
+    NEGATIVE_CLASSES,
+)
 
 CHECK_COLUMNS = ["check", "rows checked", "violations"]
 """Columns of :attr:`EdaData.checks`: one statement a row, 0 violations = it holds."""
@@ -261,7 +269,7 @@ def load_kaggle(src: Path, *, progress: bool = True) -> EdaData:
     valid = read_labels(label_csv, class_csv)
     patients = valid.patients.reset_index()[["patientId", "class", "Target", "n_boxes"]]
     patients["n_rows"] = labels.groupby("patientId").size().reindex(patients["patientId"]).to_numpy()
-    boxes = valid.boxes[["patientId", *BOX_COLUMNS]].reset_index(drop=True)
+    boxes = valid.boxes[list(BOXES_COLUMNS)].reset_index(drop=True)
 
     dicom_dir = find_image_dir(src, TRAIN_DIRS)
     test_dir = find_image_dir(src, TEST_DIRS)
@@ -368,12 +376,12 @@ def load_converted(src: Path) -> EdaData:
     if src.is_file():
         src = src.parent
     manifest = _read_csv(
-        src / "manifest.csv", ["patientId", "split", "class", "Target", "n_boxes", "png", "scale"]
+        src / MANIFEST_CSV, ["patientId", "split", "class", "Target", "n_boxes", "png", "scale"]
     )
     boxes = (
-        _read_csv(src / "boxes.csv", ["patientId", *BOX_COLUMNS])
-        if (src / "boxes.csv").exists()
-        else (pd.DataFrame(columns=["patientId", *BOX_COLUMNS]))
+        _read_csv(src / BOXES_CSV, list(BOXES_COLUMNS))
+        if (src / BOXES_CSV).exists()
+        else (pd.DataFrame(columns=list(BOXES_COLUMNS)))
     )
     patients = manifest.copy()
     patients["image"] = [str(src / p) if isinstance(p, str) and p else "" for p in patients["png"]]
@@ -399,12 +407,12 @@ def load_converted(src: Path) -> EdaData:
             by_split = manifest.loc[empty, "split"].value_counts()
             where = ", ".join(f"{n:,} {s}" for s, n in by_split.items()) or "none"
             reason, action = why.get(col, ("unexpected", "check the converter's report.json"))
-            rows.append(("manifest.csv", col, int(empty.sum()), where, reason, action))
+            rows.append((MANIFEST_CSV, col, int(empty.sum()), where, reason, action))
     missing = pd.DataFrame(rows, columns=MISSING_COLUMNS)
     files = pd.DataFrame(
         [
-            _file_row(src / "manifest.csv", manifest, "one row per image"),
-            _file_row(src / "boxes.csv", boxes, "ground truth in source pixels (train/val)"),
+            _file_row(src / MANIFEST_CSV, manifest, "one row per image"),
+            _file_row(src / BOXES_CSV, boxes, "ground truth in source pixels (train/val)"),
         ]
     )
     extra = {
@@ -436,7 +444,7 @@ def load(src: Path, *, progress: bool = True) -> EdaData:
         raise UserError(f"{src}: no such folder")
     if any((src / name).exists() for name in LABEL_FILES):
         return load_kaggle(src, progress=progress)
-    if (src / "manifest.csv").exists() or (src.is_file() and (src.parent / "manifest.csv").exists()):
+    if (src / MANIFEST_CSV).exists() or (src.is_file() and (src.parent / MANIFEST_CSV).exists()):
         return load_converted(src)
     raise UserError(
         f"{src}: neither a Kaggle-layout folder ({LABEL_FILES[0]}) nor a converted dataset (manifest.csv)"

@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from core.io import write_atomic, write_figure_atomic
+
 FIGURE_DPI = 110
 """Resolution of saved PNGs: sharp on screen, small enough to embed a dozen figures in one HTML file."""
 
@@ -124,7 +126,7 @@ class Report:
     def figure(self, fig: Figure, name: str, caption: str) -> Path:
         """Save ``fig`` as ``out_dir/<name>.png`` and add it; returns the PNG path."""
         path = self.out_dir / f"{name}.png"
-        fig.savefig(path, dpi=FIGURE_DPI, bbox_inches="tight", facecolor="white")
+        write_figure_atomic(fig, path, dpi=FIGURE_DPI, bbox_inches="tight", facecolor="white")
         self.figures.append(path)
         self.blocks.append(("figure", (path.name, caption)))
         return path
@@ -133,8 +135,8 @@ class Report:
         """Write ``report.md`` and ``report.html`` into ``out_dir``; returns their paths and the figures'."""
         md = self.out_dir / "report.md"
         page = self.out_dir / "report.html"
-        md.write_text(to_markdown(self.title, self.blocks), encoding="utf-8")
-        page.write_text(to_html(self.title, self.blocks, self.out_dir), encoding="utf-8")
+        write_atomic(md, to_markdown(self.title, self.blocks))
+        write_atomic(page, to_html(self.title, self.blocks, self.out_dir))
         return {"markdown": md, "html": page, **{p.stem: p for p in self.figures}}
 
 

@@ -23,12 +23,21 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from analysis.inference.predictor import TunedSetting
 from analysis.reports.report import Report
 from analysis.scoring.metric import frame_to_preds, per_image_scores
 from core.boxes import scale_about_centre
 from core.cli import UserError
+from core.io import write_csv_atomic
 from core.layout import BOX_COLUMNS
-from core.runs import predictions_name, read_kaggle, run_data_yaml, run_weights
+from core.runs import (
+    KAGGLE_JSON,
+    classifier_predictions_name,
+    predictions_name,
+    read_kaggle,
+    run_data_yaml,
+    run_weights,
+)
 
 KINDS = {
     "false positive": "no opacity, boxes predicted (scores 0)",
@@ -40,12 +49,14 @@ KINDS = {
 
 
 def load_inputs(run_dir: Path, split: str, data: Path | None = None, *, progress: bool = True):
-    """``(kaggle, predictions, root, manifest, truth)`` for ``split`` of a run folder.
+    """``(setting, predictions, root, manifest, truth)`` for ``split`` of a run folder.
 
-    ``kaggle`` is kaggle.json (rescored now when missing and weights exist; when the run's own kaggle.json
-    was tuned on another split, ``<run>/kaggle_<split>/`` is read or written instead, so the run's own file
-    is never replaced); ``predictions`` the frame of ``predictions_<split>.csv``; ``truth`` maps every image
-    of the split to its ``(G, 4)`` xywh_px boxes.
+    ``setting`` is the :class:`~analysis.inference.predictor.TunedSetting` of its kaggle.json (rescored now
+    when missing and weights exist; when the run's own kaggle.json was tuned on another split,
+    ``<run>/kaggle_<split>/`` is read or written instead, so the run's own file is never replaced);
+    ``predictions`` the frame of ``predictions_<split>.csv``, gated as the setting says (with the
+    probabilities rescoring kept in ``classifier_<split>.csv``); ``truth`` maps every image of the split to
+    its ``(G, 4)`` xywh_px boxes.
     """
     from analysis.scoring.truth import dataset_truth
     from analysis.tuning.rescoring import read_predictions
@@ -80,7 +91,8 @@ def load_inputs(run_dir: Path, split: str, data: Path | None = None, *, progress
         raise UserError(f"{preds_path}: missing (run `python -m analysis rescore {run_dir}`)")
     preds = read_predictions(preds_path)
     truth = dataset_truth(root, manifest, split)
-    return kaggle, preds, root, manifest, truth
+    setting = TunedSetting.from_run(kaggle_dir / KAGGLE_JSON, check_weights=False)
+    return setting, _gated(setting, preds, kaggle_dir, split, kaggle), root, manifest, truth
 
 
 def image_table(
@@ -204,6 +216,28 @@ def _none_sentence(table: pd.DataFrame, kind: str, preds: pd.DataFrame, conf: fl
     return f"No {kind}: none of the {n} images without opacity has a box at conf >= {conf:g}{nearest}."
 
 
+def _gated(
+    setting: TunedSetting, preds: pd.DataFrame, folder: Path, split: str, kaggle: dict
+) -> pd.DataFrame:
+    """The cached predictions gated as tuned, with the classifier probabilities rescoring kept beside them
+    (a gated setting shows the boxes it would submit, not the detector's alone)."""
+    if not setting.gate:
+        return preds
+    from analysis.tuning.gating import read_p_opacity
+
+    path = Path(folder) / kaggle.get("classifier_predictions", classifier_predictions_name(split))
+    if not path.is_file():
+        raise UserError(f"{path}: missing; the gate of {setting.source} needs it (rescore --classifier)")
+    return setting.apply_gate(preds, read_p_opacity(path))
+
+
+def _gate_text(setting: TunedSetting) -> str:
+    if not setting.gate:
+        return ""
+    g = setting.gate
+    return ", soft gate" if g["mode"] == "soft" else f", hard gate {g.get('gate') or 0:g} on P(opacity)"
+
+
 def run_show(
     run_dir: Path,
     split: str = "val",
@@ -218,8 +252,8 @@ def run_show(
     run_dir = Path(run_dir)
     if worst < 1:
         raise UserError(f"--worst must be at least 1 (got {worst})")
-    kaggle, preds, root, manifest, truth = load_inputs(run_dir, split, data, progress=progress)
-    conf, box_scale = float(kaggle["conf"]), float(kaggle["scale"])
+    setting, preds, root, manifest, truth = load_inputs(run_dir, split, data, progress=progress)
+    conf, box_scale = setting.conf, setting.box_scale
     classes = dict(zip(manifest["patientId"].astype(str), manifest["class"].fillna(""), strict=True))
     table = image_table(truth.truth, preds, conf, box_scale, classes)
     sections = worst_sections(table, worst)
@@ -227,7 +261,8 @@ def run_show(
     report = Report(f"Predictions of {run_dir.name} on {split}: worst first", out)
     counted = table["score"].notna()
     report.text(
-        f"Tuned threshold conf >= {conf:g} and box scale {box_scale:g} (from kaggle.json); Kaggle mAP "
+        f"Tuned threshold conf >= {conf:g} and box scale {box_scale:g}{_gate_text(setting)} (from "
+        f"{setting.source}); Kaggle mAP "
         f"{table.loc[counted, 'score'].mean():.4f} over {int(counted.sum())} scored images of {len(table)}. "
         "Left: ground truth (green). Right: predictions (red, with confidence) over the ground truth "
         "(dashed)."
@@ -258,6 +293,6 @@ def run_show(
     report.table(sections["ranking"].head(max(3 * worst, 30)).round(4),
                  caption="Scored images, worst first (the full list is in images.csv)")  # fmt: skip
     paths = report.write()
-    table.sort_values(["score", "patientId"]).to_csv(out / "images.csv", index=False)
+    write_csv_atomic(table.sort_values(["score", "patientId"]), out / "images.csv")
     paths["images"] = out / "images.csv"
     return paths, table

@@ -19,7 +19,16 @@ import pandas as pd
 
 from analysis.scoring.metric import frame_to_truth
 from core.cli import UserError
-from core.layout import NORMAL, POSITIVE_CLASS, dataset_split, read_dataset, read_manifest
+from core.layout import (
+    BOXES_CSV,
+    DATA_YAML,
+    MANIFEST_CSV,
+    NORMAL,
+    POSITIVE_CLASS,
+    dataset_split,
+    read_dataset,
+    read_manifest,
+)
 
 
 @dataclass
@@ -36,7 +45,7 @@ class TruthSet:
 
 def dataset_truth(root: Path, manifest: pd.DataFrame, split: str | None = None) -> TruthSet:
     """Ground truth of the labelled images of ``split`` (all labelled splits when None) from ``boxes.csv``."""
-    boxes_path = Path(root) / "boxes.csv"
+    boxes_path = Path(root) / BOXES_CSV
     if not boxes_path.is_file():
         raise UserError(f"{boxes_path}: missing (the dataset's ground truth in source pixels)")
     boxes = pd.read_csv(boxes_path, dtype={"patientId": str})
@@ -88,13 +97,13 @@ def read_truth(path: str | Path, *, split: str | None = None) -> TruthSet:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: not found")
-    if path.is_dir() and not (path / "manifest.csv").is_file():
+    if path.is_dir() and not (path / MANIFEST_CSV).is_file():
         from core.download import LABEL_FILES, find_csv
 
         return kaggle_truth(find_csv(path, LABEL_FILES))
     if path.is_dir() or path.suffix in {".yaml", ".yml"}:
-        yaml_path = path / "data.yaml" if (path / "data.yaml").is_file() else path
+        yaml_path = path / DATA_YAML if (path / DATA_YAML).is_file() else path
         return dataset_truth(*(dataset_split(yaml_path, split) if split else read_dataset(yaml_path)), split)
-    if path.name == "boxes.csv" and (path.parent / "manifest.csv").is_file():
-        return dataset_truth(path.parent, read_manifest(path.parent / "manifest.csv"), split)
+    if path.name == BOXES_CSV and (path.parent / MANIFEST_CSV).is_file():
+        return dataset_truth(path.parent, read_manifest(path.parent / MANIFEST_CSV), split)
     return kaggle_truth(path)

@@ -27,6 +27,7 @@ import pandas as pd
 from analysis.scoring.metric import frame_to_preds, sweep, sweep_images, sweep_table
 from analysis.tuning.defaults import DEFAULTS
 from core.cli import UserError
+from core.io import write_figure_atomic
 
 
 def check_settings(conf: float, box_scale: float, *, hint: bool = True) -> None:
@@ -137,7 +138,6 @@ def plot_sweep(table: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
+    write_figure_atomic(fig, path)
     plt.close(fig)
-    return path
+    return Path(path)
