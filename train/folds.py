@@ -1,7 +1,8 @@
 """Cross-validation: one training run per fold, then out-of-fold predictions tuned as one set.
 
 ``python -m train folds D/folds [key=value ...]`` trains ``D/folds/fold<k>.yaml`` (written by ``convert rsna
---folds K``) into ``<project>/<name>/fold<k>/`` (default ``runs/folds/<dataset name>/``), each an ordinary
+--folds K``) into ``<project>/<name>/fold<k>/`` (default ``runs/folds/<dataset name>/`` under the current
+folder; for a classifier set, ``task=classify``, ``runs/folds/<dataset name>_cls/``), each an ordinary
 ``python -m train`` run rescored on its own fold's val images. A fold whose run finished is skipped; one
 killed mid-training is resumed from its ``last.pt``; so rerunning the command after an interruption loses no
 finished fold. Then every labelled image has been predicted exactly once, by the model that did not train
@@ -104,6 +105,26 @@ def fold_status(run_dir: Path, task: str) -> str:
     return "killed" if weights_file(run_dir, LAST_PT).is_file() else "new"
 
 
+DEFAULT_PROJECT = "runs/folds"
+"""Where fold sets go without ``project=`` (relative to the current folder, like Ultralytics' ``runs/``)."""
+CLASSIFIER_SET_SUFFIX = "_cls"
+"""Added to the dataset's name for a classifier set without ``name=``, so that the detector set and the
+classifier set of one dataset never share a folder (the second would land in the first's folds)."""
+
+
+def default_set_dir(dataset: Path, task: str = "detect", project=None, name=None) -> Path:
+    """The fold set's folder: ``<project>/<name>``, by default ``runs/folds/<dataset name>`` for detectors
+    and ``runs/folds/<dataset name>_cls`` for classifiers (``task="classify"``), resolved against the
+    current folder.
+
+    >>> default_set_dir(Path("/data/rsna64"), "classify", "/runs/folds").as_posix()
+    '/runs/folds/rsna64_cls'
+    """
+    if name is None:
+        name = Path(dataset).name + (CLASSIFIER_SET_SUFFIX if task == "classify" else "")
+    return Path(str(project if project is not None else DEFAULT_PROJECT)).resolve() / str(name)
+
+
 def run_folds(
     folds_dir: str | Path,
     args: dict[str, Any],
@@ -128,7 +149,7 @@ def run_folds(
     folds = fold_yamls(folds_dir)
     dataset = Path(folds_dir).resolve().parent
     vals = check_partition(dataset, folds)
-    set_dir = Path(str(args.pop("project", "runs/folds"))).resolve() / str(args.pop("name", dataset.name))
+    set_dir = default_set_dir(dataset, task, args.pop("project", None), args.pop("name", None))
     options = replace(options, wandb_group=options.wandb_group or set_dir.name)
     for k, fold_yaml in folds.items():
         run_dir = set_dir / fold_name(k)

@@ -15,7 +15,10 @@ def main(argv: list[str], prog: str = PROG) -> int:
         prog=prog,
         description=FOLDS_DOC.split("\n\n")[0]
         + " key=value arguments are python -m train's, for every fold.",
-        epilog="example: python -m train folds data/rsna640/folds model=yolo11s.yaml imgsz=640 epochs=30 "
+        epilog="where a set goes: <project>/<name>/fold<k>/; without project= and name=, "
+        "runs/folds/<dataset name>/ for detectors and runs/folds/<dataset name>_cls/ for classifiers "
+        "(task=classify), relative to the current folder, so a dataset's two sets never share a folder. "
+        "example: python -m train folds data/rsna640/folds model=yolo11s.yaml imgsz=640 epochs=30 "
         "cfg=yolo_configs/hyp/xray.yaml name=y11s_cv  (then runs/folds/y11s_cv/kaggle_oof.json)",
     )
     parser.add_argument("folds_dir", type=Path, help="the dataset's folds folder (convert rsna --folds K)")
