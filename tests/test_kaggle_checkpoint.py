@@ -151,3 +151,14 @@ def test_kaggle_patience_counts_scored_epochs_only(tiny_data: Path, tmp_path: Pa
                  "rescore=False")  # fmt: skip
     assert result.epochs_done == 6 and result.stopped_by_kaggle_patience
     assert result.epoch_scores == {2: 0.3, 4: 0.2, 6: 0.25}
+
+
+def test_sweeps_and_folds_pass_kaggle_patience_through():
+    """A sweep trial's values go through split_values, a fold set's command line through parse_key_values:
+    both hand kaggle_patience to train() in TrainOptions, not to Ultralytics."""
+    from train.args import split_values
+
+    args, options = split_values([("kaggle_every", 2), ("kaggle_patience", 3), ("epochs", 5)])
+    assert (options.kaggle_every, options.kaggle_patience, args) == (2, 3, {"epochs": 5})
+    args, options = parse_key_values(["epochs=5", "kaggle_every=1", "kaggle_patience=4"])
+    assert (options.kaggle_patience, "kaggle_patience" in args) == (4, False)
