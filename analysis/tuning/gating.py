@@ -74,18 +74,12 @@ def apply_gate(
 
 
 def gate_sweep(
-    truth: Mapping[str, np.ndarray],
-    preds: pd.DataFrame,
-    p_opacity: Mapping[str, float],
-    *,
-    confs: Sequence[float] | None = None,
-    box_scales: Sequence[float] | None = None,
-    gates: Sequence[float] | None = None,
+    truth: Mapping[str, np.ndarray], preds: pd.DataFrame, p_opacity: Mapping[str, float], **grids
 ) -> pd.DataFrame:
     """The Kaggle score of every (mode, gate, conf, box scale): columns ``mode, gate, conf, scale, score``
-    (``gate`` is NaN for ``soft``). Every image of ``truth`` needs a probability; grids default to
-    :data:`analysis.tuning.defaults.DEFAULTS`."""
-    return gate_tables(truth, preds, p_opacity, confs=confs, box_scales=box_scales, gates=gates)[0]
+    (``gate`` is NaN for ``soft``). Every image of ``truth`` needs a probability; ``grids`` (``confs``,
+    ``box_scales``, ``gates``) default to :data:`analysis.tuning.defaults.DEFAULTS` (:func:`gate_tables`)."""
+    return gate_tables(truth, preds, p_opacity, **grids)[0]
 
 
 def gate_tables(
