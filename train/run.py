@@ -386,12 +386,15 @@ def final_kaggle(trainer, session: _Session) -> dict[str, Any]:
     settings = scoring.predict_settings(trainer)
     alt = rescore(candidate, session.data, split="val", progress=False, ultralytics_val=False,
                   out_dir=run_dir / "kaggle_best_kaggle", **settings)  # fmt: skip
-    kaggle_epoch, epoch_score = session.best_kaggle or (None, None)
+    # kaggle_epochs.json, not the session: under DDP the epochs ran in other processes (rank 0 wrote it)
+    history = json.loads((run_dir / KAGGLE_EPOCHS).read_text()) if (run_dir / KAGGLE_EPOCHS).is_file() else {}
+    best_kaggle = history.get("best_kaggle") or {}
+    kaggle_epoch, epoch_score = best_kaggle.get("epoch"), best_kaggle.get("score")
     keep_kaggle = alt["score"] > result["score"]
     every = session.options.kaggle_every
     candidates = {
         "best.pt": {"file": f"weights/{BEST_FITNESS if keep_kaggle else 'best.pt'}",
-                    "epoch": session.fitness_epoch, "score": result["score"],
+                    "epoch": history.get("fitness_epoch"), "score": result["score"],
                     "chosen_by": "Ultralytics fitness"},
         BEST_KAGGLE: {"file": f"weights/{BEST_KAGGLE}", "epoch": kaggle_epoch, "score": alt["score"],
                       "epoch_score": epoch_score, "chosen_by": f"Kaggle mAP every {every} epochs"},
