@@ -238,3 +238,34 @@ def test_tune_wbf_same_with_one_and_two_workers():
     assert one[0] == two[0]
     pd.testing.assert_frame_equal(one[1], two[1], check_exact=True)
     assert_same(two[2], one[2])
+
+
+def test_fuse_batch_equals_fuse_image_by_image():
+    """fusion.fuse_batch (many images in one call) returns predict.fuse's boxes and scores for each image,
+    images with no box at all and a single part included."""
+    from analysis.inference.predict import fuse
+    from analysis.tuning.fusion import fuse_batch
+
+    parts = random_parts(5, 24, 4, round_conf=2)
+    images, sizes = [], []
+    for _, image in parts.groupby("patientId", sort=False):
+        sets = [image[image["part"] == p] for p in range(4)]
+        images.append([(g[["x1", "y1", "x2", "y2"]].to_numpy(np.float64), g["conf"].to_numpy(np.float64))
+                       for g in sets])  # fmt: skip
+        sizes.append((int(image["png_width"].iloc[0]), int(image["png_height"].iloc[0])))
+    images.append([(np.zeros((0, 4)), np.zeros(0))] * 4)  # nothing found by any part
+    sizes.append((64, 64))
+    for iou, skip, kind in [(0.55, None, "avg"), (0.45, 0.05, "max"), (0.65, 0.01, "absent_model_aware_avg")]:
+        setting = {"conf": 0.01, "iou_thr": iou, "skip_box_thr": skip, "conf_type": kind}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = [fuse(p, w, h, **setting) for p, (w, h) in zip(images, sizes, strict=True)]
+        got = fuse_batch(images, sizes, **setting)
+        assert len(got) == len(expected)
+        for (gb, gc), (eb, ec) in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(gc, ec)
+            np.testing.assert_array_equal(gb.reshape(-1, 4), eb.reshape(-1, 4))
+    single = [p[:1] for p in images]
+    assert all(
+        g is s[0] for g, s in zip(fuse_batch(single, sizes, conf=0.01, iou_thr=0.55), single, strict=True)
+    )

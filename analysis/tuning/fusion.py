@@ -260,25 +260,72 @@ def fused_order(cl: Clusters, conf: np.ndarray) -> np.ndarray:
     return _sort_desc(cl.image, conf)
 
 
-def fuse_boxes(
+def fuse_xyxy(
     pb: PartBoxes, *, iou_thr: float, skip_box_thr: float, conf_type: str, clusters: Clusters | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fuse every image: ``(image (M,) int64, conf (M,) float64, xywh_px (M, 4) float64 source pixels)``,
-    grouped by image in ``pb.ids`` order, by descending confidence within one. ``clusters``: the result of
-    :func:`cluster` for the same ``iou_thr`` and ``skip_box_thr``, to share it between confidence types.
-
-    One part is not fused (``fuse`` returns it as predicted): its boxes are only mapped to the source."""
+    """Fuse every image: ``(image (M,) int64, conf (M,) float64, xyxy (M, 4) float64 PNG pixels)``, grouped
+    by image in ``pb.ids`` order, by descending confidence within one: what ``fuse`` returns for each image.
+    ``clusters``: :func:`cluster`'s result for the same ``iou_thr`` and ``skip_box_thr``, to share it
+    between confidence types. One part is not fused (``fuse`` returns it as predicted)."""
     if pb.n_parts == 1:
-        image = pb.image
-        xyxy = pb.xyxy_px / pb.png_scale[image][:, None]
-        return image, pb.conf.copy(), np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+        return pb.image, pb.conf.copy(), pb.xyxy_px.copy()
     cl = clusters if clusters is not None else cluster(pb, iou_thr=iou_thr, skip_box_thr=skip_box_thr)
     conf = fused_conf(cl, pb.n_parts, conf_type)
     order = fused_order(cl, conf)
     image = cl.image[order]
-    # fuse: corners * [w, h, w, h], then / png_scale and to xywh as fuse_parts did
-    xyxy = cl.xyxy_norm[order] * pb.norm[image] / pb.png_scale[image][:, None]
-    return image, conf[order], np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+    return image, conf[order], cl.xyxy_norm[order] * pb.norm[image]
+
+
+def fuse_boxes(
+    pb: PartBoxes, *, iou_thr: float, skip_box_thr: float, conf_type: str, clusters: Clusters | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`fuse_xyxy` mapped to the source frame: ``(image (M,), conf (M,), xywh_px (M, 4))`` (corners
+    divided by ``png_scale``, as ``fuse_parts`` and ``predict_images`` do)."""
+    image, conf, xyxy = fuse_xyxy(pb, iou_thr=iou_thr, skip_box_thr=skip_box_thr, conf_type=conf_type,
+                                  clusters=clusters)  # fmt: skip
+    xyxy = xyxy / pb.png_scale[image][:, None]
+    return image, conf, np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+
+
+def fuse_batch(
+    images: list[list[tuple[np.ndarray, np.ndarray]]],
+    sizes: list[tuple[int, int]],
+    *,
+    conf: float,
+    iou_thr: float,
+    skip_box_thr: float | None = None,
+    conf_type: str = "avg",
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`analysis.inference.predict.fuse` of many images in one call: ``images[k]`` is image ``k``'s
+    list of ``(xyxy (N, 4) px, conf (N,))``, one per model x flip (the same count for every image),
+    ``sizes[k]`` its ``(width, height)``. Returns per image ``(xyxy (M, 4) px, conf (M,))``, equal to
+    ``fuse``'s (``skip_box_thr`` defaults to ``conf``; one part is returned as given)."""
+    n_parts = {len(p) for p in images}
+    if len(n_parts) > 1:
+        raise ValueError(f"images with different numbers of parts: {sorted(n_parts)}")
+    if not images or n_parts == {1}:
+        return [p[0] for p in images]
+    rows = [(k, t, b, c) for k, parts in enumerate(images) for t, (b, c) in enumerate(parts) if len(c)]
+    counts = [len(c) for _, _, _, c in rows]
+    frame = pd.DataFrame({
+        "patientId": np.repeat([k for k, *_ in rows], counts).astype(str),
+        "part": np.repeat([t for _, t, *_ in rows], counts),
+        "conf": np.concatenate([c for *_, c in rows]) if rows else np.zeros(0),
+        "png_width": np.repeat([sizes[k][0] for k, *_ in rows], counts),
+        "png_height": np.repeat([sizes[k][1] for k, *_ in rows], counts),
+        "png_scale": 1.0,
+    })  # fmt: skip
+    xyxy = np.concatenate([np.asarray(b, np.float64).reshape(-1, 4) for _, _, b, _ in rows]) if rows else None
+    for j, name in enumerate(("x1", "y1", "x2", "y2")):
+        frame[name] = xyxy[:, j] if rows else np.zeros(0)
+    pb = part_boxes(frame, next(iter(n_parts)))
+    skip = conf if skip_box_thr is None else skip_box_thr
+    image, fused_conf_, fused = fuse_xyxy(pb, iou_thr=iou_thr, skip_box_thr=skip, conf_type=conf_type)
+    which = pb.ids[image].astype(int) if len(image) else np.zeros(0, int)
+    bounds = np.searchsorted(which, np.arange(len(images) + 1))  # ids are in image order: rows were
+    return [
+        (fused[bounds[k] : bounds[k + 1]], fused_conf_[bounds[k] : bounds[k + 1]]) for k in range(len(images))
+    ]
 
 
 def to_frame(pb: PartBoxes, image: np.ndarray, conf: np.ndarray, xywh_px: np.ndarray) -> pd.DataFrame:
