@@ -22,9 +22,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from analysis.scoring.metric import sweep
 from analysis.tuning.defaults import DEFAULTS
-from analysis.tuning.fusion import PartBoxes, cluster, fuse_boxes, part_boxes, to_frame
-from analysis.tuning.threshold import best_row, sweep_scores
+from analysis.tuning.fusion import PartBoxes, cluster, fuse_boxes, part_boxes, to_frame, to_preds
+from analysis.tuning.threshold import best_row
 
 WBF_GRID = DEFAULTS.wbf_grid
 """The settings tried (``wbf_grid`` of ``analysis/tuning/defaults.yaml``)."""
@@ -61,10 +62,11 @@ def _score_group(iou: float, skip: float, kinds: Sequence[str]) -> list[dict]:
     rows = []
     for kind in kinds:
         fused = fuse_boxes(pb, iou_thr=iou, skip_box_thr=skip, conf_type=kind, clusters=clusters)
-        frame = to_frame(pb, *fused)
-        best = best_row(sweep_scores(truth, frame, [c for c in confs if c >= skip], box_scales))
+        # the metric's preds mapping straight from the arrays: what sweep_scores would make of the frame
+        preds = to_preds(pb, *fused)
+        best = best_row(sweep(truth, preds, [c for c in confs if c >= skip], box_scales))
         rows.append({"iou_thr": iou, "skip_box_thr": skip, "conf_type": kind, **best})
-        del frame, fused
+        del preds, fused
     return rows
 
 
