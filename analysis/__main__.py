@@ -1,4 +1,4 @@
-"""``python -m analysis {score,rescore,submit,validate,eda,compare,show,ablation}``."""
+"""``python -m analysis {score,rescore,submit,predict,validate,eda,compare,show,ablation}``."""
 
 import sys
 
@@ -14,13 +14,20 @@ COMMANDS = {
         "predict a split with a run's weights and tune threshold/scale",
     ),
     "submit": ("analysis.inference.submit_cli", "predict test DICOMs (or PNGs) to a Kaggle submission CSV"),
+    "predict": (
+        "analysis.inference.predict_cli",
+        "predict your own DICOMs/PNGs as a run was tuned: predictions.csv, annotated PNGs, report.html",
+    ),
     "validate": ("analysis.inference.validate_cli", "check a submission CSV against the test image folder"),
     "eda": ("analysis.reports.eda_cli", "exploratory report (markdown, HTML, PNG figures) of a dataset"),
     "compare": (
         "analysis.reports.compare_cli",
         "compare trained runs: table, curves, effect of each hyperparameter",
     ),
-    "show": ("analysis.reports.show_cli", "draw ground truth and predictions, worst images first"),
+    "show": (
+        "analysis.reports.show_cli",
+        "draw ground truth and predictions, worst images first; or a submission CSV's boxes on its films",
+    ),
     "ablation": (
         "analysis.reports.ablation_cli",
         "what each step of the recipe is worth: score, loss, inference cost",

@@ -1,0 +1,326 @@
+"""``analysis predict``: a tuned run's predictions on a person's own films, in a table and in pictures.
+
+:func:`predict_films` builds the :class:`~analysis.inference.predictor.Predictor` of a run folder, fold set
+or ``kaggle*.json`` (:meth:`TunedSetting.from_run`: the models, sizes, TTA, fusion, threshold, box scale,
+classifier(s) and gate it was tuned with) and predicts a file or a folder of DICOMs / PNGs exactly as tuned.
+It writes into ``out``:
+
+- ``predictions.csv`` (:func:`prediction_table`): one row per box (kept boxes, then the boxes the gate
+  removed), one row with empty box columns for an image without any, one row with ``error`` for a file
+  that could not be read or is no ``.dcm`` / ``.png``: every file appears;
+- ``images/<patientId>.png``: each film with its boxes (:func:`analysis.reports.films.annotate`), longer
+  side ``size`` px; a box of ``predictions.csv`` is drawn at ``(x, y, width, height) * png_scale``;
+- ``report.html`` (self-contained: the pictures embedded, opens from disk) and ``report.md``: the setting
+  (:meth:`TunedSetting.describe`), the counts, the unreadable files, one card per image, most confident
+  first.
+
+``submission`` also writes the Kaggle CSV, byte for byte ``analysis submit --weights RUN --from-run RUN``'s
+(the same :func:`~analysis.inference.submission.write_submission` of the same boxes), validated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.inference.predictor import Prediction, Predictor, TunedSetting
+from analysis.inference.submission import image_ids, select_boxes, validate_submission, write_submission
+from core.cli import UserError
+from core.io import write_csv_atomic
+from core.layout import BOX_COLUMNS
+
+PREDICTIONS_CSV = "predictions.csv"
+ANNOTATED_DIR = "images"
+"""Subfolder of ``out`` holding one annotated PNG per readable image, ``<patientId>.png``."""
+IMAGE_SUFFIXES = (".dcm", ".png")
+NOT_AN_IMAGE = "not a .dcm or .png file: not predicted"
+
+
+@dataclass(frozen=True)
+class FilmPredictions:
+    """What :func:`predict_films` wrote: ``paths`` (``predictions``, ``html``, ``markdown``, ``submission``
+    when asked), ``table`` (the ``predictions.csv`` frame), ``annotated`` (patientId -> PNG), ``failed``
+    (patientId -> why it could not be read), ``ignored`` (files that are no image) and the setting used."""
+
+    out: Path
+    paths: dict[str, Path]
+    table: pd.DataFrame
+    annotated: dict[str, Path]
+    failed: dict[str, str]
+    ignored: list[Path]
+    setting: TunedSetting
+    n_images: int
+
+    @property
+    def n_with_boxes(self) -> int:
+        """Images with at least one kept box (what a submission would hold)."""
+        return int(self.table.loc[_kept(self.table), "patientId"].nunique())
+
+
+def _kept(table: pd.DataFrame) -> pd.Series:
+    """Rows of a ``predictions.csv`` frame that hold a box the setting keeps (not one the gate removed)."""
+    removed = table["gate_removed"].fillna(False).astype(bool) if "gate_removed" in table else False
+    return table["conf"].notna() & ~removed
+
+
+def find_films(images: str | Path) -> tuple[dict[str, Path], list[Path]]:
+    """``(patientId -> path of every .dcm / .png, [other files])`` of a file or a folder (recursively, in
+    :func:`~analysis.inference.submission.image_ids`' order; hidden files are left out of the others);
+    :class:`UserError` when there is no image."""
+    path = Path(images)
+    if path.is_file():
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise UserError(f"{path}: not a .dcm or .png image")
+        return {path.stem: path}, []
+    if not path.exists():
+        raise UserError(f"{path}: no such file or folder")
+    films = image_ids(path)
+    others = [
+        p
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+        and p.suffix.lower() not in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    ]
+    return films, others
+
+
+def _png_scales(
+    images: Path, films: dict[str, Path], png_scales_from, echo: Callable[[str], object]
+) -> dict[str, float] | None:
+    """The PNG scales of converted PNGs (``png_scales_from``, else the dataset's ``manifest.csv`` found
+    as ``analysis submit`` finds it); None for DICOMs and lone PNGs (taken to be 1024-px frames)."""
+    from analysis.inference.submit import find_manifest, read_png_scales
+
+    folder = images if images.is_dir() else images.parent
+    manifest = png_scales_from or find_manifest(folder, films)
+    if not manifest:
+        return None
+    if not png_scales_from:
+        echo(f"note: PNG scales from {manifest}")
+    return read_png_scales(Path(manifest))
+
+
+def prediction_table(
+    prediction: Prediction,
+    files: Mapping[str, str],
+    *,
+    classifier: bool,
+    gated: bool,
+    box_scale: float = 1.0,
+    annotated: Mapping[str, tuple[str, float]] | None = None,
+    errors: Mapping[str, str] | None = None,
+    ignored: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """The ``predictions.csv`` frame: ``patientId, file, [p_opacity], [gate_removed], conf, x, y, width,
+    height, png_scale, annotated, error``.
+
+    Per image of ``prediction.ids`` (``files``: patientId -> its file as given): its kept boxes
+    (``prediction.boxes``, most confident first), then with ``gated`` the boxes the gate removed
+    (``prediction.removed`` scaled by ``box_scale`` like the kept ones, ``gate_removed`` True), or one row
+    with empty box columns when it has neither. ``p_opacity`` (with ``classifier``) is the image's
+    P(Lung Opacity); ``annotated`` maps patientId -> ``(PNG path relative to out, png_scale)``: a box is
+    drawn on that PNG at ``(x, y, width, height) * png_scale``. ``error`` says why an image has no
+    prediction (``prediction.failed``, then ``errors``); ``ignored`` (name -> file) adds one row per file
+    that is no image."""
+    annotated, errors, ignored = annotated or {}, dict(errors or {}), ignored or {}
+    errors = {**errors, **prediction.failed}
+    kept = prediction.boxes.assign(gate_removed=False)
+    removed = select_boxes(prediction.removed, box_scale=box_scale).assign(gate_removed=True)
+    frames = [kept.sort_values("conf", ascending=False, kind="stable")]
+    if gated:
+        frames.append(removed.sort_values("conf", ascending=False, kind="stable"))
+    boxes = pd.concat([f for f in frames if len(f)] or [kept], ignore_index=True)
+    by_id = {pid: g for pid, g in boxes.groupby("patientId", sort=False)}
+    rows: list[dict] = []
+    for pid in prediction.ids:
+        png, png_scale = annotated.get(pid, ("", np.nan))
+        base = {"patientId": pid, "file": files.get(pid, pid), "p_opacity": prediction.p_opacity.get(pid)}
+        base.update(png_scale=png_scale, annotated=png, error=errors.get(pid, ""))
+        group = by_id.get(pid)
+        if group is None or pid in prediction.failed:
+            rows.append({**base, "gate_removed": pd.NA})
+            continue
+        for box in group.itertuples(index=False):
+            rows.append({**base, "gate_removed": bool(box.gate_removed), "conf": box.conf,
+                         **{c: getattr(box, c) for c in BOX_COLUMNS}})  # fmt: skip
+    for name, file in ignored.items():
+        rows.append({"patientId": name, "file": file, "gate_removed": pd.NA, "error": NOT_AN_IMAGE})
+    columns = ["patientId", "file"] + (["p_opacity"] if classifier else [])
+    columns += (["gate_removed"] if gated else []) + ["conf", *BOX_COLUMNS, "png_scale", "annotated", "error"]
+    table = pd.DataFrame(rows).reindex(columns=columns)
+    if gated:
+        table["gate_removed"] = table["gate_removed"].astype("boolean")
+    for col in ["conf", *BOX_COLUMNS, "png_scale"] + (["p_opacity"] if classifier else []):
+        table[col] = table[col].astype(float)
+    table["error"] = table["error"].fillna("")
+    table["annotated"] = table["annotated"].fillna("")
+    return table
+
+
+def _check_out(out: Path, images: Path) -> None:
+    """``out`` must not lie inside the image folder: its annotated PNGs would be read as films next time."""
+    if images.is_dir() and (out.resolve() == images.resolve() or images.resolve() in out.resolve().parents):
+        raise UserError(
+            f"--out {out} is inside --images {images}: its annotated PNGs would be taken for films on the "
+            "next run; choose a folder outside it"
+        )
+
+
+def predict_films(
+    run: str | Path,
+    images: str | Path,
+    out: str | Path,
+    *,
+    submission: str | Path | None = None,
+    size: int | None = None,
+    png_scales_from: str | Path | None = None,
+    batch: int = 16,
+    device=None,
+    workers: int | None = None,
+    progress: bool = True,
+    echo: Callable[[str], object] = print,
+) -> FilmPredictions:
+    """Predict the DICOMs / PNGs of ``images`` (a file or a folder) as ``run`` (a run folder, fold set or
+    ``kaggle*.json``) was tuned, and write ``predictions.csv``, ``images/<patientId>.png`` (longer side
+    ``size``, default :data:`~analysis.reports.films.DRAW_SIZE`), ``report.html`` and ``report.md`` into
+    ``out`` (and the Kaggle CSV to ``submission`` when given). PNGs of a converted dataset are mapped back
+    to the source frame with its ``manifest.csv`` (or ``png_scales_from``). A file that cannot be read is
+    listed, never fatal. ``echo`` receives notes."""
+    from tqdm import tqdm
+
+    from analysis.reports.films import DRAW_SIZE, annotate, load_film, write_png
+
+    size = int(size or DRAW_SIZE)
+    if size < 32:
+        raise UserError(f"--size must be at least 32 px (got {size})")
+    images, out = Path(images), Path(out)
+    films, others = find_films(images)
+    _check_out(out, images)
+    predictor = Predictor.from_run(run, batch=batch, device=device, workers=workers)
+    setting = predictor.setting
+    png_scales = _png_scales(images, films, png_scales_from, echo)
+    prediction = predictor.predict(
+        list(films.values()), png_scales=png_scales, all_probabilities=bool(setting.classifiers),
+        progress=progress,
+    )  # fmt: skip
+    top = images if images.is_dir() else images.parent
+    files = {pid: p.relative_to(top).as_posix() for pid, p in films.items()}
+    removed = select_boxes(prediction.removed, box_scale=setting.box_scale)
+    annotated: dict[str, tuple[str, float]] = {}
+    draw_errors: dict[str, str] = {}
+    readable = [pid for pid in films if pid not in prediction.failed]
+    for pid in tqdm(readable, desc="draw", unit="img", disable=not progress):
+        try:
+            gray, png_scale = load_film(films[pid], size, png_scales)
+        except Exception as exc:  # read once already: only a file changed meanwhile gets here
+            draw_errors[pid] = f"could not draw: {exc}"
+            continue
+        mine = prediction.boxes[prediction.boxes["patientId"] == pid].sort_values("conf", ascending=False)
+        gone = removed[removed["patientId"] == pid] if setting.gate else removed.iloc[:0]
+        xywh = mine[list(BOX_COLUMNS)].to_numpy(float)
+        title = _title(pid, prediction)
+        picture = annotate(
+            gray, png_scale, xywh, mine["conf"].tolist(), gone[list(BOX_COLUMNS)].to_numpy(float), title
+        )
+        name = f"{ANNOTATED_DIR}/{pid}.png"
+        write_png(out / name, picture)
+        annotated[pid] = (name, png_scale)
+    ignored = {p.relative_to(top).as_posix(): p.relative_to(top).as_posix() for p in others}
+    table = prediction_table(
+        prediction, files, classifier=bool(setting.classifiers), gated=bool(setting.gate),
+        box_scale=setting.box_scale, annotated=annotated, errors=draw_errors, ignored=ignored,
+    )  # fmt: skip
+    paths = {"predictions": write_csv_atomic(table, out / PREDICTIONS_CSV)}
+    failed = {**draw_errors, **prediction.failed}
+    result = FilmPredictions(out, paths, table, {k: out / v for k, (v, _) in annotated.items()}, failed,
+                             others, setting, len(films))  # fmt: skip
+    paths.update(_write_report(result, images, prediction))
+    if submission is not None:
+        write_submission(submission, list(films), prediction.boxes)
+        validate_submission(submission, films)
+        paths["submission"] = Path(submission)
+    return result
+
+
+def _title(pid: str, prediction: Prediction) -> str:
+    """The strip along the top of an annotated film: the patient, P(opacity) when a classifier saw it."""
+    p = prediction.p_opacity.get(pid)
+    return f"{pid}   P(opacity) {p:.2f}" if p is not None else pid
+
+
+def _card_order(table: pd.DataFrame, ids: list[str]) -> list[str]:
+    """Images by their most confident kept box, then their most confident removed box, then patientId."""
+    kept = _kept(table)
+    kept_max = table[kept].groupby("patientId")["conf"].max()
+    removed_max = table[table["conf"].notna() & ~kept].groupby("patientId")["conf"].max()
+    return sorted(ids, key=lambda i: (-kept_max.get(i, -1.0), -removed_max.get(i, -1.0), i))
+
+
+def _caption(pid: str, rows: pd.DataFrame, setting: TunedSetting) -> str:
+    kept = rows[_kept(rows)]
+    gone = rows["conf"].notna() & ~_kept(rows)
+    parts = [f"{pid} ({rows['file'].iloc[0]})"]
+    parts.append(
+        f"{len(kept)} box(es), most confident {kept['conf'].max():.2f}"
+        if len(kept)
+        else f"no box at conf >= {setting.conf:g}"
+    )
+    if "p_opacity" in rows and pd.notna(rows["p_opacity"].iloc[0]):
+        parts.append(f"P(opacity) {rows['p_opacity'].iloc[0]:.3f}")
+    if gone.any():
+        parts.append(f"the gate removed {int(gone.sum())} box(es) (dashed grey)")
+    return "; ".join(parts)
+
+
+def _write_report(result: FilmPredictions, images: Path, prediction: Prediction) -> dict[str, Path]:
+    """``report.html`` + ``report.md`` of :func:`predict_films`: summary, unreadable files, one card per
+    image, most confident first."""
+    from analysis.reports.films import add_card
+    from analysis.reports.report import Report
+
+    setting, table = result.setting, result.table
+    report = Report(f"Predictions on {images.name}", result.out)
+    score = setting.info.get("score")
+    heldout = setting.info.get("score_heldout")
+    tuned = ""
+    if score is not None:
+        tuned = f" Tuned on {setting.info.get('n_images')} images of {setting.info.get('split')}: Kaggle mAP "
+        tuned += f"{score:.4f}" + (f" (held out {heldout:.4f})" if heldout is not None else "") + "."
+    report.text(f"Setting: {setting.describe()}.{tuned}")
+    images_rows = table[table["error"] != NOT_AN_IMAGE]
+    kept = _kept(images_rows)
+    gone = images_rows["conf"].notna() & ~kept
+    has_kept = images_rows[kept]["patientId"].nunique()
+    readable = result.n_images - len(result.failed)
+    counts = {
+        "images": result.n_images,
+        "with boxes": has_kept,
+        "without boxes": readable - has_kept,
+        "boxes": int(kept.sum()),
+        "could not be read": len(result.failed),
+        "not an image (skipped)": len(result.ignored),
+    }
+    if setting.gate:
+        counts["images whose boxes the gate removed (some or all)"] = images_rows[gone]["patientId"].nunique()
+    report.table(pd.DataFrame({"": list(counts), "count": list(counts.values())}))
+    legend = (
+        f"Red: the boxes the setting keeps (conf >= {setting.conf:g}, box scale {setting.box_scale:g}), with "
+        "their confidence"
+    )
+    if setting.gate:
+        legend += "; dashed grey: boxes above the threshold that the classifier's gate removed"
+    report.text(legend + ". Most confident image first. Every box is in predictions.csv (source pixels).")
+    problems = table.loc[table["error"] != "", ["file", "error"]].drop_duplicates()
+    if len(problems):
+        report.heading("Files that could not be read")
+        report.table(problems.rename(columns={"error": "reason"}))
+    report.heading("Images, most confident first")
+    for pid in _card_order(images_rows, [i for i in prediction.ids if i in result.annotated]):
+        add_card(report, result.annotated[pid], _caption(pid, table[table["patientId"] == pid], setting))
+    written = report.write()
+    return {"html": written["html"], "markdown": written["markdown"]}
