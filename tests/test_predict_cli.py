@@ -317,3 +317,65 @@ def test_report_opens_in_headless_chromium(predicted) -> None:
     for name, complete, width, height in images:
         png = cv2.imread(str(predicted["out"] / name))
         assert complete and (height, width) == png.shape[:2], f"{name} did not render"
+
+
+@pytest.mark.slow
+def test_a_gated_setting_gives_every_film_its_p_opacity_and_draws_removed_boxes_apart(project, tmp_path):
+    """A tiny classifier rescored with the detector (``kaggle_gated/kaggle.json``), its hard gate set
+    between the P(opacity) of two films with boxes: the one below loses its boxes (``gate_removed``, dashed
+    grey on its PNG), the one above keeps them; every readable film has its P(opacity); the submission
+    is ``analysis submit --classifier``'s byte for byte."""
+    from ultralytics import YOLO
+
+    from analysis.inference.predictor import Predictor
+    from analysis.tuning.rescoring import rescore
+    from convert.classify import write_classify_view
+
+    root, run, tests = project["root"], project["run"], project["tests"]
+    write_classify_view(root / "ds")
+    YOLO("yolo11n-cls.yaml").train(
+        data=str(root / "ds" / "classify"), imgsz=64, epochs=1, batch=4, workers=0, device="cpu",
+        project=str(root / "runs"), name="cls", plots=False, verbose=False, exist_ok=True,
+    )  # fmt: skip
+    cls = root / "runs" / "cls"
+    rescore(run, root / "ds" / "data.yaml", classifier=cls, ultralytics_val=False, progress=False)
+    setting = json.loads((run / "kaggle_gated" / "kaggle.json").read_text())
+    conf = json.loads(project["tuned"].read_text())["conf"]
+    predictor = Predictor.from_run(project["tuned"])
+    raw = predictor.raw(tests, progress=False)
+    p = Predictor.from_run(run / "kaggle_gated").probabilities(tests, progress=False)
+    p = dict(zip(p["patientId"], p["p_opacity"], strict=True))
+    boxed = sorted({i for i in raw.loc[raw["conf"] >= conf, "patientId"]}, key=p.get)
+    assert len(boxed) >= 1
+    gate = (p[boxed[0]] + p[boxed[-1]]) / 2 if p[boxed[0]] < p[boxed[-1]] else p[boxed[0]] + 1e-9
+    setting.update(conf=conf, gate={"mode": "hard", "gate": gate})
+    tuned = tmp_path / "kaggle_gated_test.json"
+    tuned.write_text(json.dumps(setting))
+    films = tmp_path / "films"
+    films.mkdir()
+    for t in tests:
+        shutil.copy(t, films / t.name)
+    got = predict_films(tuned, films, tmp_path / "out", submission=tmp_path / "mine.csv", progress=False)
+    table = got.table
+    assert {"p_opacity", "gate_removed"} <= set(table.columns)
+    assert table["p_opacity"].notna().all() and set(table["patientId"]) == {t.stem for t in tests}
+    np.testing.assert_allclose(table["p_opacity"], table["patientId"].map(p), atol=1e-6)
+    removed = table[table["gate_removed"].fillna(False).astype(bool)]
+    assert boxed[0] in set(removed["patientId"]) and (removed["p_opacity"] < gate).all()
+    kept = table[(~table["gate_removed"].fillna(True).astype(bool)) & table["conf"].notna()]
+    assert (kept["p_opacity"] >= gate).all()
+    if p[boxed[0]] < p[boxed[-1]]:
+        assert boxed[-1] in set(kept["patientId"])
+    for row in removed.itertuples():  # grey dashes on the removed box's edges, no red box there
+        img = cv2.imread(str(tmp_path / "out" / row.annotated))
+        s = row.png_scale
+        x1, y1, y2 = (round(v * s) for v in (row.x, row.y, row.y + row.height))
+        left = img[y1 : y2 + 1, max(0, min(x1, img.shape[1] - 1))]
+        assert (left == REMOVED_BGR).all(axis=1).any(), row
+    theirs = tmp_path / "theirs.csv"
+    done = run_analysis("submit", "--weights", run, "--from-run", tuned, "--classifier", cls,
+                        "--images", films, "--out", theirs, "--quiet")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "mine.csv").read_bytes() == theirs.read_bytes()
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert f"hard gate {gate:g}" in html and "dashed grey" in html
