@@ -79,7 +79,10 @@ def _load(state: Path, save_dir: Path, rank: str | None) -> dict:
 
 def test_the_state_file_carries_our_hooks_without_what_cannot_cross_a_process(ddp_state, tmp_path):
     got = _load(ddp_state["state"], tmp_path / "rank0", None)
-    assert got["hooks"] == ["on_fit_epoch_end", "on_pretrain_routine_start", "on_train_epoch_end"]
+    assert got["hooks"] == [
+        "on_fit_epoch_end", "on_pretrain_routine_end", "on_pretrain_routine_start", "on_train_end",
+        "on_train_epoch_end",
+    ]  # fmt: skip
     assert got["wandb_run"] == "None" and got["on_epoch"] == "None"  # dropped, not a pickling error
     assert got["kaggle_every"] == 1 and got["data"] == str(ddp_state["data"])
     assert json.loads((tmp_path / "rank0" / "train_options.json").read_text())["kaggle_every"] == 1

@@ -175,8 +175,6 @@ class _Session:
             return
         run_dir = Path(trainer.save_dir)
         (run_dir / OPTIONS_FILE).write_text(json.dumps(asdict(self.options), indent=2) + "\n")
-        if trainer.args.resume:
-            self.restore_kaggle_epochs(run_dir)
         if not self.options.wandb:
             return
         self.start_wandb(trainer, resume=bool(trainer.args.resume))
@@ -197,8 +195,14 @@ class _Session:
 
     def on_pretrain_routine_end(self, trainer) -> None:
         """The model is built and loaded, no optimiser step taken: check and record what was transferred
-        (a source that shares nothing stops the run here, before the first epoch)."""
-        if not is_main_rank() or self.transfer_source is None or trainer.args.resume:
+        (a source that shares nothing stops the run here, before the first epoch). A resumed run picks up
+        its Kaggle history instead (nothing is transferred on resume)."""
+        if not is_main_rank():
+            return
+        if trainer.args.resume:
+            self.restore_kaggle_epochs(Path(trainer.save_dir))
+            return
+        if self.transfer_source is None:
             return
         from ultralytics.utils.torch_utils import unwrap_model
 
