@@ -46,11 +46,11 @@ def best_run_sentence(scored: pd.DataFrame, score: str) -> str:
     best = scored.iloc[0]
     if len(scored) > 1 and scored[score].max() - scored[score].min() < 1e-9:
         return f"All {len(scored)} runs score the same {score}, {best[score]:.4f}: nothing to choose between."
-    where = (
-        f" at conf {best['Kaggle conf']:g}, box scale {best['Kaggle scale']:g}"
-        if score == "Kaggle mAP"
-        else ""
-    )
+    where = ""
+    if score == "Kaggle mAP":
+        heldout = best.get("Kaggle held-out")
+        honest = "" if heldout is None or pd.isna(heldout) else f"; held-out {heldout:.4f}"
+        where = f" at conf {best['Kaggle conf']:g}, box scale {best['Kaggle scale']:g}{honest}"
     tied = scored[scored[score] >= best[score] - 1e-9]
     if len(tied) > 1:
         after = scored.iloc[len(tied)] if len(scored) > len(tied) else None

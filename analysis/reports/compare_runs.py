@@ -211,6 +211,7 @@ def summarize_run(run: Run) -> dict:
         "final mAP50-95": float(r[MAP50_95].iloc[-1]),
         "best mAP50-95": float(best_row[MAP50_95]),
         "Kaggle mAP": as_float(k.get("score")),
+        "Kaggle held-out": as_float(k.get("score_heldout")),
         "Kaggle conf": as_float(k.get("conf")),
         "Kaggle scale": as_float(k.get("scale")),
         "Kaggle split": k.get("split", ""),
