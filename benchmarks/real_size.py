@@ -22,7 +22,9 @@ does, gate, :func:`write_submission`, :func:`validate_submission`; inference is 
 on untrained ``yolo11n.yaml`` / ``yolo11n-cls.yaml`` models at ``--imgsz``); ``compare`` over 50 run
 folders; ``show``; EDA; ``convert check`` of the whole set.
 
-Time: wall seconds of the step alone (its inputs are loaded first, untimed). Memory: the peak resident set
+Time: wall seconds of the step alone (its inputs are loaded first, untimed), and its CPU seconds (user +
+system, of its process and the workers it forked): on a machine shared with other work the wall time
+grows, the CPU time much less. Memory: the peak resident set
 (``VmHWM`` of ``/proc/self/status``) of the step's process, which includes the interpreter and the step's
 inputs (``base`` is the resident set just before the timer); ``workers`` is the largest peak RSS of a
 worker process the step forked (WBF tuning; pages shared with the step's process counted in both), not
@@ -531,10 +533,17 @@ def _status_mb(key: str) -> float:
 def child(step: str, bench: Path) -> None:
     """Run one step in this process; print one JSON line with its time and memory."""
     go = prepare(step, bench)
+
+    def cpu() -> float:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
     base = _status_mb("VmRSS")
+    cpu_start = cpu()
     start = time.perf_counter()
     note = go()
     seconds = time.perf_counter() - start
+    cpu_s = cpu() - cpu_start
     peak = _status_mb("VmHWM")
     # forked workers (WBF tuning): their largest peak RSS, pages shared with this process included
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -542,6 +551,7 @@ def child(step: str, bench: Path) -> None:
         json.dumps(
             {
                 "seconds": round(seconds, 2),
+                "cpu_s": round(cpu_s, 1),
                 "peak_mb": round(peak),
                 "base_mb": round(base),
                 "workers_peak_mb": round(workers),
@@ -688,20 +698,28 @@ def main() -> int:
             f"in {2 * FOLDS} parts",
             flush=True,
         )
-        print(f"  {'step':<16} {'seconds':>8} {'peak MB':>8} {'base MB':>8} {'workers MB':>10}  what")
+        head = f"{'seconds':>8} {'CPU s':>7} {'peak MB':>8} {'base MB':>8} {'workers MB':>10}"
+        print(f"  {'step':<16} {head}  what")
         for step in steps:
             r = run_step(step, bench)
             results[f"{step}@{n}"] = r
             print(
-                f"  {step:<16} {fmt(r['seconds'], '8.1f')} {fmt(r['peak_mb'], '8d')} "
-                f"{fmt(r.get('base_mb'), '8d')} {fmt(r.get('workers_peak_mb'), '10d')}  {r['note']}",
+                f"  {step:<16} {fmt(r['seconds'], '8.1f')} {fmt(r.get('cpu_s'), '7.1f')} "
+                f"{fmt(r['peak_mb'], '8d')} {fmt(r.get('base_mb'), '8d')} "
+                f"{fmt(r.get('workers_peak_mb'), '10d')}  {r['note']}",
                 flush=True,
             )
         done = [results[f"{s}@{n}"] for s in steps if s in POST_TRAINING and results[f"{s}@{n}"]["seconds"]]
         total = sum(r["seconds"] for r in done)
+        total_cpu = sum(r.get("cpu_s") or 0.0 for r in done)
         peak = max((r["peak_mb"] for r in done), default=0)
-        print(f"  {'post-training':<16} {total:8.1f} {peak:8d}  (sum of the steps above; peak: the largest)")
-        results[f"post_training@{n}"] = {"seconds": round(total, 1), "peak_mb": peak}
+        print(f"  {'post-training':<16} {total:8.1f} {total_cpu:7.1f} {peak:8d}  (sum of the steps above but "
+              "submit_batched; peak: the largest)")  # fmt: skip
+        results[f"post_training@{n}"] = {
+            "seconds": round(total, 1),
+            "cpu_s": round(total_cpu, 1),
+            "peak_mb": peak,
+        }
         if "oof_wbf_tuning" in steps:
             b = baseline_fusion(bench, a.baseline_images)
             wbf = results[f"oof_wbf_tuning@{n}"]

@@ -61,12 +61,16 @@ def _score_group(iou: float, skip: float, kinds: Sequence[str]) -> list[dict]:
     clusters = cluster(pb, iou_thr=iou, skip_box_thr=skip) if pb.n_parts > 1 else None
     rows = []
     for kind in kinds:
-        fused = fuse_boxes(pb, iou_thr=iou, skip_box_thr=skip, conf_type=kind, clusters=clusters)
-        # the metric's preds mapping straight from the arrays: what sweep_scores would make of the frame
-        preds = to_preds(pb, *fused)
-        best = best_row(sweep(truth, preds, [c for c in confs if c >= skip], box_scales))
+        image, conf, xywh = fuse_boxes(pb, iou_thr=iou, skip_box_thr=skip, conf_type=kind, clusters=clusters)
+        tried = [c for c in confs if c >= skip]
+        # A box below the lowest threshold tried is in no threshold's top k, so it changes no score
+        # (analysis.scoring.metric: TP(k) counts matches among the k most confident): the sweep skips it.
+        # The mapping comes straight from the arrays, as sweep_scores would make it from the frame.
+        keep = conf >= min(tried) if tried else np.ones(len(conf), bool)
+        preds = to_preds(pb, image[keep], conf[keep], xywh[keep])
+        best = best_row(sweep(truth, preds, tried, box_scales))
         rows.append({"iou_thr": iou, "skip_box_thr": skip, "conf_type": kind, **best})
-        del preds, fused
+        del preds, image, conf, xywh
     return rows
 
 
