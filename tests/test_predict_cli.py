@@ -114,6 +114,16 @@ def test_input_mistakes_are_one_line(tmp_path: Path) -> None:
     assert done.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
 
 
+def test_help_names_every_output() -> None:
+    """The outputs the slow tests find in --out are the ones --help promises (and predict is listed)."""
+    done = run_analysis("predict", "--help")
+    text = " ".join(done.stdout.split())
+    assert done.returncode == 0
+    for name in ("predictions.csv", "images/<patientId>.png", "report.html", "report.md", "--submission"):
+        assert name in text, name
+    assert "predict" in run_analysis("--help").stdout
+
+
 @pytest.fixture(scope="module")
 def test_films(tmp_path_factory) -> Path:
     """Five synthetic test DICOMs (256 px) of a Kaggle-layout download."""
