@@ -308,8 +308,11 @@ def test_converted_pngs_are_mapped_back_with_their_manifest(project, predicted, 
     to the 256-px source frame, as from the DICOMs."""
     pngs = project["root"] / "ds" / "images" / "test"
     notes = []
-    got = predict_films(project["tuned"], pngs, tmp_path / "png", progress=False, echo=notes.append)
+    got = predict_films(project["tuned"], pngs, tmp_path / "png", cards=2, progress=False, echo=notes.append)
     assert notes == [f"note: PNG scales from {project['root'] / 'ds' / 'manifest.csv'}"]
+    html = got.paths["html"].read_text()  # --cards 2: the two most confident of the five films as cards
+    assert html.count("<figure>") == 2 and "The 2 most confident of 5 films are shown here" in html
+    assert len(got.annotated) == 5 and got.table["patientId"].nunique() == 5
     dicom = pd.read_csv(predicted["out"] / "predictions.csv", dtype={"patientId": str})
     cols = ["patientId", "conf", "x", "y", "width", "height"]
     a = got.table[got.table["patientId"].isin(dicom["patientId"])][cols].reset_index(drop=True)

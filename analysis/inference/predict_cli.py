@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.inference.predict_run import ANNOTATED_DIR, PREDICTIONS_CSV, predict_films
+from analysis.inference.predict_run import ANNOTATED_DIR, DEFAULT_CARDS, PREDICTIONS_CSV, predict_films
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +19,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         f"{ANNOTATED_DIR}/<patientId>.png (the film with its boxes: red with confidence, boxes the gate "
         "removed dashed grey, P(opacity) in the title; a box is drawn at (x, y, width, height) * png_scale), "
         "report.html (self-contained, opens from disk: the setting, the counts, unreadable files, one card "
-        "per image, most confident first) and report.md. A corrupt or non-image file is listed, never fatal."
+        "per image, most confident first, up to --cards) and report.md. A corrupt or non-image file is "
+        "listed, never fatal."
     )
     parser.add_argument(
         "run",
@@ -50,6 +51,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--size", type=int, default=None, help="longer side of the annotated PNGs in px (default 640)"
     )
     parser.add_argument(
+        "--cards",
+        type=int,
+        default=DEFAULT_CARDS,
+        help=f"films shown as cards in report.html, most confident first (default {DEFAULT_CARDS}: each card "
+        "embeds its PNG; predictions.csv and images/ always hold every film)",
+    )
+    parser.add_argument(
         "--scales-from",
         type=Path,
         help="manifest.csv giving the PNG scale of converted PNGs (default: the manifest.csv of the dataset "
@@ -68,6 +76,7 @@ def main(args: argparse.Namespace) -> int:
         args.out,
         submission=args.submission,
         size=args.size,
+        cards=args.cards,
         png_scales_from=args.scales_from,
         batch=args.batch,
         device=args.device,

@@ -38,6 +38,10 @@ ANNOTATED_DIR = "images"
 """Subfolder of ``out`` holding one annotated PNG per readable image, ``<patientId>.png``."""
 IMAGE_SUFFIXES = (".dcm", ".png")
 NOT_AN_IMAGE = "not a .dcm or .png file: not predicted"
+DEFAULT_CARDS = 100
+"""Films shown as cards in ``report.html`` (the most confident first): every card embeds its PNG (0.3-0.6 MB
+at 640 px), so a page of a whole test set (3,000 films) would be gigabytes; ``predictions.csv`` and
+``images/`` always hold every film."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,7 @@ def predict_films(
     *,
     submission: str | Path | None = None,
     size: int | None = None,
+    cards: int = DEFAULT_CARDS,
     png_scales_from: str | Path | None = None,
     batch: int = 16,
     device=None,
@@ -187,8 +192,9 @@ def predict_films(
 ) -> FilmPredictions:
     """Predict the DICOMs / PNGs of ``images`` (a file or a folder) as ``run`` (a run folder, fold set or
     ``kaggle*.json``) was tuned, and write ``predictions.csv``, ``images/<patientId>.png`` (longer side
-    ``size``, default :data:`~analysis.reports.films.DRAW_SIZE`), ``report.html`` and ``report.md`` into
-    ``out`` (and the Kaggle CSV to ``submission`` when given). PNGs of a converted dataset are mapped back
+    ``size``, default :data:`~analysis.reports.films.DRAW_SIZE`), ``report.html`` and ``report.md`` (the
+    ``cards`` most confident films as cards) into ``out`` (and the Kaggle CSV to ``submission`` when
+    given). PNGs of a converted dataset are mapped back
     to the source frame with its ``manifest.csv`` (or ``png_scales_from``). A file that cannot be read is
     listed, never fatal. ``echo`` receives notes."""
     from tqdm import tqdm
@@ -198,6 +204,8 @@ def predict_films(
     size = int(size or DRAW_SIZE)
     if size < 32:
         raise UserError(f"--size must be at least 32 px (got {size})")
+    if cards < 1:
+        raise UserError(f"--cards must be at least 1 (got {cards})")
     images, out = Path(images), Path(out)
     films, others = find_films(images)
     _check_out(out, images)
@@ -239,7 +247,7 @@ def predict_films(
     failed = {**draw_errors, **prediction.failed}
     result = FilmPredictions(out, paths, table, {k: out / v for k, (v, _) in annotated.items()}, failed,
                              others, setting, len(films))  # fmt: skip
-    paths.update(_write_report(result, images, prediction))
+    paths.update(_write_report(result, images, prediction, cards))
     if submission is not None:
         write_submission(submission, list(films), prediction.boxes)
         validate_submission(submission, films)
@@ -277,9 +285,11 @@ def _caption(pid: str, rows: pd.DataFrame, setting: TunedSetting) -> str:
     return "; ".join(parts)
 
 
-def _write_report(result: FilmPredictions, images: Path, prediction: Prediction) -> dict[str, Path]:
+def _write_report(
+    result: FilmPredictions, images: Path, prediction: Prediction, cards: int = DEFAULT_CARDS
+) -> dict[str, Path]:
     """``report.html`` + ``report.md`` of :func:`predict_films`: summary, unreadable files, one card per
-    image, most confident first."""
+    image (the ``cards`` most confident), most confident first."""
     from analysis.reports.films import add_card
     from analysis.reports.report import Report
 
@@ -320,7 +330,13 @@ def _write_report(result: FilmPredictions, images: Path, prediction: Prediction)
         report.heading("Files that could not be read")
         report.table(problems.rename(columns={"error": "reason"}))
     report.heading("Images, most confident first")
-    for pid in _card_order(images_rows, [i for i in prediction.ids if i in result.annotated]):
+    order = _card_order(images_rows, [i for i in prediction.ids if i in result.annotated])
+    if len(order) > cards:
+        report.text(
+            f"The {cards} most confident of {len(order)} films are shown here (--cards); every film is in "
+            f"{PREDICTIONS_CSV} and {ANNOTATED_DIR}/."
+        )
+    for pid in order[:cards]:
         add_card(report, result.annotated[pid], _caption(pid, table[table["patientId"] == pid], setting))
     written = report.write()
     return {"html": written["html"], "markdown": written["markdown"]}
