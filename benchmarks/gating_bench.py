@@ -30,6 +30,7 @@ finished steps (data, training runs, cached predictions). SYNTHETIC scores say n
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -161,6 +162,9 @@ def main() -> int:
     p.add_argument("--tries", default=TRIES,
                    help="classifiers to train, comma-separated (see classifier_tries)")  # fmt: skip
     p.add_argument("--ensemble", type=int, default=3, help="gate by the mean of the N best classifiers")
+    p.add_argument("--cls-args", default="",
+                   help="more key=value words for every classifier, e.g. 'batch=16 nbs=16 warmup_epochs=1' "
+                   "(run names get a tag of them and the epochs)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     out = a.out.resolve()
@@ -190,9 +194,17 @@ def main() -> int:
         f"YOLO detector ({a.det_model})": det_runs["det_yolo"],
     }
     classifiers: dict[str, dict] = {}
+    extra = a.cls_args.split()
+    # another training recipe or budget is another run: tag the run names so nothing is wrongly reused
+    tag = (
+        f"_e{a.cls_epochs}_{hashlib.sha1(a.cls_args.encode()).hexdigest()[:6]}"
+        if extra or a.cls_epochs != 15
+        else ""
+    )
     for key, t in classifier_tries(a, det_runs).items():
+        key += tag
         args = ["task=classify", f"data={data / 'classify'}", f"imgsz={t['imgsz']}", f"epochs={a.cls_epochs}",
-                "batch=32", f"model={t['model']}", *t["args"]]  # fmt: skip
+                "batch=32", f"model={t['model']}", *t["args"], *extra]  # fmt: skip
         if t["source"] is not None:
             args.append(f"pretrained={t['source']}")
         try:
@@ -286,7 +298,9 @@ def gate_text(gate: dict) -> str:
 def report(a, n_val: int, det_rows: list[dict], cls_rows: list[dict], seconds: float) -> str:
     lines = [
         f"SYNTHETIC (convert synth --difficulty hard, {a.patients} patients, {n_val} val images, imgsz "
-        f"{a.imgsz}, detectors {a.det_epochs} epochs, classifiers {a.cls_epochs} epochs): scores say nothing "
+        f"{a.imgsz}, detectors {a.det_epochs} epochs, classifiers {a.cls_epochs} epochs"
+        + (f" with {a.cls_args}" if a.cls_args else "")
+        + "): scores say nothing "
         "about real X-rays. Kaggle mAP on val, threshold, box scale and gate tuned on val (held out: tuned "
         "on one half of the val patients, scored on the other, both ways, averaged).",
         "",
