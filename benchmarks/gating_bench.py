@@ -67,8 +67,19 @@ def train(name: str, out: Path, args: list[str], epochs: int) -> Path:
 
 
 def train_seconds(run_dir: Path) -> float | None:
+    """Wall time of the run's ``python -m train`` (setup and final evaluation included), else the training
+    time Ultralytics recorded in ``results.csv`` (a run trained by an earlier, interrupted benchmark)."""
     path = run_dir / "bench_train_seconds.txt"
-    return float(path.read_text()) if path.is_file() else None
+    if path.is_file():
+        return float(path.read_text())
+    results = run_dir / "results.csv"
+    if not results.is_file():
+        return None
+    import pandas as pd
+
+    frame = pd.read_csv(results)
+    frame.columns = [c.strip() for c in frame.columns]
+    return float(frame["time"].iloc[-1]) if "time" in frame and len(frame) else None
 
 
 def images_per_second(kind: str, weights: list[Path], images: list[Path], tta: bool = False) -> float:
