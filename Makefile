@@ -11,11 +11,13 @@ DATA   ?=
 
 venv: $(STAMP)
 
-# Reinstall only when requirements.txt changes.
-$(STAMP): requirements.txt
+# Reinstall only when requirements.txt or pyproject.toml changes. The project itself is installed editable
+# (`pip install -e .`): the `rsna-yolo` command, and `python -m convert|analysis|rsna_yolo.train` from any folder.
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 test: $(STAMP)

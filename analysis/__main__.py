@@ -2,7 +2,7 @@
 
 import sys
 
-from core.cli import run_cli
+from rsna_yolo.core.cli import run_cli
 
 COMMANDS = {
     "score": (
@@ -34,5 +34,11 @@ COMMANDS = {
     ),
 }
 
+
+def main(argv=None, prog: str = "python -m analysis") -> int:
+    """Run the subcommand ``argv`` names (default: the command line)."""
+    return run_cli(prog, __doc__, COMMANDS, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli("python -m analysis", __doc__, COMMANDS))
+    sys.exit(main())

@@ -38,11 +38,11 @@ import pydicom
 from PIL import Image
 from pydicom.encaps import generate_frames
 
-import offline  # noqa: F401  (before anything that may import ultralytics)
 from convert.rsna import convert_rsna
 from convert.synth import generate
-from core.images import resized_shape
-from core.workers import available_cpus
+from rsna_yolo import offline  # noqa: F401  (before anything that may import ultralytics)
+from rsna_yolo.core.images import resized_shape
+from rsna_yolo.core.workers import available_cpus
 
 
 class Clock:

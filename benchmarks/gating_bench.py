@@ -40,7 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import offline  # noqa: E402,F401  (before anything imports ultralytics)
+from rsna_yolo import offline  # noqa: E402,F401  (before anything imports ultralytics)
 
 MODELS = REPO / "yolo_configs" / "models"
 
@@ -53,7 +53,7 @@ def run(cmd: list[str]) -> None:
 def train(name: str, out: Path, args: list[str], epochs: int) -> Path:
     """A ``python -m train`` run in ``out/runs/name`` (reused when it finished its epochs). Detectors train
     with ``rescore=False``: the benchmark rescores them itself."""
-    from train.resume import completed_epochs
+    from rsna_yolo.train.resume import completed_epochs
 
     run_dir = out / "runs" / name
     if (run_dir / "weights" / "best.pt").is_file() and completed_epochs(run_dir / "results.csv") >= epochs:
@@ -100,7 +100,7 @@ def images_per_second(kind: str, weights: list[Path], images: list[Path], tta: b
 
 def val_truth(data_yaml: Path):
     from analysis.scoring.truth import dataset_truth
-    from core.layout import dataset_split
+    from rsna_yolo.core.layout import dataset_split
 
     root, manifest = dataset_split(data_yaml, "val")
     return dataset_truth(root, manifest, "val")
@@ -224,7 +224,7 @@ def main() -> int:
             print(f"{key}: training failed ({exc}); left out of the table")
 
     from analysis.tuning.rescoring import rescore
-    from core.layout import read_dataset
+    from rsna_yolo.core.layout import read_dataset
 
     root, manifest = read_dataset(data / "data.yaml")
     val_images = [root / png for png in manifest.loc[manifest["split"] == "val", "png"]]

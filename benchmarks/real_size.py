@@ -53,7 +53,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import offline  # noqa: E402,F401  (before anything imports ultralytics)
+from rsna_yolo import offline  # noqa: E402,F401  (before anything imports ultralytics)
 
 TEST_PATIENTS = 3000
 FOLDS = 5
@@ -208,8 +208,8 @@ def make_inputs(work: Path, n: int) -> Path:
     import pandas as pd
 
     from analysis.scoring.truth import dataset_truth
-    from core.io import write_csv_atomic, write_json_atomic
-    from core.layout import PRED_COLUMNS, read_dataset
+    from rsna_yolo.core.io import write_csv_atomic, write_json_atomic
+    from rsna_yolo.core.layout import PRED_COLUMNS, read_dataset
 
     d = work / f"n{n}"
     bench = d / "bench"
@@ -283,7 +283,7 @@ def make_runs(folder: Path, n_runs: int, rng) -> None:
     import yaml
     from ultralytics.cfg import DEFAULT_CFG_DICT
 
-    from core.io import write_json_atomic
+    from rsna_yolo.core.io import write_json_atomic
 
     for k in range(n_runs):
         run = folder / f"run{k:02d}"
@@ -359,7 +359,7 @@ def _load(bench: Path) -> _Inputs:
 
 def _truth(data: str, split: str | None):
     from analysis.scoring.truth import dataset_truth
-    from core.layout import read_dataset
+    from rsna_yolo.core.layout import read_dataset
 
     root, manifest = read_dataset(Path(data))
     return dataset_truth(root, manifest, split)
@@ -373,7 +373,7 @@ def prepare(step: str, bench: Path) -> tuple:
     oof_setting = {"iou_thr": 0.55, "skip_box_thr": 0.01, "conf_type": "avg"}
     if step == "rescore_run":
         from analysis.tuning.tuner import tune
-        from core.runs import write_kaggle
+        from rsna_yolo.core.runs import write_kaggle
 
         run_dir = Path(inp["run_dir"])
 
@@ -434,8 +434,8 @@ def prepare(step: str, bench: Path) -> tuple:
         from analysis.inference.predict import fuse
         from analysis.inference.submission import validate_submission, write_submission
         from analysis.tuning.gating import apply_gate
-        from core.boxes import xyxy_to_xywh
-        from core.layout import PRED_COLUMNS
+        from rsna_yolo.core.boxes import xyxy_to_xywh
+        from rsna_yolo.core.layout import PRED_COLUMNS
 
         parts: pd.DataFrame = inp["test_parts"]
         n_parts = int(parts["part"].max()) + 1

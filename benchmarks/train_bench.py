@@ -28,9 +28,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import offline  # noqa: E402,F401  (before anything imports ultralytics)
-from core.layout import DATA_YAML  # noqa: E402
-from core.runs import RESULTS_CSV, weights_file  # noqa: E402
+from rsna_yolo import offline  # noqa: E402,F401  (before anything imports ultralytics)
+from rsna_yolo.core.layout import DATA_YAML  # noqa: E402
+from rsna_yolo.core.runs import RESULTS_CSV, weights_file  # noqa: E402
 
 
 def epoch_times(run_dir: Path) -> list[float]:
@@ -75,7 +75,7 @@ def main() -> int:
     out = a.out.resolve()
     from convert.rsna import convert_rsna
     from convert.synth import generate
-    from core.workers import available_cpus
+    from rsna_yolo.core.workers import available_cpus
 
     kaggle = out / "kaggle"
     if not (kaggle / "stage_2_train_labels.csv").is_file():

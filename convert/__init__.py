@@ -1,3 +1,3 @@
 """rsna-yolo `convert`: Kaggle RSNA DICOMs and CSVs to a verified Ultralytics dataset."""
 
-import offline  # noqa: F401  (must run before anything imports ultralytics or wandb)
+from rsna_yolo import offline  # noqa: F401  (must run before anything imports ultralytics or wandb)

@@ -2,7 +2,7 @@
 
 import sys
 
-from core.cli import run_cli
+from rsna_yolo.core.cli import run_cli
 
 COMMANDS = {
     "synth": ("convert.synth_cli", "write realistic synthetic DICOMs and CSVs in the exact Kaggle layout"),
@@ -11,5 +11,11 @@ COMMANDS = {
     "classify": ("convert.classify_cli", "add the 3-class classification view (links) to a dataset"),
 }
 
+
+def main(argv=None, prog: str = "python -m convert") -> int:
+    """Run the subcommand ``argv`` names (default: the command line)."""
+    return run_cli(prog, __doc__, COMMANDS, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli("python -m convert", __doc__, COMMANDS))
+    sys.exit(main())

@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from core.images import png_header
-from core.labels import Labels, find_labels
-from core.layout import (
+from rsna_yolo.core.images import png_header
+from rsna_yolo.core.labels import Labels, find_labels
+from rsna_yolo.core.layout import (
     BOX_COLUMNS,
     BOXES_COLUMNS,
     BOXES_CSV,
@@ -135,7 +135,7 @@ def check_dataset(
 
     ``src``: the Kaggle folder it came from, to compare labels with the source CSVs; by default taken
     from ``report.json`` when that folder still exists. ``labels``: that folder's CSVs already parsed
-    (:func:`core.labels.find_labels`), to save reading them again. ``report``: the conversion report
+    (:func:`rsna_yolo.core.labels.find_labels`), to save reading them again. ``report``: the conversion report
     (``counts`` and ``skips``) to compare counts with; by default ``out/report.json`` when present.
     """
     out = Path(out).expanduser().resolve()

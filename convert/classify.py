@@ -1,8 +1,8 @@
 """A classification view of a converted dataset: the three image classes as folders of links.
 
 ``yolo classify train data=D/classify`` (and ``python -m train task=classify``) read
-``D/classify/{train,val}/<class>/*.png``; the class folders are :data:`core.layout.CLASS_DIRS`
-(``lung_opacity``, ``not_normal``, ``normal``) or, with ``binary``, :data:`core.layout.BINARY_DIRS`
+``D/classify/{train,val}/<class>/*.png``; the class folders are :data:`rsna_yolo.core.layout.CLASS_DIRS`
+(``lung_opacity``, ``not_normal``, ``normal``) or, with ``binary``, :data:`rsna_yolo.core.layout.BINARY_DIRS`
 (``opacity`` against ``no_opacity``, in ``D/classify_binary``). Each file is a relative symbolic link to
 the detection PNG (``../../../images/<split>/<patientId>.png``): nothing is decoded or copied, and the
 dataset folder can move. With folds (``D/folds/fold<k>_{train,val}.txt``) each fold gets
@@ -21,9 +21,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.cli import UserError
-from core.io import stale_temps, temp_path
-from core.layout import BINARY_DIRS, CLASS_DIRS, FOLDS_DIR, LABEL_SPLITS, VIEW_DIRS, fold_name, read_dataset
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.io import stale_temps, temp_path
+from rsna_yolo.core.layout import (
+    BINARY_DIRS,
+    CLASS_DIRS,
+    FOLDS_DIR,
+    LABEL_SPLITS,
+    VIEW_DIRS,
+    fold_name,
+    read_dataset,
+)
 
 
 def _link(folder: Path, target: Path) -> None:

@@ -1,8 +1,9 @@
 """Convert a Kaggle-layout RSNA folder (DICOMs + CSVs) to a verified Ultralytics YOLO dataset.
 
 One image's journey lives in :func:`convert_one`: read the DICOM, map it to 8-bit
-(:func:`core.dicom.dicom_to_uint8`), resize so the longer side is ``imgsz``, write the PNG, write the
-YOLO label (:func:`core.boxes.rsna_boxes_to_yolo`). :func:`convert_rsna` plans those jobs, runs them
+(:func:`rsna_yolo.core.dicom.dicom_to_uint8`), resize so the longer side is ``imgsz``, write the PNG, write
+the
+YOLO label (:func:`rsna_yolo.core.boxes.rsna_boxes_to_yolo`). :func:`convert_rsna` plans those jobs, runs them
 across processes and writes ``data.yaml``, ``folds/``, ``manifest.csv``, ``boxes.csv`` and
 ``report.json`` (layout and columns: docs/ARCHITECTURE.md), then runs :func:`convert.check.check_dataset`.
 
@@ -11,7 +12,7 @@ Guarantees:
 - bad input never stops the run: every DICOM, CSV row or patient left out becomes one skip line in the
   printed summary and in ``report.json``;
 - nothing is written outside ``out``: every output folder is resolved and checked to lie inside it, and
-  the files in it are named by patientIds that passed :func:`core.labels.is_safe_id`;
+  the files in it are named by patientIds that passed :func:`rsna_yolo.core.labels.is_safe_id`;
 - interrupt-safe and resumable: each file is written to a temporary file in its folder and renamed into
   place, so a file that exists is complete (after a killed process; there is no fsync against power
   loss); a rerun reuses every image whose PNG (right size) and label
@@ -43,14 +44,14 @@ import numpy as np
 from tqdm import tqdm
 
 from convert.split import split_patients
-from core.boxes import clip_xywh
-from core.cli import UserError
-from core.dicom import DicomError, dicom_to_uint8, header_metadata, read_dicom
-from core.download import Source, find_source
-from core.images import png_header, resize_longer_side, resized_shape
-from core.io import TMP_SUFFIX, is_disk_full, write_atomic
-from core.labels import Labels, Skip, is_safe_id, read_labels
-from core.layout import (
+from rsna_yolo.core.boxes import clip_xywh
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.dicom import DicomError, dicom_to_uint8, header_metadata, read_dicom
+from rsna_yolo.core.download import Source, find_source
+from rsna_yolo.core.images import png_header, resize_longer_side, resized_shape
+from rsna_yolo.core.io import TMP_SUFFIX, is_disk_full, write_atomic
+from rsna_yolo.core.labels import Labels, Skip, is_safe_id, read_labels
+from rsna_yolo.core.layout import (
     BOX_COLUMNS,
     BOXES_COLUMNS,
     BOXES_CSV,
@@ -65,7 +66,7 @@ from core.layout import (
     fold_yaml_name,
     label_text,
 )
-from core.workers import available_cpus, die_with_parent
+from rsna_yolo.core.workers import available_cpus, die_with_parent
 
 MAX_PRINTED_SKIPS = 5
 """Examples printed per kind of skip (report.json lists them all)."""

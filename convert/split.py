@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from core.labels import CLASSES
+from rsna_yolo.core.labels import CLASSES
 
 
 def round_half_up(x: float) -> int:

@@ -22,11 +22,11 @@ from convert.synth_hard import render_hard_radiograph
 from convert.synth_hard_sample import harden_spec
 from convert.synth_render import render_radiograph
 from convert.synth_sample import PatientSpec, load_box_sets, sample_patients
-from core.boxes import NATIVE_SIZE
-from core.download import CLASS_FILES, LABEL_FILES, SUBMISSION_FILES, TEST_DIRS, TRAIN_DIRS
-from core.io import write_atomic
-from core.layout import CLASSES
-from core.workers import die_with_parent
+from rsna_yolo.core.boxes import NATIVE_SIZE
+from rsna_yolo.core.download import CLASS_FILES, LABEL_FILES, SUBMISSION_FILES, TEST_DIRS, TRAIN_DIRS
+from rsna_yolo.core.io import write_atomic
+from rsna_yolo.core.layout import CLASSES
+from rsna_yolo.core.workers import die_with_parent
 
 TRAIN_IMAGES, TEST_IMAGES = TRAIN_DIRS[0], TEST_DIRS[0]
 LABELS_CSV, CLASS_CSV, SUBMISSION_CSV = LABEL_FILES[0], CLASS_FILES[0], SUBMISSION_FILES[0]

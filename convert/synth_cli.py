@@ -7,8 +7,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from core.boxes import NATIVE_SIZE
-from core.cli import UserError
+from rsna_yolo.core.boxes import NATIVE_SIZE
+from rsna_yolo.core.cli import UserError
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +71,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from convert.synth import generate
-    from core.workers import available_cpus
+    from rsna_yolo.core.workers import available_cpus
 
     if args.patients < 0 or args.test_patients < 0:
         raise UserError("--patients and --test-patients must be >= 0")

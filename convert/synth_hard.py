@@ -42,7 +42,7 @@ import numpy as np
 from convert.synth_hard_sample import DEVICES, MAX_ROTATION_DEG
 from convert.synth_render import anatomy, lung_mask, noise, smoothstep
 from convert.synth_sample import PatientSpec
-from core.boxes import NATIVE_SIZE
+from rsna_yolo.core.boxes import NATIVE_SIZE
 
 HARD_RENDER_SIZE = 320
 """The density map is drawn at this size (a little finer than ``synth_render.RENDER_SIZE`` for rib and vessel

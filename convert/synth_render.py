@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from convert.synth_sample import PatientSpec
-from core.boxes import NATIVE_SIZE
+from rsna_yolo.core.boxes import NATIVE_SIZE
 
 RENDER_SIZE = 256
 """Anatomy is drawn at this size and upscaled (fast); fine noise and markers are added at full size."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.layout import CLASSES, LUNG_OPACITY, NORMAL, NOT_NORMAL
+from rsna_yolo.core.layout import CLASSES, LUNG_OPACITY, NORMAL, NOT_NORMAL
 
 CLASS_FRACTIONS = {LUNG_OPACITY: 6012 / 26684, NOT_NORMAL: 11821 / 26684, NORMAL: 8851 / 26684}
 """Patients per class in the real stage-2 training set (``stage_2_detailed_class_info.csv``)."""

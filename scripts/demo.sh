@@ -41,10 +41,10 @@ else
   CLS_IMGSZ=${DEMO_CLS_IMGSZ:-384}
   TEST_DIR="$DATA/stage_2_test_images"
   # Fail before converting ~30k films if the pretrained weights cannot be had: the same check and message
-  # as python -m train (a local file, Ultralytics' weights folder, or RSNA_YOLO_ONLINE=1 to download).
-  $PY -c "import sys, train; from core.cli import call_reporting_errors; from train.args import resolve_model
+  # as python -m train (a local file, weights/ or $RSNA_YOLO_WEIGHTS, or RSNA_YOLO_ONLINE=1 to download).
+  $PY -c "import sys, rsna_yolo; from rsna_yolo.core.cli import call_reporting_errors; from rsna_yolo.train.args import resolve_model
 sys.exit(call_reporting_errors('demo', lambda m: resolve_model(m) and 0, sys.argv[1]))" "$MODEL"
-  $PY -c "import sys, train; from core.cli import call_reporting_errors; from train.args import resolve_model
+  $PY -c "import sys, rsna_yolo; from rsna_yolo.core.cli import call_reporting_errors; from rsna_yolo.train.args import resolve_model
 sys.exit(call_reporting_errors('demo', lambda m: resolve_model(m) and 0, sys.argv[1]))" "$CLS_MODEL"
 fi
 CLS_EPOCHS=${DEMO_CLS_EPOCHS:-15}

@@ -27,9 +27,9 @@ from convert.synth_hard_sample import sample_hard_patients
 from convert.synth_render import render_radiograph
 from convert.synth_sample import load_box_sets
 from convert.synth_stats import intensity_stats
-from core.boxes import NATIVE_SIZE
-from core.cli import UserError, call_reporting_errors
-from core.dicom import DicomError, dicom_to_uint8, read_dicom
+from rsna_yolo.core.boxes import NATIVE_SIZE
+from rsna_yolo.core.cli import UserError, call_reporting_errors
+from rsna_yolo.core.dicom import DicomError, dicom_to_uint8, read_dicom
 
 TILE = 200
 COLUMNS = 6

@@ -11,7 +11,7 @@ import pytest
 # W&B would go online on a developer machine that has an API key; tests never touch the network.
 os.environ.setdefault("WANDB_MODE", "offline")
 
-import offline
+from rsna_yolo import offline
 
 REPO_ROOT = offline.REPO_ROOT
 SAMPLE_DIR = Path(os.environ.get("RSNA_SAMPLE_DIR", REPO_ROOT.parent / "shared" / "rsna_sample"))

@@ -13,7 +13,7 @@ import pytest
 from conftest import subprocess_env
 
 from analysis.inference.classifier import classification_metrics, opacity_index
-from core.cli import UserError
+from rsna_yolo.core.cli import UserError
 
 CLASSES = ["lung_opacity", "normal", "not_normal"]
 

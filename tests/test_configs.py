@@ -15,8 +15,8 @@ from conftest import REPO_ROOT, subprocess_env
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from tiny_yolo_data import make_tiny_dataset
 
-from train.args import split_values
-from train.sweep_spec import default_count, example_values, grid_values, load_sweep
+from rsna_yolo.train.args import split_values
+from rsna_yolo.train.sweep_spec import default_count, example_values, grid_values, load_sweep
 
 HYP = sorted((REPO_ROOT / "yolo_configs" / "hyp").glob("*.yaml"))
 SWEEPS = sorted((REPO_ROOT / "yolo_configs" / "sweeps").glob("*.yaml"))

@@ -14,8 +14,8 @@ from conftest import REPO_ROOT, subprocess_env
 from convert.classify import write_classify_view
 from convert.rsna import convert_rsna
 from convert.synth import generate
-from core.cli import UserError
-from core.layout import BINARY_DIRS, CLASS_DIRS
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.layout import BINARY_DIRS, CLASS_DIRS
 
 
 def _quiet(*_a, **_k) -> None:

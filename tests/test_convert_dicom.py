@@ -1,4 +1,4 @@
-"""core.dicom: decoding, intensity mapping and headers, on the real files and generated ones."""
+"""rsna_yolo.core.dicom: decoding, intensity mapping and headers, on the real files and generated ones."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pydicom
 import pytest
 
 from convert.synth_dicom import write_dicom
-from core.dicom import DicomError, dicom_to_uint8, header_metadata, parse_age, read_dicom
+from rsna_yolo.core.dicom import DicomError, dicom_to_uint8, header_metadata, parse_age, read_dicom
 
 REAL = "stage_2_train_images/0004cfab-14fd-4e49-80ba-63a80b6bddd6.dcm"
 

@@ -1,4 +1,4 @@
-"""core.labels: the real CSVs, and every kind of bad row with the row number a spreadsheet shows."""
+"""rsna_yolo.core.labels: the real CSVs, and every kind of bad row with the row number a spreadsheet shows."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.cli import UserError
-from core.labels import find_labels, is_safe_id, read_labels
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.labels import find_labels, is_safe_id, read_labels
 
 LABELS = """patientId,x,y,width,height,Target
 a,,,,,0

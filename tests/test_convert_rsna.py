@@ -18,9 +18,9 @@ from convert.check import check_dataset
 from convert.rsna import convert_rsna
 from convert.synth import generate
 from convert.synth_dicom import write_dicom
-from core.boxes import cxcywh_norm_to_xywh_px
-from core.cli import UserError
-from core.layout import MANIFEST_COLUMNS
+from rsna_yolo.core.boxes import cxcywh_norm_to_xywh_px
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.layout import MANIFEST_COLUMNS
 from tests.conftest import REPO_ROOT, subprocess_env
 
 LABELS_CSV = "stage_2_train_labels.csv"
@@ -438,6 +438,6 @@ def test_stage1_layout(synthetic: Path, tmp_path: Path):
 def test_default_workers_are_the_cores_this_process_may_use():
     import os
 
-    from core.workers import available_cpus
+    from rsna_yolo.core.workers import available_cpus
 
     assert available_cpus() == len(os.sched_getaffinity(0)) and 1 <= available_cpus() <= os.cpu_count()

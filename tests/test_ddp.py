@@ -14,8 +14,8 @@ import pytest
 from conftest import REPO_ROOT, subprocess_env
 from tiny_yolo_data import make_tiny_dataset
 
-from train.args import TrainOptions
-from train.run import _Session, ddp_notes, ddp_world_size
+from rsna_yolo.train.args import TrainOptions
+from rsna_yolo.train.run import _Session, ddp_notes, ddp_world_size
 
 LOAD = """
 import json, sys

@@ -1,4 +1,5 @@
-"""A full disk is one line naming the file, not a traceback (core.io writers, core.cli, convert rsna)."""
+"""A full disk is one line naming the file, not a traceback (rsna_yolo.core.io writers, rsna_yolo.core.cli,
+convert rsna)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import call_reporting_errors
-from core.io import is_disk_full, write_atomic, write_json_atomic
+from rsna_yolo.core.cli import call_reporting_errors
+from rsna_yolo.core.io import is_disk_full, write_atomic, write_json_atomic
 
 
 def _full(*args, **kwargs):
@@ -21,7 +22,7 @@ def _full(*args, **kwargs):
 def test_write_atomic_on_a_full_disk_names_the_file_and_leaves_no_temp(tmp_path, monkeypatch):
     target = tmp_path / "out" / "kaggle.json"
     write_json_atomic({"score": 0.1}, target)
-    monkeypatch.setattr("core.io.os.replace", _full)
+    monkeypatch.setattr("rsna_yolo.core.io.os.replace", _full)
     with pytest.raises(OSError) as caught:
         write_json_atomic({"score": 0.2}, target)
     assert is_disk_full(caught.value) and caught.value.filename == str(target)
@@ -31,7 +32,7 @@ def test_write_atomic_on_a_full_disk_names_the_file_and_leaves_no_temp(tmp_path,
 
 def test_a_full_disk_is_one_line_and_status_2(tmp_path, monkeypatch, capsys):
     target = tmp_path / "predictions_val.csv"
-    monkeypatch.setattr("core.io.os.replace", _full)
+    monkeypatch.setattr("rsna_yolo.core.io.os.replace", _full)
     status = call_reporting_errors("python -m analysis", lambda: write_atomic(target, "a,b\n"))
     err = capsys.readouterr().err
     assert status == 2
@@ -43,7 +44,7 @@ def test_other_write_errors_are_not_called_a_full_disk(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise OSError(errno.EACCES, os.strerror(errno.EACCES))
 
-    monkeypatch.setattr("core.io.os.replace", denied)
+    monkeypatch.setattr("rsna_yolo.core.io.os.replace", denied)
     with pytest.raises(PermissionError):
         call_reporting_errors("prog", lambda: write_atomic(tmp_path / "x.txt", "x"))
 
@@ -82,7 +83,7 @@ def tiny_filesystem(tmp_path):
 def test_convert_on_a_full_filesystem_is_one_line_and_a_rerun_finishes(tmp_path, tiny_filesystem, capsys):
     from convert.__main__ import COMMANDS
     from convert.synth import generate
-    from core.cli import run_cli
+    from rsna_yolo.core.cli import run_cli
 
     src = tmp_path / "download"
     generate(src, 12, 2, seed=0, imgsz=256)

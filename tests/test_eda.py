@@ -17,8 +17,8 @@ from analysis.reports.eda import build_report, run_eda
 from analysis.reports.eda_load import CONVERT_CHECK, load
 from analysis.reports.eda_stats import age_outliers, class_target_table
 from convert.check import check_dataset
-from core.download import CLASS_FILES, LABEL_FILES, TRAIN_DIRS
-from core.layout import BOX_COLUMNS, label_text
+from rsna_yolo.core.download import CLASS_FILES, LABEL_FILES, TRAIN_DIRS
+from rsna_yolo.core.layout import BOX_COLUMNS, label_text
 from tests.conftest import REPO_ROOT, subprocess_env
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from train.args import TrainOptions
-from train.folds import default_set_dir, run_folds
+from rsna_yolo.train.args import TrainOptions
+from rsna_yolo.train.folds import default_set_dir, run_folds
 
 
 class Stop(Exception):
@@ -32,7 +32,7 @@ def folded(tmp_path_factory) -> Path:
 
 def first_fold_project(folded: Path, args: dict, monkeypatch) -> Path:
     """The ``project`` (the set's folder) that :func:`run_folds` gives the trainer for fold 0."""
-    import train.run
+    import rsna_yolo.train.run
 
     seen: list[dict] = []
 
@@ -40,7 +40,7 @@ def first_fold_project(folded: Path, args: dict, monkeypatch) -> Path:
         seen.append(fold_args)
         raise Stop
 
-    monkeypatch.setattr(train.run, "train", record)
+    monkeypatch.setattr(rsna_yolo.train.run, "train", record)
     with pytest.raises(Stop):
         run_folds(folded / "folds", dict(args), TrainOptions(wandb=False), progress=False)
     assert seen[0]["name"] == "fold0"

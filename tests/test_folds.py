@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.cli import UserError
-from train.args import TrainOptions
-from train.folds import check_partition, fold_yamls, run_folds
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.train.args import TrainOptions
+from rsna_yolo.train.folds import check_partition, fold_yamls, run_folds
 
 TINY = {"model": "yolo11n.yaml", "epochs": 1, "imgsz": 64, "batch": 4, "workers": 0, "plots": False}
 
@@ -31,9 +31,9 @@ def folded(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_three_folds_then_out_of_fold_and_a_killed_set_trains_only_the_rest(folded, tmp_path, monkeypatch):
-    import train.run
+    import rsna_yolo.train.run
 
-    real_train, calls = train.run.train, []
+    real_train, calls = rsna_yolo.train.run.train, []
 
     def dies_on_the_second_fold(args, options=None, **kw):
         calls.append(args["name"])
@@ -43,13 +43,15 @@ def test_three_folds_then_out_of_fold_and_a_killed_set_trains_only_the_rest(fold
 
     args = {**TINY, "project": str(tmp_path), "name": "cv"}
     options = TrainOptions(wandb=False)
-    monkeypatch.setattr(train.run, "train", dies_on_the_second_fold)
+    monkeypatch.setattr(rsna_yolo.train.run, "train", dies_on_the_second_fold)
     with pytest.raises(KeyboardInterrupt):
         run_folds(folded / "folds", dict(args), options)
     fold0 = tmp_path / "cv" / "fold0" / "weights" / "best.pt"
     stamp = fold0.stat().st_mtime_ns
     monkeypatch.setattr(
-        train.run, "train", lambda a, o=None, **kw: (calls.append(a["name"]), real_train(a, o, **kw))[1]
+        rsna_yolo.train.run,
+        "train",
+        lambda a, o=None, **kw: (calls.append(a["name"]), real_train(a, o, **kw))[1],
     )
     result = run_folds(folded / "folds", dict(args), options)
     assert calls == ["fold0", "fold1", "fold1", "fold2"]  # fold 0 was not trained again
@@ -92,7 +94,7 @@ def test_three_folds_then_out_of_fold_and_a_killed_set_trains_only_the_rest(fold
     assert used == [[tmp_path / "cv" / f"fold{k}" / "weights" / "best.pt" for k in range(3)]]
     assert sub.n_patients == len(list((folded / "images" / "val").glob("*.png")))
     # A fold retrained at another size no longer belongs to the set: one line naming it.
-    from core.runs import expand_weights
+    from rsna_yolo.core.runs import expand_weights
 
     args_yaml = tmp_path / "cv" / "fold2" / "args.yaml"
     args_yaml.write_text(args_yaml.read_text().replace("imgsz: 64", "imgsz: 96"))
@@ -150,7 +152,7 @@ def test_classifier_folds_gate_the_detector_folds_out_of_fold_and_in_the_submiss
     assert saved == {**det["gated"]} and saved["split"] == "oof"
     # The same tuning by hand from the two out-of-fold files: the gated score is never below the ungated.
     from analysis.scoring.truth import dataset_truth
-    from core.layout import read_dataset
+    from rsna_yolo.core.layout import read_dataset
 
     root, manifest = read_dataset(folded / "data.yaml")
     oof = pd.read_csv(tmp_path / "det" / "predictions_oof.csv", dtype={"patientId": str})

@@ -8,7 +8,7 @@ import pytest
 
 from analysis.tuning.gating import apply_gate, best_gate, gate_sweep
 from analysis.tuning.threshold import sweep_scores
-from core.cli import UserError
+from rsna_yolo.core.cli import UserError
 
 # A: Lung Opacity, one truth box, predicted exactly but with a modest confidence (0.5), p_opacity 0.3.
 # B: Normal, a confident false box (0.9), p_opacity 0.2.  C: Not Normal, a false box (0.8), p_opacity 0.6.

@@ -18,7 +18,7 @@ from analysis.inference.submission import read_submission, select_boxes
 from analysis.inference.submit import make_submission
 from analysis.tuning.gating import apply_gate, p_opacity_map
 from analysis.tuning.rescoring import rescore
-from core.cli import UserError
+from rsna_yolo.core.cli import UserError
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@
 
 Tiny real runs (yolo11n, imgsz 64, 12 images). A detector that small scores a Kaggle mAP of 0.0 at every
 epoch of a short run, which would let any epoch pass for the best; so where the choice of an epoch is
-tested, the per-epoch score is scripted (``train.scoring.EpochScorer`` replaced, nothing else): the
+tested, the per-epoch score is scripted (``rsna_yolo.train.scoring.EpochScorer`` replaced, nothing else): the
 trainer, the checkpoints, the copy, the history file, the stop and the final rescoring are real. The stalled
 run of ``kaggle_patience`` is real end to end (its real scores do not improve).
 """
@@ -17,9 +17,9 @@ import pytest
 import torch
 from tiny_yolo_data import make_tiny_dataset
 
-from core.cli import UserError
-from train import scoring
-from train.args import parse_key_values
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.train import scoring
+from rsna_yolo.train.args import parse_key_values
 
 # nbs=4: every batch steps the optimiser (the default nominal batch 64 would step once in 5 epochs here)
 TINY = ["model=yolo11n.yaml", "imgsz=64", "batch=4", "nbs=4", "workers=0", "plots=False", "mosaic=0"]
@@ -51,7 +51,7 @@ def scripted(monkeypatch, values: list[float]) -> None:
 
 
 def run(tiny_data: Path, tmp_path: Path, name: str, *extra: str):
-    from train.run import train
+    from rsna_yolo.train.run import train
 
     args, options = parse_key_values([f"data={tiny_data}", *TINY, f"project={tmp_path}", f"name={name}",
                                       "wandb=False", *extra])  # fmt: skip
@@ -156,7 +156,7 @@ def test_kaggle_patience_counts_scored_epochs_only(tiny_data: Path, tmp_path: Pa
 def test_sweeps_and_folds_pass_kaggle_patience_through():
     """A sweep trial's values go through split_values, a fold set's command line through parse_key_values:
     both hand kaggle_patience to train() in TrainOptions, not to Ultralytics."""
-    from train.args import split_values
+    from rsna_yolo.train.args import split_values
 
     args, options = split_values([("kaggle_every", 2), ("kaggle_patience", 3), ("epochs", 5)])
     assert (options.kaggle_every, options.kaggle_patience, args) == (2, 3, {"epochs": 5})

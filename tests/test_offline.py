@@ -1,4 +1,5 @@
-"""The project never reaches the network: environment set by ``offline.py``, and a traced real run."""
+"""The project never reaches the network: environment set by ``rsna_yolo/offline.py``, and a traced real
+run."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-import offline
+from rsna_yolo import offline
 from tests.conftest import REPO_ROOT, subprocess_env
 from tests.tiny_yolo_data import make_tiny_dataset
 
 
 def _fresh_env(**extra: str) -> dict[str, str]:
-    """The current environment without any variable offline.py decides (as on a new shell)."""
+    """The current environment without any variable rsna_yolo/offline.py decides (as on a new shell)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("YOLO_", "WANDB_", "RSNA_YOLO_"))}
     env.pop("MPLBACKEND", None)
     env.pop("PYTEST_CURRENT_TEST", None)
@@ -68,7 +69,7 @@ def _closed_loopback_port() -> int:
 
 
 def test_online_wandb_without_a_server_falls_back_to_offline(monkeypatch):
-    from train.wandb_log import choose_mode
+    from rsna_yolo.train.wandb_log import choose_mode
 
     monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{_closed_loopback_port()}")
     monkeypatch.setenv("WANDB_MODE", "online")
@@ -118,8 +119,8 @@ def test_training_with_wandb_and_rescoring_opens_no_network_socket(tmp_path: Pat
 
 
 def test_offline_module_is_what_packages_import_first():
-    for package in ("convert", "analysis", "train"):
+    for package in ("convert", "analysis", "rsna_yolo", "rsna_yolo/train"):
         init = (REPO_ROOT / package / "__init__.py").read_text()
         first_import = next(line for line in init.splitlines() if line.startswith(("import", "from")))
-        assert first_import.startswith("import offline"), package
+        assert first_import.startswith("from rsna_yolo import offline"), package
     assert offline.ENVIRONMENT["YOLO_OFFLINE"] == os.environ["YOLO_OFFLINE"]

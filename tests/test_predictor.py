@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from analysis.inference import TunedSetting
-from core.cli import UserError
+from rsna_yolo.core.cli import UserError
 
 
 def tuned_run(tmp_path: Path, **extra) -> Path:

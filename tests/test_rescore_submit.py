@@ -25,8 +25,8 @@ from analysis.inference.submission import read_submission
 from analysis.scoring.metric import frame_to_preds, frame_to_truth, kaggle_map
 from analysis.tuning.defaults import DEFAULTS
 from analysis.tuning.rescoring import rescore
-from core.cli import UserError
-from core.layout import PRED_COLUMNS
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.layout import PRED_COLUMNS
 from tests.conftest import REPO_ROOT, subprocess_env
 
 pytestmark = pytest.mark.slow

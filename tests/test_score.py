@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from analysis.scoring.score import score_submission
-from core.cli import UserError
+from rsna_yolo.core.cli import UserError
 from tests.conftest import REPO_ROOT, subprocess_env
 from tests.fake_dataset import fake_dataset
 

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from analysis.reports import show
-from core.boxes import scale_about_centre
-from core.cli import UserError
+from rsna_yolo.core.boxes import scale_about_centre
+from rsna_yolo.core.cli import UserError
 from tests.conftest import REPO_ROOT, subprocess_env
 
 CONF, BOX_SCALE = 0.5, 0.8

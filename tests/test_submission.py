@@ -15,7 +15,7 @@ from analysis.inference.submission import (
     validate_submission,
     write_submission,
 )
-from core.cli import UserError
+from rsna_yolo.core.cli import UserError
 
 HEADER = "patientId,PredictionString\n"
 

@@ -9,7 +9,7 @@ import pytest
 from analysis.inference.submission import image_ids
 from analysis.inference.submit import find_manifest, tuned_settings
 from analysis.tuning.threshold import check_settings
-from core.cli import UserError
+from rsna_yolo.core.cli import UserError
 from tests.fake_dataset import fake_dataset
 
 

@@ -13,9 +13,9 @@ from conftest import REPO_ROOT
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from tiny_yolo_data import make_synthetic_dataset
 
-from core.cli import UserError
-from train.sweep import run_sweep
-from train.sweep_spec import distribution, load_sweep, make_pruner, make_sampler
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.train.sweep import run_sweep
+from rsna_yolo.train.sweep_spec import distribution, load_sweep, make_pruner, make_sampler
 
 
 @pytest.mark.parametrize(
@@ -109,8 +109,8 @@ def test_two_trial_local_sweep_runs_and_continues(tmp_path: Path):
 def test_a_study_is_bound_to_its_dataset_and_overrides(tmp_path: Path, monkeypatch, capsys):
     """Trial runs honour project= and name=; continuing a study with another dataset or other overrides is
     refused with one line; the same arguments continue it. Training is faked (score from the cfg)."""
-    import train.run
-    from train.run import RunResult
+    import rsna_yolo.train.run
+    from rsna_yolo.train.run import RunResult
 
     data_a, data_b = tmp_path / "A" / "data.yaml", tmp_path / "B" / "data.yaml"
     for d in (data_a, data_b):
@@ -122,7 +122,7 @@ def test_a_study_is_bound_to_its_dataset_and_overrides(tmp_path: Path, monkeypat
         runs.append(Path(args["project"]) / args["name"])
         return RunResult(runs[-1], {"score": 0.1 * len(runs), "conf": 0.3, "scale": 1.0}, epochs_done=1)
 
-    monkeypatch.setattr(train.run, "train", fake_train)
+    monkeypatch.setattr(rsna_yolo.train.run, "train", fake_train)
     sweep_file = REPO_ROOT / "yolo_configs/sweeps/optimizers.yaml"
     out = tmp_path / "sweep"
     pinned = [("epochs", 2), ("project", str(tmp_path / "P")), ("name", "opt")]
@@ -152,8 +152,8 @@ def test_interrupted_grid_sweep_continues_with_the_interrupted_point(tmp_path: P
     """Ctrl-C in the second trial of a 4-point grid, then the same command again: all 4 grid points end up
     complete (Optuna alone counts the interrupted point as visited and would skip it). Training is faked
     here (each trial's score is derived from its cfg); the real two-trial sweep above covers training."""
-    import train.run
-    from train.run import RunResult
+    import rsna_yolo.train.run
+    from rsna_yolo.train.run import RunResult
 
     data = tmp_path / "data.yaml"
     data.write_text("path: /nowhere\n")
@@ -169,7 +169,7 @@ def test_interrupted_grid_sweep_continues_with_the_interrupted_point(tmp_path: P
         score = 0.1 * (1 + [Path(g).name for g in grid].index(Path(args["cfg"]).name))
         return RunResult(run_dir, {"score": score, "conf": 0.3, "scale": 1.0}, epochs_done=1)
 
-    monkeypatch.setattr(train.run, "train", fake_train)
+    monkeypatch.setattr(rsna_yolo.train.run, "train", fake_train)
     common = dict(data=str(data), overrides=[("wandb", False)], out_dir=tmp_path / "sweep")
     interrupt = True
     with pytest.raises(KeyboardInterrupt):

@@ -19,7 +19,7 @@ from convert.synth_hard_sample import (
     sample_hard_patients,
 )
 from convert.synth_stats import intensity_stats
-from core.boxes import NATIVE_SIZE
+from rsna_yolo.core.boxes import NATIVE_SIZE
 
 BOX_SETS = synth_sample.load_box_sets()
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from convert import synth, synth_sample
-from core.boxes import xywh_to_xyxy
+from rsna_yolo.core.boxes import xywh_to_xyxy
 
 
 def test_shipped_box_sets_are_the_real_files_sets(sample_dir: Path):

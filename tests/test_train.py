@@ -17,9 +17,9 @@ import yaml
 from conftest import REPO_ROOT, subprocess_env
 from tiny_yolo_data import make_synthetic_dataset
 
-from core.cli import UserError
-from train.args import TrainOptions, parse_key_values, resolve_model
-from train.resume import completed_epochs, finished_reason
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.train.args import TrainOptions, parse_key_values, resolve_model
+from rsna_yolo.train.resume import completed_epochs, finished_reason
 
 TINY = ["model=yolo11n.yaml", "imgsz=64", "batch=4", "workers=0", "plots=False"]
 
@@ -111,7 +111,7 @@ def test_hub_download_failure_online_is_one_clear_message(tiny_data: Path, monke
     test opens no socket) becomes one line saying what to do, instead of a traceback."""
     import ultralytics
 
-    from train.run import train
+    from rsna_yolo.train.run import train
 
     def offline_yolo(name, task=None):
         raise ConnectionError(f"❌  Download failure for https://x/{name}. Environment may be offline.")
@@ -182,7 +182,7 @@ def test_train_writes_kaggle_json_and_logs_it_to_the_same_offline_wandb_run(tiny
 def test_final_val_maps_come_from_the_trainers_metrics():
     from types import SimpleNamespace
 
-    from train.scoring import final_val_maps
+    from rsna_yolo.train.scoring import final_val_maps
 
     metrics = {"metrics/mAP50(B)": 0.5, "metrics/mAP50-95(B)": 0.25, "metrics/precision(B)": 0.9}
     assert final_val_maps(SimpleNamespace(metrics=metrics)) == {"map50": 0.5, "map50_95": 0.25}
@@ -205,7 +205,7 @@ def test_kaggle_json_maps_are_those_of_best_pt_on_val(tiny_data: Path, trained):
 
 @pytest.mark.slow
 def test_transfer_learning_from_local_weights_with_freeze(tiny_data: Path, trained, tmp_path: Path):
-    from train.run import train
+    from rsna_yolo.train.run import train
 
     best = trained[1] / "weights" / "best.pt"
     args, _ = parse_key_values(
@@ -231,9 +231,9 @@ def test_kill_and_resume_finishes_the_planned_epochs(tiny_data: Path, tmp_path: 
     # SIGKILL from inside, right after epoch 1's checkpoint (deterministic, unlike a timed kill).
     script = f"""
 import os, signal
-import offline
-from train.args import parse_key_values
-from train.run import train
+from rsna_yolo import offline
+from rsna_yolo.train.args import parse_key_values
+from rsna_yolo.train.run import train
 args, opts = parse_key_values({[f"data={tiny_data}", *TINY, "epochs=3", f"project={tmp_path}", "name=run"]!r})
 train(args, opts, on_epoch=lambda epoch, value: epoch == 1 and os.kill(os.getpid(), signal.SIGKILL))
 """
@@ -267,7 +267,7 @@ train(args, opts, on_epoch=lambda epoch, value: epoch == 1 and os.kill(os.getpid
 def test_epoch_hook_sees_each_epoch_and_can_stop_the_run(tiny_data: Path, tmp_path: Path):
     """What sweep pruning relies on: one call per trained epoch (not for the final validation), and True stops
     training after that epoch, without the final rescoring."""
-    from train.run import train
+    from rsna_yolo.train.run import train
 
     seen = []
 
@@ -289,7 +289,7 @@ def test_epoch_scorer_uses_the_fold_yamls_own_val_images(tmp_path: Path):
     """kaggle_every on a fold YAML scores that fold's val list, not the manifest's split (fold 0)."""
     from convert.rsna import convert_rsna
     from convert.synth import generate
-    from train.scoring import EpochScorer
+    from rsna_yolo.train.scoring import EpochScorer
 
     generate(tmp_path / "kaggle", 24, 0, 3, imgsz=128)
     convert_rsna(

@@ -18,8 +18,8 @@ import torch
 from conftest import REPO_ROOT, subprocess_env
 from tiny_yolo_data import make_synthetic_dataset
 
-from core.cli import UserError
-from train.args import TrainOptions, parse_key_values
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.train.args import TrainOptions, parse_key_values
 
 TINY = ["imgsz=64", "batch=4", "workers=0", "plots=False", "epochs=1"]
 NO_STEP = ["optimizer=SGD", "lr0=0", "momentum=0", "weight_decay=0", "warmup_epochs=0"]
@@ -42,7 +42,7 @@ def views(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def detector(views, tmp_path_factory) -> Path:
     """A yolo11n detector run (1 epoch): the source of the transfers."""
-    from train.run import train
+    from rsna_yolo.train.run import train
 
     project = tmp_path_factory.mktemp("runs")
     args, _ = parse_key_values([f"data={views['det']}", "model=yolo11n.yaml", *TINY, f"project={project}",
@@ -72,7 +72,7 @@ def snapshot_at_setup() -> tuple[dict, dict]:
 
 
 def train_with(args: list[str], callbacks=None, **options):
-    from train.run import train
+    from rsna_yolo.train.run import train
 
     parsed, _ = parse_key_values(args)
     return train(parsed, TrainOptions(wandb=False, **options), callbacks=callbacks)

@@ -6,8 +6,8 @@ import pytest
 
 from analysis.scoring.truth import read_truth
 from analysis.tuning.rescoring import split_images
-from core.cli import UserError
-from core.layout import dataset_split
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.layout import dataset_split
 from tests.fake_dataset import fake_dataset
 
 

@@ -13,7 +13,7 @@ import pytest
 from analysis.inference.predict import PART_COLUMNS
 from analysis.tuning.threshold import best_row, sweep_scores
 from analysis.tuning.wbf import WBF_GRID, fuse_parts, tune_wbf
-from core.layout import PRED_COLUMNS
+from rsna_yolo.core.layout import PRED_COLUMNS
 
 ensemble_boxes = pytest.importorskip("ensemble_boxes")
 
@@ -100,7 +100,7 @@ def old_grouping(parts: pd.DataFrame) -> list[tuple]:
 def old_fuse_parts(parts, *, iou_thr: float, skip_box_thr: float, conf_type: str) -> pd.DataFrame:
     """The implementation replaced: ensemble_boxes per image on the pandas grouping (``parts``: a frame or
     its :func:`old_grouping`)."""
-    from core.boxes import xyxy_to_xywh
+    from rsna_yolo.core.boxes import xyxy_to_xywh
 
     rows = []
     for pid, width, height, png_scale, sets in (

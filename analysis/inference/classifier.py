@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.cli import UserError
-from core.io import write_figure_atomic
-from core.layout import BINARY_DIRS, CLASS_DIRS, OPACITY_DIRS
-from core.runs import CLASSIFY_JSON, classifier_predictions_name
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.io import write_figure_atomic
+from rsna_yolo.core.layout import BINARY_DIRS, CLASS_DIRS, OPACITY_DIRS
+from rsna_yolo.core.runs import CLASSIFY_JSON, classifier_predictions_name
 
 THREE = sorted(CLASS_DIRS.values())
 BINARY = sorted(set(BINARY_DIRS.values()))
@@ -116,7 +116,7 @@ def predict_probs(
 def view_labels(run_dir: str | Path, split: str) -> dict[str, str] | None:
     """patientId -> class folder of the images of ``split`` in the view a classifier run trained on (the
     ``data`` of its ``args.yaml``); None when that view is not on this machine."""
-    from core.runs import read_args
+    from rsna_yolo.core.runs import read_args
 
     view = Path(str((read_args(run_dir) or {}).get("data", ""))) / split
     return {p.stem: p.parent.name for p in view.glob("*/*.png")} if view.is_dir() else None
@@ -212,8 +212,8 @@ def evaluate(
     """Evaluate a classifier on ``view/split`` and write ``classify.json``, ``classify_confusion.png`` and
     ``classifier_<split>.csv`` (``patientId,p_opacity``) into ``out_dir`` (default: the run folder of the
     weights). Returns the ``classify.json`` content."""
-    from core.io import write_csv_atomic, write_json_atomic
-    from core.runs import resolve_weights
+    from rsna_yolo.core.io import write_csv_atomic, write_json_atomic
+    from rsna_yolo.core.runs import resolve_weights
 
     weights, run_dir = resolve_weights(weights)
     out = Path(out_dir) if out_dir else run_dir

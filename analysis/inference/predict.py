@@ -1,7 +1,8 @@
 """Inference from trained weights on PNGs or DICOMs, to boxes in source pixels.
 
-One image's path: read (PNG as is; DICOM decoded with :func:`core.dicom.read_dicom` +
-:func:`core.dicom.dicom_to_uint8` and resized like the converter, longer side = ``imgsz``) -> Ultralytics
+One image's path: read (PNG as is; DICOM decoded with :func:`rsna_yolo.core.dicom.read_dicom` +
+:func:`rsna_yolo.core.dicom.dicom_to_uint8` and resized like the converter, longer side = ``imgsz``) ->
+Ultralytics
 predicts on the array (it letterboxes and maps boxes back to the array) -> optional horizontal-flip copy
 -> several models / flips fused with weighted box fusion (``ensemble_boxes``) -> divided by the array's
 PNG scale (PNG pixels per source pixel, ``png_scale``) -> ``xywh_px`` in the source frame.
@@ -24,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.tuning.defaults import DEFAULTS
-from core.boxes import NATIVE_SIZE, xyxy_to_xywh
-from core.layout import PRED_COLUMNS
+from rsna_yolo.core.boxes import NATIVE_SIZE, xyxy_to_xywh
+from rsna_yolo.core.layout import PRED_COLUMNS
 
 T = TypeVar("T")
 
@@ -83,8 +84,8 @@ def load_image(
     failure."""
     path = Path(path)
     if path.suffix.lower() == ".dcm":
-        from core.dicom import dicom_to_uint8, read_dicom
-        from core.images import resize_longer_side, resized_shape
+        from rsna_yolo.core.dicom import dicom_to_uint8, read_dicom
+        from rsna_yolo.core.images import resize_longer_side, resized_shape
 
         img = dicom_to_uint8(read_dicom(path))
         # exactly the converter's resize, so test images look like the training PNGs
@@ -119,7 +120,7 @@ def iter_loaded(
     (Pillow and OpenCV release the GIL) overlap inference. Yields ``(chunk, [(path, loaded)...],
     {patientId: reason})`` in order; an image whose ``load`` raises is reported, never fatal (a corrupt file
     must not stop a submission)."""
-    from core.workers import available_cpus
+    from rsna_yolo.core.workers import available_cpus
 
     workers = available_cpus() if workers is None else int(workers)
     upcoming = iter(_chunks(list(images), max(1, int(batch))))

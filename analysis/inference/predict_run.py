@@ -29,9 +29,9 @@ import pandas as pd
 
 from analysis.inference.predictor import Prediction, Predictor, TunedSetting
 from analysis.inference.submission import image_ids, select_boxes, validate_submission, write_submission
-from core.cli import UserError
-from core.io import write_csv_atomic
-from core.layout import BOX_COLUMNS
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.io import write_csv_atomic
+from rsna_yolo.core.layout import BOX_COLUMNS
 
 PREDICTIONS_CSV = "predictions.csv"
 ANNOTATED_DIR = "images"

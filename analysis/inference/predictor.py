@@ -10,7 +10,7 @@ how to predict:
 - the confidence threshold and box scale;
 - the classifier(s), their TTA and the gate (hard or soft).
 
-A setting that does not match its weights is one line (:class:`core.cli.UserError`): a model that is
+A setting that does not match its weights is one line (:class:`rsna_yolo.core.cli.UserError`): a model that is
 missing, or whose content changed since it was tuned (retrained, or a ``kaggle.json`` copied from another
 run), a fold set whose folds are not the ones tuned.
 
@@ -32,9 +32,9 @@ import pandas as pd
 
 from analysis.inference.submission import select_boxes
 from analysis.tuning.defaults import DEFAULTS
-from core.cli import UserError
-from core.layout import PRED_COLUMNS
-from core.runs import (
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.layout import PRED_COLUMNS
+from rsna_yolo.core.runs import (
     KAGGLE_JSON,
     KAGGLE_OOF_GATED_JSON,
     KAGGLE_OOF_JSON,
@@ -221,7 +221,8 @@ def _check_files(file: Path, paths: Sequence[str | Path], signature: list | None
 
 @dataclass(frozen=True)
 class Prediction:
-    """What :meth:`Predictor.predict` found. Frames are :data:`core.layout.PRED_COLUMNS` in source pixels:
+    """What :meth:`Predictor.predict` found. Frames are :data:`rsna_yolo.core.layout.PRED_COLUMNS` in
+    source pixels:
     ``raw`` (every box at the setting's floor, fused), ``boxes`` (after the gate, threshold and box scale:
     what a submission holds), ``removed`` (boxes above the threshold that the gate removed, unscaled).
     ``p_opacity``: P(Lung Opacity) of the images the classifier saw; ``failed``: patientId -> why an image

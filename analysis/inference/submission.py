@@ -3,7 +3,7 @@
 Format: header ``patientId,PredictionString``; one row per patient; the prediction string is
 ``conf x y w h`` repeated (``xywh_px`` in the 1024-px source frame), empty when no box. Pure parsing
 (:func:`parse_prediction_string`, :func:`parse_submission_rows`) is separate from file reading; every
-problem a user can fix is one :class:`~core.cli.UserError` naming the file and spreadsheet row
+problem a user can fix is one :class:`~rsna_yolo.core.cli.UserError` naming the file and spreadsheet row
 (header = row 1).
 
 A prediction frame (``predictions_<split>.csv`` and :func:`analysis.inference.predict.predict_images`) has
@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.boxes import NATIVE_SIZE, clip_xywh, scale_about_centre
-from core.cli import UserError
-from core.io import write_csv_atomic
-from core.layout import BOX_COLUMNS, PRED_COLUMNS
+from rsna_yolo.core.boxes import NATIVE_SIZE, clip_xywh, scale_about_centre
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.io import write_csv_atomic
+from rsna_yolo.core.layout import BOX_COLUMNS, PRED_COLUMNS
 
 HEADER = ("patientId", "PredictionString")
 _BOX = list(BOX_COLUMNS)  # pandas selects columns with a list

@@ -17,9 +17,9 @@ from analysis.inference.predictor import Predictor, TunedSetting
 from analysis.inference.submission import image_ids, validate_submission, write_submission
 from analysis.tuning.defaults import DEFAULTS
 from analysis.tuning.threshold import check_settings
-from core.cli import UserError
-from core.layout import MANIFEST_CSV, read_manifest
-from core.runs import expand_weights, kaggle_path, read_kaggle
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.layout import MANIFEST_CSV, read_manifest
+from rsna_yolo.core.runs import expand_weights, kaggle_path, read_kaggle
 
 DEFAULT_CONF = DEFAULTS.default_conf
 """The threshold without a tuned run (Ultralytics' default)."""
@@ -44,7 +44,8 @@ def tuned_settings(
     from_run: str | Path, tta: bool = False, n_weights: int = 1, *, echo: Callable[[str], object] = print
 ) -> tuple[float, float]:
     """``(conf, box_scale)`` from a run folder's ``kaggle.json`` (or that file), read by
-    :func:`core.runs.read_kaggle`; ``echo`` gets a warning when it was tuned with other TTA / ensembling
+    :func:`rsna_yolo.core.runs.read_kaggle`; ``echo`` gets a warning when it was tuned with other TTA /
+    ensembling
     than ``tta`` / ``n_weights``."""
     path = kaggle_path(from_run)
     data = read_kaggle(path)

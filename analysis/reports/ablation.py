@@ -27,9 +27,9 @@ from matplotlib.figure import Figure
 
 from analysis.reports.report import Report
 from analysis.tuning import DEFAULTS
-from core.cli import UserError
-from core.io import write_csv_atomic
-from core.layout import dataset_split
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.io import write_csv_atomic
+from rsna_yolo.core.layout import dataset_split
 
 DEFAULT_CONF = DEFAULTS.default_conf
 """Ultralytics' default confidence threshold: what a plain detector submission uses."""
@@ -81,7 +81,7 @@ def run_ablation(
     from analysis.inference import Predictor, TunedSetting
     from analysis.tuning import breakdown_at, load_split, rescore, tune
     from analysis.tuning.rescoring import read_predictions
-    from core.runs import expand_weights, predictions_name
+    from rsna_yolo.core.runs import expand_weights, predictions_name
 
     data = Path(data)
     _, manifest = dataset_split(data, split)

@@ -36,7 +36,7 @@ from analysis.reports.compare_table import (
     varying_hyperparameters,
 )
 from analysis.reports.report import Report
-from core.io import write_csv_atomic
+from rsna_yolo.core.io import write_csv_atomic
 
 
 def best_run_sentence(scored: pd.DataFrame, score: str) -> str:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from analysis.reports.compare import run_compare
-from core.cli import UserError
+from rsna_yolo.core.cli import UserError
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.cli import UserError
-from core.runs import ARGS_YAML, RESULTS_CSV, WEIGHTS_DIR, read_args, read_kaggle, run_weights
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.runs import ARGS_YAML, RESULTS_CSV, WEIGHTS_DIR, read_args, read_kaggle, run_weights
 
 MAP50 = "metrics/mAP50(B)"
 MAP50_95 = "metrics/mAP50-95(B)"

@@ -43,8 +43,8 @@ from analysis.reports.eda_stats import (
     share_table,
 )
 from analysis.reports.report import Report
-from core.cli import UserError
-from core.layout import CLASSES, LUNG_OPACITY, NORMAL, NOT_NORMAL
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.layout import CLASSES, LUNG_OPACITY, NORMAL, NOT_NORMAL
 
 
 def observations(data: EdaData, geom: pd.DataFrame, means: pd.DataFrame | None) -> list[str]:

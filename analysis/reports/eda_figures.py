@@ -14,8 +14,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis.reports.eda_stats import AGE_OUTLIER, SHARE_COLUMN, load_gray, pick_per_class, share_table
-from core.boxes import NATIVE_SIZE
-from core.layout import BOX_COLUMNS, CLASSES, LUNG_OPACITY, NORMAL, NOT_NORMAL
+from rsna_yolo.core.boxes import NATIVE_SIZE
+from rsna_yolo.core.layout import BOX_COLUMNS, CLASSES, LUNG_OPACITY, NORMAL, NOT_NORMAL
 
 CLASS_COLOURS = {LUNG_OPACITY: "#d62728", NOT_NORMAL: "#ff7f0e", NORMAL: "#2ca02c"}
 SHORT_CLASS = {LUNG_OPACITY: "Lung Opacity", NOT_NORMAL: "No LO / Not Normal", NORMAL: "Normal"}

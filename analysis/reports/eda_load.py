@@ -2,10 +2,12 @@
 missing-values table each input calls for.
 
 - a Kaggle-layout folder (the label and class CSVs and, when present, the training DICOMs, under the
-  names of :mod:`core.download`: stage-2 first, stage-1 accepted, exactly as the converter finds them):
+  names of :mod:`rsna_yolo.core.download`: stage-2 first, stage-1 accepted, exactly as the converter finds
+  them):
   :func:`load_kaggle`. Its checks are the relations between the raw CSV rows (:func:`kaggle_checks`);
-  the rows the converter leaves out come from :mod:`core.labels` itself.
-- a converted dataset (``manifest.csv`` + ``boxes.csv``, see :mod:`core.layout`): :func:`load_converted`.
+  the rows the converter leaves out come from :mod:`rsna_yolo.core.labels` itself.
+- a converted dataset (``manifest.csv`` + ``boxes.csv``, see :mod:`rsna_yolo.core.layout`):
+  :func:`load_converted`.
   It is verified by ``convert check`` (:func:`convert.check.check_dataset`), not by a second set of rules.
 
 :func:`load` picks the loader for a path.
@@ -21,11 +23,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from convert.check import check_dataset
-from core.cli import UserError
-from core.dicom import DicomError, header_metadata, read_dicom
-from core.download import CLASS_FILES, LABEL_FILES, TEST_DIRS, TRAIN_DIRS, find_csv, find_image_dir
-from core.labels import Skip, read_labels
-from core.layout import (
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.dicom import DicomError, header_metadata, read_dicom
+from rsna_yolo.core.download import CLASS_FILES, LABEL_FILES, TEST_DIRS, TRAIN_DIRS, find_csv, find_image_dir
+from rsna_yolo.core.labels import Skip, read_labels
+from rsna_yolo.core.layout import (
     BOX_COLUMNS,
     BOXES_COLUMNS,
     BOXES_CSV,
@@ -184,7 +186,8 @@ def kaggle_missing(
     class_file: str = CLASS_FILES[0],
 ) -> pd.DataFrame:
     """The missing-values table of a Kaggle-layout folder: which fields are empty, in which rows, why, and
-    what the converter does (its rules are in :mod:`core.labels`). Counts are computed from the files;
+    what the converter does (its rules are in :mod:`rsna_yolo.core.labels`). Counts are computed from the
+    files;
     ``dicom_dir`` is the training-image folder, None when there is none."""
     rows = []
     target0 = labels["Target"] == 0
@@ -256,7 +259,8 @@ def _rows_text(mask: pd.Series, limit: int = 5) -> str:
 def load_kaggle(src: Path, *, progress: bool = True) -> EdaData:
     """Read a Kaggle-layout folder; DICOM headers are read (headers only) for every image present.
 
-    The files are found under the names the converter looks for (:mod:`core.download`: stage-2 first,
+    The files are found under the names the converter looks for (:mod:`rsna_yolo.core.download`: stage-2
+    first,
     stage-1 accepted); without a training-image folder the data says so in :attr:`EdaData.notes`.
     """
     src = Path(src)
@@ -296,7 +300,11 @@ def load_kaggle(src: Path, *, progress: bool = True) -> EdaData:
     patients = _add_headers(patients, progress=progress)
 
     missing = kaggle_missing(labels, classes, patients, dicom_dir, label_csv.name, class_csv.name)
-    extra = {"Rows and patients the converter leaves out (core.labels), by reason": skip_table(valid.skips)}
+    extra = {
+        "Rows and patients the converter leaves out (rsna_yolo.core.labels), by reason": skip_table(
+            valid.skips
+        )
+    }
     unlabelled = sorted(set(paths) - set(patients["patientId"]))
     if unlabelled:
         extra["DICOMs without a label row"] = pd.DataFrame({"patientId": unlabelled[:MAX_LISTED]})

@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from core.boxes import NATIVE_SIZE
-from core.cli import UserError
-from core.dicom import DicomError, dicom_to_uint8, read_dicom
-from core.layout import BOX_COLUMNS, CLASSES, POSITIVE_CLASS
+from rsna_yolo.core.boxes import NATIVE_SIZE
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.dicom import DicomError, dicom_to_uint8, read_dicom
+from rsna_yolo.core.layout import BOX_COLUMNS, CLASSES, POSITIVE_CLASS
 
 AGE_OUTLIER = 100
 """Ages above this many years are flagged as implausible (the labels hold a few of 148-155)."""

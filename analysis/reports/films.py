@@ -17,9 +17,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.boxes import NATIVE_SIZE
-from core.images import resize_longer_side, resized_shape
-from core.io import write_atomic
+from rsna_yolo.core.boxes import NATIVE_SIZE
+from rsna_yolo.core.images import resize_longer_side, resized_shape
+from rsna_yolo.core.io import write_atomic
 
 DRAW_SIZE = 640
 """Longer side (px) of an annotated film: boxes and confidences readable, a page of dozens still light."""
@@ -39,7 +39,7 @@ def load_film(
     manifest's PNG scale, else ``NATIVE_SIZE`` px on its longer side). Raises when it cannot be read."""
     path = Path(path)
     if path.suffix.lower() == ".dcm":
-        from core.dicom import dicom_to_uint8, read_dicom
+        from rsna_yolo.core.dicom import dicom_to_uint8, read_dicom
 
         img = dicom_to_uint8(read_dicom(path))
         return resize_longer_side(img, size), resized_shape(img.shape[0], img.shape[1], size)[2]
@@ -104,7 +104,8 @@ def annotate(
 
 
 def write_png(path: str | Path, picture: np.ndarray) -> Path:
-    """Write an annotated film (BGR uint8) as a lossless PNG, atomically (:func:`core.io.write_atomic`)."""
+    """Write an annotated film (BGR uint8) as a lossless PNG, atomically
+    (:func:`rsna_yolo.core.io.write_atomic`)."""
     ok, buf = cv2.imencode(".png", picture)
     if not ok:
         raise ValueError(f"{path}: OpenCV could not encode the picture as PNG")

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from core.cli import UserError
+from rsna_yolo.core.cli import UserError
 
 EVALUATORS = ("fanova", "ped-anova")
 

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from core.io import write_atomic, write_figure_atomic
+from rsna_yolo.core.io import write_atomic, write_figure_atomic
 
 FIGURE_DPI = 110
 """Resolution of saved PNGs: sharp on screen, small enough to embed a dozen figures in one HTML file."""

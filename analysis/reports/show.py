@@ -26,11 +26,11 @@ from matplotlib.patches import Rectangle
 from analysis.inference.predictor import TunedSetting
 from analysis.reports.report import Report
 from analysis.scoring.metric import frame_to_preds, per_image_scores
-from core.boxes import scale_about_centre
-from core.cli import UserError
-from core.io import write_csv_atomic
-from core.layout import BOX_COLUMNS
-from core.runs import (
+from rsna_yolo.core.boxes import scale_about_centre
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.io import write_csv_atomic
+from rsna_yolo.core.layout import BOX_COLUMNS
+from rsna_yolo.core.runs import (
     KAGGLE_JSON,
     classifier_predictions_name,
     predictions_name,
@@ -60,7 +60,7 @@ def load_inputs(run_dir: Path, split: str, data: Path | None = None, *, progress
     """
     from analysis.scoring.truth import dataset_truth
     from analysis.tuning.rescoring import read_predictions
-    from core.layout import read_dataset
+    from rsna_yolo.core.layout import read_dataset
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.cli import UserError
+from rsna_yolo.core.cli import UserError
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

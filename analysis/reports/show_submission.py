@@ -19,9 +19,9 @@ import pandas as pd
 from analysis.inference.submission import image_ids, read_submission
 from analysis.reports.films import DRAW_SIZE, add_card, annotate, load_film, write_png
 from analysis.reports.report import Report
-from core.cli import UserError
-from core.io import write_csv_atomic
-from core.layout import BOX_COLUMNS
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.io import write_csv_atomic
+from rsna_yolo.core.layout import BOX_COLUMNS
 
 ANNOTATED_DIR = "images"
 IMAGES_CSV = "images.csv"

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from core.layout import CLASSES, NEGATIVE_CLASSES, NORMAL, POSITIVE_CLASS
+from rsna_yolo.core.layout import CLASSES, NEGATIVE_CLASSES, NORMAL, POSITIVE_CLASS
 
 BREAKDOWN_ORDER = tuple(reversed(CLASSES))
 """Classes in the breakdown: Normal, Not Normal (the false-box loss), then Lung Opacity."""

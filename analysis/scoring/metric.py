@@ -34,7 +34,8 @@ Choices the official text leaves open, decided here:
   images 4 image scores differ and the mean by 5e-6.
 - **Confidence threshold**: ``conf=c`` keeps predictions with ``confidence >= c``.
 - **Box scale**: ``box_scale=f`` shrinks (``f < 1``) each *predicted* box about its centre before matching
-  (:func:`core.boxes.scale_about_centre`); ground truth is never changed. ``box_scale=1`` leaves boxes
+  (:func:`rsna_yolo.core.boxes.scale_about_centre`); ground truth is never changed. ``box_scale=1`` leaves
+  boxes
   bit-identical.
 - Degenerate boxes (zero width or height) have IoU 0 with everything (never ``NaN``).
 
@@ -67,7 +68,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.boxes import as_boxes, scale_about_centre
+from rsna_yolo.core.boxes import as_boxes, scale_about_centre
 
 THRESHOLDS = np.array([0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75], dtype=np.float64)
 """IoU thresholds of the challenge, as float64 literals (``arange(0.4, 0.76, 0.05)`` gives 0.6499999...)."""

@@ -22,8 +22,8 @@ from analysis.scoring.breakdown import breakdown
 from analysis.scoring.metric import accumulate, evaluate_images, summarize
 from analysis.scoring.truth import read_truth
 from analysis.tuning.threshold import check_settings
-from core.cli import UserError
-from core.io import write_csv_atomic
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.io import write_csv_atomic
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.scoring.metric import frame_to_truth
-from core.cli import UserError
-from core.layout import (
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.layout import (
     BOXES_CSV,
     DATA_YAML,
     MANIFEST_CSV,
@@ -63,10 +63,11 @@ def dataset_truth(root: Path, manifest: pd.DataFrame, split: str | None = None) 
 
 
 def kaggle_truth(label_csv: Path) -> TruthSet:
-    """Ground truth from the Kaggle labels CSV, validated by :mod:`core.labels`; the class CSV is used
+    """Ground truth from the Kaggle labels CSV, validated by :mod:`rsna_yolo.core.labels`; the class CSV is
+    used
     when it sits beside it (for the per-class breakdown)."""
-    from core.download import CLASS_COLUMNS, CLASS_FILES, LABEL_COLUMNS
-    from core.labels import parse_labels, read_csv_strings
+    from rsna_yolo.core.download import CLASS_COLUMNS, CLASS_FILES, LABEL_COLUMNS
+    from rsna_yolo.core.labels import parse_labels, read_csv_strings
 
     label_csv = Path(label_csv)
     labels = read_csv_strings(label_csv, LABEL_COLUMNS)
@@ -98,7 +99,7 @@ def read_truth(path: str | Path, *, split: str | None = None) -> TruthSet:
     if not path.exists():
         raise UserError(f"{path}: not found")
     if path.is_dir() and not (path / MANIFEST_CSV).is_file():
-        from core.download import LABEL_FILES, find_csv
+        from rsna_yolo.core.download import LABEL_FILES, find_csv
 
         return kaggle_truth(find_csv(path, LABEL_FILES))
     if path.is_dir() or path.suffix in {".yaml", ".yml"}:

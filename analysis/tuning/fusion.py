@@ -25,7 +25,8 @@ is sorted for all images at once.
 
 Frames: corners ``xyxy`` in PNG pixels of the part rows (:data:`analysis.inference.predict.PART_COLUMNS`),
 normalised by the image size and clipped to ``[0, 1]`` for fusing (as ``fuse`` does), then mapped back and
-divided by ``png_scale``: fused boxes are ``xywh_px`` in the source frame (:data:`core.layout.PRED_COLUMNS`).
+divided by ``png_scale``: fused boxes are ``xywh_px`` in the source frame
+(:data:`rsna_yolo.core.layout.PRED_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.layout import PRED_COLUMNS
+from rsna_yolo.core.layout import PRED_COLUMNS
 
 CONF_TYPES = ("avg", "max", "box_and_model_avg", "absent_model_aware_avg")
 """``ensemble_boxes``' ways of forming a fused confidence."""
@@ -329,7 +330,7 @@ def fuse_batch(
 
 
 def to_frame(pb: PartBoxes, image: np.ndarray, conf: np.ndarray, xywh_px: np.ndarray) -> pd.DataFrame:
-    """:func:`fuse_boxes`' arrays as a prediction frame (:data:`core.layout.PRED_COLUMNS`)."""
+    """:func:`fuse_boxes`' arrays as a prediction frame (:data:`rsna_yolo.core.layout.PRED_COLUMNS`)."""
     cols = dict(zip(PRED_COLUMNS[2:], xywh_px.T, strict=True))
     return pd.DataFrame({"patientId": pb.ids[image].astype(str), "conf": conf, **cols}, columns=PRED_COLUMNS)
 

@@ -3,7 +3,8 @@
 Every box on a Target-0 image (Normal, or No Lung Opacity / Not Normal) costs that image its whole score,
 and a detector puts false boxes exactly there. The 1st and 2nd place solutions of the challenge used an
 image classifier to suppress them. Two ways, both pure functions of a prediction frame
-(``patientId,conf,x,y,width,height``, :data:`core.layout.PRED_COLUMNS`) and ``p_opacity`` (patientId ->
+(``patientId,conf,x,y,width,height``, :data:`rsna_yolo.core.layout.PRED_COLUMNS`) and ``p_opacity``
+(patientId ->
 P(Lung Opacity) from :mod:`analysis.inference.classifier`):
 
 - ``hard``: drop every box of an image whose ``p_opacity`` is below the gate (gate 0 keeps everything:
@@ -27,7 +28,7 @@ import pandas as pd
 
 from analysis.tuning.defaults import DEFAULTS
 from analysis.tuning.threshold import best_row, sweep_halves
-from core.cli import UserError
+from rsna_yolo.core.cli import UserError
 
 
 def p_opacity_map(frame: pd.DataFrame) -> dict[str, float]:

@@ -25,10 +25,10 @@ from analysis.scoring.truth import TruthSet, dataset_truth
 from analysis.tuning.defaults import DEFAULTS
 from analysis.tuning.threshold import plot_sweep
 from analysis.tuning.tuner import tune, tune_gate
-from core.cli import UserError
-from core.io import write_csv_atomic
-from core.layout import MANIFEST_CSV, PRED_COLUMNS, dataset_split
-from core.runs import (
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.io import write_csv_atomic
+from rsna_yolo.core.layout import MANIFEST_CSV, PRED_COLUMNS, dataset_split
+from rsna_yolo.core.runs import (
     classifier_predictions_name,
     expand_weights,
     parts_name,
@@ -140,7 +140,8 @@ def predict_split(
 
 
 def read_predictions(path: Path) -> pd.DataFrame:
-    """A prediction file (``predictions_<split>.csv``) as a frame of :data:`core.layout.PRED_COLUMNS`;
+    """A prediction file (``predictions_<split>.csv``) as a frame of
+    :data:`rsna_yolo.core.layout.PRED_COLUMNS`;
     :class:`UserError` naming the file when a column is missing."""
     preds = pd.read_csv(path, dtype={"patientId": str})
     missing = set(PRED_COLUMNS) - set(preds.columns)
@@ -151,7 +152,8 @@ def read_predictions(path: Path) -> pd.DataFrame:
 
 def previous_kaggle(folder: Path) -> dict:
     """The ``kaggle.json`` that rescoring is about to replace, for what it can reuse; empty when absent or
-    unreadable (:func:`core.runs.read_kaggle`'s error: nothing of it is reused, and it is rewritten)."""
+    unreadable (:func:`rsna_yolo.core.runs.read_kaggle`'s error: nothing of it is reused, and it is
+    rewritten)."""
     try:
         return read_kaggle(folder) or {}
     except UserError:
@@ -218,8 +220,8 @@ def check_not_trained_on(weights: Sequence[Path], split: str, ids: Sequence[str]
     score (e.g. a fold set fused on one fold's val images: the other folds trained on them); one clear
     error. Each weights' run is read from its ``args.yaml`` (``run/weights/*.pt``); weights without one
     are not checked. Scoring the ``train`` split is asked for on purpose and not checked."""
-    from core.layout import read_dataset, yaml_split_ids
-    from core.runs import read_args
+    from rsna_yolo.core.layout import read_dataset, yaml_split_ids
+    from rsna_yolo.core.runs import read_args
 
     if split == "train":
         return
@@ -246,7 +248,7 @@ def check_same_images(classifier_runs: Sequence[Path], split: str, ids: Sequence
     """A classifier trained on a view of another dataset (its ``<view>/<split>`` images are not the
     detector's) is one clear error: its probabilities would not describe these images."""
     from analysis.inference.classifier import view_labels
-    from core.runs import read_args
+    from rsna_yolo.core.runs import read_args
 
     for run in classifier_runs:
         labels = view_labels(run, split)

@@ -1,7 +1,7 @@
 """Tuning the two settings a submission is written with: the confidence threshold and the box scale.
 
 The box scale shrinks (``< 1``) or grows each predicted box about its centre before scoring
-(:func:`core.boxes.scale_about_centre`); it is not the PNG scale of ``manifest.csv``.
+(:func:`rsna_yolo.core.boxes.scale_about_centre`); it is not the PNG scale of ``manifest.csv``.
 
 - :func:`sweep_scores` -> the Kaggle score of every (threshold, box scale) pair (the grids of
   :data:`analysis.tuning.defaults.DEFAULTS` by default), one IoU pass per box scale
@@ -26,8 +26,8 @@ import pandas as pd
 
 from analysis.scoring.metric import frame_to_preds, sweep, sweep_images, sweep_table
 from analysis.tuning.defaults import DEFAULTS
-from core.cli import UserError
-from core.io import write_figure_atomic
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.io import write_figure_atomic
 
 
 def check_settings(conf: float, box_scale: float, *, hint: bool = True) -> None:

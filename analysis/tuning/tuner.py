@@ -90,7 +90,8 @@ def tune(
     thresholds: Sequence[float] | None = None,
     box_scales: Sequence[float] | None = None,
 ) -> Tuned:
-    """Tune the confidence threshold and box scale of ``preds`` (:data:`core.layout.PRED_COLUMNS`, source
+    """Tune the confidence threshold and box scale of ``preds``
+    (:data:`rsna_yolo.core.layout.PRED_COLUMNS`, source
     pixels) against ``gt`` by the Kaggle metric. Rows below ``floor`` (default: the prediction floor) are
     dropped and only thresholds ``>= floor`` are tried; grids default to :data:`DEFAULTS`."""
     frame, confs, scales = _prepare(preds, floor, thresholds, box_scales)

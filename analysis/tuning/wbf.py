@@ -40,7 +40,8 @@ def fuse_parts(
     n_parts: int | None = None,
 ) -> pd.DataFrame:
     """Fuse the per-model boxes of :data:`analysis.inference.predict.PART_COLUMNS` rows (or their
-    :func:`analysis.tuning.fusion.part_boxes`) into one prediction frame (:data:`core.layout.PRED_COLUMNS`,
+    :func:`analysis.tuning.fusion.part_boxes`) into one prediction frame
+    (:data:`rsna_yolo.core.layout.PRED_COLUMNS`,
     source pixels): images in order of first appearance, boxes by descending fused confidence.
 
     ``n_parts``: how many models x flips predicted (default: the highest ``part`` + 1 of the frame); an
@@ -75,7 +76,7 @@ def _score_group(iou: float, skip: float, kinds: Sequence[str]) -> list[dict]:
 
 
 def _init_worker(parent: int) -> None:
-    from core.workers import die_with_parent
+    from rsna_yolo.core.workers import die_with_parent
 
     die_with_parent(parent)
 
@@ -96,9 +97,10 @@ def tune_wbf(
 
     Settings are scored one at a time and only their best threshold, box scale and score are kept; the
     best setting is fused once more at the end, so no more than one fused frame is alive per process.
-    ``workers`` processes (default: the cores this process may use, :func:`core.workers.available_cpus`)
+    ``workers`` processes (default: the cores this process may use,
+    :func:`rsna_yolo.core.workers.available_cpus`)
     each score whole ``(iou_thr, skip_box_thr)`` groups: the table is the same with any number."""
-    from core.workers import available_cpus
+    from rsna_yolo.core.workers import available_cpus
 
     pb = part_boxes(parts, n_parts)
     groups = list(itertools.product(grid["iou_thr"], grid["skip_box_thr"]))

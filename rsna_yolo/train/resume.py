@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.cli import UserError
+from rsna_yolo.core.cli import UserError
 
 
 def completed_epochs(results_csv: Path) -> int:

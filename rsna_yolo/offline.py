@@ -9,8 +9,8 @@ Ultralytics is offline by default (``RSNA_YOLO_ONLINE`` unset or ``0``):
 
 - ``YOLO_OFFLINE=1`` stops Ultralytics' online probe at import and its hub downloads;
 - ``YOLO_AUTOINSTALL=False`` stops pip installs of missing packages;
-- ``YOLO_CONFIG_DIR`` points at ``<repo>/.ultralytics`` so settings (``sync``, ``wandb``) and caches stay
-  in the project instead of the user's home;
+- ``YOLO_CONFIG_DIR`` points at ``~/.config/rsna-yolo/ultralytics`` (:data:`CONFIG_DIR`) so the
+  project's settings (``sync``, ``wandb``) never touch the user's own Ultralytics settings;
 - a TTF font (matplotlib's DejaVuSans) is placed where Ultralytics looks for ``Arial.ttf`` so plotting
   never downloads one (``YOLO_OFFLINE`` does not stop that download).
 
@@ -19,7 +19,8 @@ Ultralytics' network switches alone.
 
 W&B: ``WANDB_MODE=offline`` unless an API key is configured (``WANDB_API_KEY`` or a ``~/.netrc`` entry),
 then ``online``; without a key an online W&B run would crash. A key without a network would make W&B
-hang for minutes: ``train.wandb_log`` checks that the server answers (:func:`wandb_reachable`) before
+hang for minutes: ``rsna_yolo.train.wandb_log`` checks that the server answers (:func:`wandb_reachable`)
+before
 it starts an online run that this module chose, and falls back to offline. The tests and the synthetic
 demo set ``WANDB_MODE=offline`` themselves. Variables the user set explicitly always win
 (:data:`USER_SET` names them).
@@ -31,8 +32,12 @@ import os
 import shutil
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent
-CONFIG_DIR = REPO_ROOT / ".ultralytics"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+"""The clone (or, installed, the folder above the package): where ``yolo_configs/`` is looked up."""
+CONFIG_DIR = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "rsna-yolo" / "ultralytics"
+"""Ultralytics' settings and font for this project: the user's config folder, not the clone (a command run
+from any folder writes nothing into the clone) and not Ultralytics' own (its ``sync``/``wandb`` settings are
+the project's)."""
 ONLINE_ENV = "RSNA_YOLO_ONLINE"
 DECIDED = ("YOLO_CONFIG_DIR", "YOLO_AUTOINSTALL", "YOLO_OFFLINE", "MPLBACKEND", "WANDB_MODE", "WANDB_SILENT")
 USER_SET = frozenset(name for name in DECIDED if name in os.environ)

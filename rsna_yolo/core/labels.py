@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.cli import UserError
-from core.download import CLASS_COLUMNS, CLASS_FILES, LABEL_COLUMNS, LABEL_FILES, find_csv
-from core.layout import BOX_COLUMNS, CLASSES, POSITIVE_CLASS
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.download import CLASS_COLUMNS, CLASS_FILES, LABEL_COLUMNS, LABEL_FILES, find_csv
+from rsna_yolo.core.layout import BOX_COLUMNS, CLASSES, POSITIVE_CLASS
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,200}")
 _FIRST_DATA_ROW = 2  # spreadsheet row of the first data line: the header is row 1

@@ -1,11 +1,11 @@
-"""``python -m train folds D/folds [key=value ...]``: parse, call :func:`train.folds.run_folds`."""
+"""``python -m train folds D/folds [key=value ...]``: parse, call :func:`rsna_yolo.train.folds.run_folds`."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from train.folds import __doc__ as FOLDS_DOC
+from rsna_yolo.train.folds import __doc__ as FOLDS_DOC
 
 PROG = "python -m train folds"
 
@@ -30,8 +30,8 @@ def main(argv: list[str], prog: str = PROG) -> int:
         help="a fold set of classifiers (its folder, holding classifier_oof.csv): tune the gate out of fold",
     )
     ns = parser.parse_intermixed_args(argv)
-    from train.args import parse_key_values
-    from train.folds import run_folds
+    from rsna_yolo.train.args import parse_key_values
+    from rsna_yolo.train.folds import run_folds
 
     args, options = parse_key_values(ns.overrides)
     run_folds(ns.folds_dir, args, options, classifier=ns.classifier)

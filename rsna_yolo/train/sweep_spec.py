@@ -1,5 +1,5 @@
 """A W&B sweep file translated for Optuna: the checked :class:`SweepSpec`, its Optuna distributions,
-sampler and pruner, and the values a trial draws (``python -m train sweep``, :mod:`train.sweep`).
+sampler and pruner, and the values a trial draws (``python -m train sweep``, :mod:`rsna_yolo.train.sweep`).
 
 W&B parameter specs understood: ``value``; ``values`` (categorical); ``min``/``max`` (int_uniform when
 both are whole numbers, else uniform); ``distribution`` one of constant, categorical, int_uniform, uniform,
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.cli import UserError
+from rsna_yolo.core.cli import UserError
 
 METHODS = ("grid", "random", "bayes")
 NUMBER = (int, float)

@@ -1,6 +1,7 @@
 """Where a sweep's Optuna study lives and how workers share it: the RDB storage (SQLite in the sweep
 folder, or a shared PostgreSQL), the locks around creating its tables and drawing trials, the binding of a
-study to its dataset and arguments, and trials of a killed worker queued again (:mod:`train.sweep`)."""
+study to its dataset and arguments, and trials of a killed worker queued again
+(:mod:`rsna_yolo.train.sweep`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from core.cli import UserError
+from rsna_yolo.core.cli import UserError
 
 
 def redact(url: str) -> str:

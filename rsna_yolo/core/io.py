@@ -6,7 +6,7 @@ files are named ``.<name>.<pid>.tmp`` (:func:`temp_path`), so a cleanup can find
 
 A full disk (:func:`is_disk_full`) is the one write error a user can fix without a code change: the
 writers remove their temporary file and raise it naming the file that could not be written, and
-:func:`core.cli.call_reporting_errors` turns it into one line (:func:`disk_full_message`).
+:func:`rsna_yolo.core.cli.call_reporting_errors` turns it into one line (:func:`disk_full_message`).
 """
 
 from __future__ import annotations

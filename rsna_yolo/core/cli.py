@@ -42,7 +42,7 @@ def run_cli(
 def call_reporting_errors(prog: str, func: Callable[..., int | None], *args) -> int:
     """Run ``func(*args)``; a ``UserError`` or a full disk becomes one line and exit status 2, Ctrl-C
     status 130."""
-    from core.io import disk_full_message, is_disk_full
+    from rsna_yolo.core.io import disk_full_message, is_disk_full
 
     try:
         return int(func(*args) or 0)

@@ -1,13 +1,13 @@
 """``python -m train sweep SWEEP.yaml [key=value ...]``: parse the command line, call
-:func:`train.sweep.run_sweep`."""
+:func:`rsna_yolo.train.sweep.run_sweep`."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from train.sweep import DEFAULT_GRACE
-from train.sweep import __doc__ as SWEEP_DOC
+from rsna_yolo.train.sweep import DEFAULT_GRACE
+from rsna_yolo.train.sweep import __doc__ as SWEEP_DOC
 
 PROG = "python -m train sweep"
 
@@ -46,8 +46,8 @@ def main(argv: list[str], prog: str = PROG) -> int:
         f"another worker (default {DEFAULT_GRACE})",
     )
     ns = parser.parse_intermixed_args(argv)  # key=value words may come before or after the options
-    from train.args import key_value_pairs
-    from train.sweep import run_sweep
+    from rsna_yolo.train.args import key_value_pairs
+    from rsna_yolo.train.sweep import run_sweep
 
     run_sweep(
         ns.sweep_file,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.cli import UserError
+from rsna_yolo.core.cli import UserError
 
 LABEL_FILES = ("stage_2_train_labels.csv", "stage_1_train_labels.csv")
 CLASS_FILES = ("stage_2_detailed_class_info.csv", "stage_1_detailed_class_info.csv")

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from core.cli import UserError
-from core.io import write_json_atomic
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.io import write_json_atomic
 
 # The files and folders of a run: the only place their names are spelled.
 WEIGHTS_DIR = "weights"
@@ -44,7 +44,8 @@ def weights_file(run_dir: str | Path, name: str = BEST_PT) -> Path:
 
 
 def predictions_name(split: str) -> str:
-    """``predictions_<split>.csv``: a run's box predictions on a split (``core.layout.PRED_COLUMNS``)."""
+    """``predictions_<split>.csv``: a run's box predictions on a split
+    (``rsna_yolo.core.layout.PRED_COLUMNS``)."""
     return f"predictions_{split}.csv"
 
 

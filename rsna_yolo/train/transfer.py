@@ -3,7 +3,8 @@
 Ultralytics does the loading itself (``BaseModel.load``: every tensor whose name and shape match, through
 ``intersect_dicts``); this module decides where the weights come from and checks what really arrived:
 
-- :func:`resolve_source`: a run folder -> its weights (``core.runs.resolve_weights``: ``best.pt``, else
+- :func:`resolve_source`: a run folder -> its weights (``rsna_yolo.core.runs.resolve_weights``:
+  ``best.pt``, else
   ``last.pt``); a ``.pt`` file as it is; a corrupt or foreign file, a folder without weights: one
   :class:`UserError` line each, before anything trains;
 - :func:`compare_state`: after Ultralytics built and loaded the model (``on_pretrain_routine_end``, before the
@@ -26,9 +27,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.cli import UserError
-from core.io import write_json_atomic
-from core.runs import resolve_weights
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.io import write_json_atomic
+from rsna_yolo.core.runs import resolve_weights
 
 TRANSFER_JSON = "transfer.json"
 

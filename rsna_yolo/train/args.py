@@ -15,8 +15,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import offline
-from core.cli import UserError
+from rsna_yolo import offline
+from rsna_yolo.core.cli import UserError
 
 DATA_ENV = "RSNA_YOLO_DATA"  # data.yaml for runs started without data= (e.g. by `wandb agent`)
 HUB_HELP = "https://github.com/ultralytics/assets/releases"
@@ -32,7 +32,7 @@ class TrainOptions:
         and ``best.pt`` and keeps the better one (``kaggle.json`` ``checkpoint``).
     kaggle_patience: stop training after this many scored epochs without a better Kaggle mAP (0 = never;
         needs ``kaggle_every``). Ultralytics' ``patience`` keeps its own meaning (its fitness, every epoch).
-    wandb: log the run to W&B (offline unless configured otherwise, see offline.py).
+    wandb: log the run to W&B (offline unless configured otherwise, see rsna_yolo/offline.py).
     wandb_project / wandb_group: W&B project and group (a local sweep sets the group to its name).
     rescore: rescore best.pt with the Kaggle metric after training and write kaggle.json.
     """
@@ -198,12 +198,31 @@ def resolve_data(args: dict[str, Any], task: str = "detect") -> Path:
     return path.resolve()
 
 
+WEIGHTS_ENV = "RSNA_YOLO_WEIGHTS"
+
+
+def weights_dir() -> Path:
+    """Where ``model=yolo11s.pt`` (a name without a folder) is looked for: ``$RSNA_YOLO_WEIGHTS``, else
+    ``weights/`` in the current folder. One rule, whatever Ultralytics guesses its ``weights_dir`` to be."""
+    return Path(os.environ.get(WEIGHTS_ENV) or "weights").expanduser()
+
+
+def resolve_project(args: dict[str, Any], task: str) -> None:
+    """Where the run goes, by one rule: ``project=`` relative to the current folder (absolute as given),
+    by default ``runs/<task>`` there, as Ultralytics' ``runs/`` habit; ``name=`` inside it (Ultralytics
+    numbers ``train``, ``train2``... when absent). Ultralytics itself would put a relative project under
+    its settings' ``runs_dir``, which depends on where it was first run."""
+    project = Path(str(args.get("project") or Path("runs") / task)).expanduser()
+    args["project"] = str(project if project.is_absolute() else Path.cwd() / project)
+
+
 def resolve_model(value: Any) -> str:
     """Check ``model=`` before Ultralytics sees it; return what to pass to ``YOLO(...)``.
 
     - ``*.yaml``: an architecture trained from scratch (Ultralytics finds ``yolo11n.yaml`` etc. itself);
     - an existing file (``runs/.../best.pt``): transfer learning from local weights;
-    - a hub name (``yolo11s.pt``, or ``yolo11s``): downloaded by Ultralytics, which needs the network
+    - a hub name (``yolo11s.pt``, or ``yolo11s``): a file of that name in :func:`weights_dir` (``weights/``
+      or ``$RSNA_YOLO_WEIGHTS``), else downloaded by Ultralytics, which needs the network
       (``RSNA_YOLO_ONLINE=1``); offline and not found locally, one clear error instead of a download failure.
     """
     if not value:
@@ -221,9 +240,7 @@ def resolve_model(value: Any) -> str:
         path = path.with_suffix(".pt")  # Ultralytics reads `yolo11s` as yolo11s.pt
     if path.parent != Path("."):
         raise UserError(f"model={model}: file not found")
-    from ultralytics.utils import SETTINGS
-
-    local = Path(SETTINGS["weights_dir"]) / path.name
+    local = weights_dir() / path.name
     if local.is_file():
         return str(local)
     if not offline.is_online():

@@ -11,8 +11,9 @@ One sweep file, two engines:
   name). The study lives in an RDB storage (SQLite in the sweep folder by default), so an interrupted sweep
   continues where it stopped and several machines can share one study (``--storage`` on a shared DB).
 
-Three modules: :mod:`train.sweep_spec` translates the sweep file (parameter specs, sampler, pruner),
-:mod:`train.sweep_storage` keeps the study (storage, locks, binding, requeueing), and this one runs the
+Three modules: :mod:`rsna_yolo.train.sweep_spec` translates the sweep file (parameter specs, sampler, pruner),
+:mod:`rsna_yolo.train.sweep_storage` keeps the study (storage, locks, binding, requeueing), and this one
+runs the
 loop (draw a trial, train it, tell the result, ``trials.csv``, ``best_args.txt``).
 """
 
@@ -26,9 +27,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from core.cli import UserError
-from core.io import write_atomic, write_csv_atomic
-from train.sweep_spec import (
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.io import write_atomic, write_csv_atomic
+from rsna_yolo.train.sweep_spec import (
     SweepSpec,
     default_count,
     example_values,
@@ -38,7 +39,7 @@ from train.sweep_spec import (
     objective_value,
     suggest,
 )
-from train.sweep_storage import bind_study, open_storage, redact, requeue_interrupted, study_lock
+from rsna_yolo.train.sweep_storage import bind_study, open_storage, redact, requeue_interrupted, study_lock
 
 DEFAULT_SWEEPS_DIR = Path("runs") / "sweeps"
 DEFAULT_GRACE = 120
@@ -185,8 +186,8 @@ def run_sweep(
     """
     import optuna
 
-    from train.args import resolve_data, split_values
-    from train.run import train
+    from rsna_yolo.train.args import resolve_data, split_values
+    from rsna_yolo.train.run import train
 
     spec = load_sweep(Path(sweep_file), study_name)
     pinned = dict(overrides or [])

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import offline
+from rsna_yolo import offline
 
 SYNC_HINT_FILE = "WANDB_SYNC.txt"
 DEFAULT_PROJECT = "rsna-yolo"
@@ -35,7 +35,8 @@ def previous_run_id(run_dir: Path) -> str | None:
 
 
 def choose_mode(user_set: frozenset[str] = offline.USER_SET) -> str:
-    """The W&B mode for a run about to start: ``offline.py``'s choice, except that an ``online`` it chose
+    """The W&B mode for a run about to start: ``rsna_yolo/offline.py``'s choice, except that an ``online``
+    it chose
     (an API key is configured) falls back to ``offline`` when the server does not answer within seconds,
     where W&B itself would hang for minutes. A ``WANDB_MODE`` the user set is never second-guessed."""
     mode = os.environ.get("WANDB_MODE", "offline")

@@ -24,9 +24,9 @@ from typing import Any
 
 import pandas as pd
 
-from core.cli import UserError
-from core.io import write_csv_atomic, write_json_atomic
-from core.layout import (
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.io import write_csv_atomic, write_json_atomic
+from rsna_yolo.core.layout import (
     CLASSIFY_VIEW,
     DATA_YAML,
     FOLDS_DIR,
@@ -36,7 +36,7 @@ from core.layout import (
     read_data_yaml,
     read_dataset,
 )
-from core.runs import (
+from rsna_yolo.core.runs import (
     CLASSIFY_JSON,
     CLASSIFY_OOF_JSON,
     KAGGLE_JSON,
@@ -76,7 +76,7 @@ def fold_yamls(folds_dir: str | Path) -> dict[int, Path]:
 
 def check_partition(dataset: Path, folds: dict[int, Path]) -> dict[int, list[str]]:
     """Each fold's val patientIds; :class:`UserError` unless they cover every labelled image exactly once."""
-    from core.layout import yaml_split_ids
+    from rsna_yolo.core.layout import yaml_split_ids
 
     _, manifest = read_dataset(dataset / DATA_YAML)
     labelled = set(manifest.loc[manifest["split"].isin(LABEL_SPLITS), "patientId"].astype(str))
@@ -138,8 +138,8 @@ def run_folds(
     (``data`` is set per fold; ``project`` / ``name`` place the set)."""
     from dataclasses import replace
 
-    from train.args import TrainOptions
-    from train.run import resume, train
+    from rsna_yolo.train.args import TrainOptions
+    from rsna_yolo.train.run import resume, train
 
     options = options or TrainOptions()
     args = dict(args)
@@ -181,7 +181,7 @@ def run_folds(
 def _finish(run_dir: Path, data: Path, task: str, resume) -> None:
     """A fold without its final score: resume its training from ``last.pt``, or, when training had
     finished (killed during the final scoring), score it now."""
-    from train.resume import check_resumable
+    from rsna_yolo.train.resume import check_resumable
 
     try:
         check_resumable(run_dir)
@@ -276,7 +276,7 @@ def _classifier_oof(set_dir: Path, folds, vals) -> dict:
     P(opacity) against the two other classes over every labelled image, and the opacity-vs-rest counts at
     P(opacity) 0.5 (each fold's ``classify.json`` has its own three-class metrics)."""
     from analysis.inference import opacity_auc, view_labels
-    from core.layout import OPACITY_DIRS
+    from rsna_yolo.core.layout import OPACITY_DIRS
 
     oof = pd.concat(_fold_frames(set_dir, folds, classifier_predictions_name("val")), ignore_index=True)
     labels = {}

@@ -2,7 +2,7 @@
 
 Example (needs a converted dataset, e.g. from `make demo`)::
 
-    from train.run import train, TrainOptions
+    from rsna_yolo.train.run import train, TrainOptions
     result = train({"data": "demo/dataset/data.yaml", "model": "yolo11n.yaml", "epochs": 5, "imgsz": 192},
                    TrainOptions(kaggle_every=1, wandb=False))
     result.kaggle["score"], result.run_dir, result.epoch_scores
@@ -10,7 +10,8 @@ Example (needs a converted dataset, e.g. from `make demo`)::
 Ultralytics does the training exactly as `yolo detect train` would (same arguments, same run folder with
 ``args.yaml``, ``results.csv`` and ``weights/``); this module adds, through Ultralytics callbacks:
 
-- the W&B run (``train.wandb_log``), started before Ultralytics' own callback so that its metrics, our
+- the W&B run (``rsna_yolo.train.wandb_log``), started before Ultralytics' own callback so that its
+  metrics, our
   per-epoch ``kaggle/mAP`` and the final Kaggle score all land in one run;
 - with ``kaggle_every=N``, the Kaggle score of the current weights on the val split every N epochs;
 - a per-epoch hook for sweeps (pruning), fed that score or, without it, Ultralytics' fitness;
@@ -18,7 +19,7 @@ Ultralytics does the training exactly as `yolo detect train` would (same argumen
   (history in ``kaggle_epochs.json``) and, with ``kaggle_patience=P``, training stopped after P scored
   epochs without a better one (the trainer's ``stop`` flag, as Ultralytics' own EarlyStopping);
 - with ``pretrained=<run folder or .pt>`` (or ``model=<.pt>``), the check of what was transferred, tensor by
-  tensor, before the first optimiser step (``train.transfer``: ``transfer.json``);
+  tensor, before the first optimiser step (``rsna_yolo.train.transfer``: ``transfer.json``);
 - after training, ``analysis.tuning.rescoring`` on ``best.pt``: ``kaggle.json`` in the run folder (tuned
   threshold and box scale); with ``best_kaggle.pt`` both are scored and the better one is kept
   (:func:`final_kaggle`).
@@ -43,13 +44,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import offline
-from core.cli import UserError
-from core.io import write_json_atomic
-from core.runs import KAGGLE_JSON, write_kaggle
-from train import scoring, transfer, wandb_log
-from train.args import TrainOptions, hub_download_failed, resolve_data, resolve_model
-from train.resume import completed_epochs
+from rsna_yolo import offline
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.io import write_json_atomic
+from rsna_yolo.core.runs import KAGGLE_JSON, write_kaggle
+from rsna_yolo.train import scoring, transfer, wandb_log
+from rsna_yolo.train.args import (
+    TrainOptions,
+    hub_download_failed,
+    resolve_data,
+    resolve_model,
+    resolve_project,
+)
+from rsna_yolo.train.resume import completed_epochs
 
 OPTIONS_FILE = "train_options.json"  # our keys, saved beside args.yaml so `resume` restores them
 BEST_KAGGLE = "best_kaggle.pt"  # weights/: the scored epoch with the best Kaggle mAP (kaggle_every)
@@ -422,7 +429,7 @@ def _evaluate_classifier(trainer, session: _Session) -> dict[str, Any]:
     """classify.json for a finished classifier run (its best weights on the view's val split), logged to
     W&B as ``classify/*``."""
     from analysis.inference import evaluate_classifier as evaluate
-    from core.runs import CLASSIFY_JSON
+    from rsna_yolo.core.runs import CLASSIFY_JSON
 
     weights = trainer.best if Path(trainer.best).is_file() else trainer.last
     settings = scoring.predict_settings(trainer)
@@ -465,6 +472,7 @@ def train(
     task = args.pop("task", "detect")
     data = resolve_data(args, task)
     args["data"] = str(data)
+    resolve_project(args, task)
     name = resolve_model(args.pop("model", None))
     source = transfer_source(args, name)
     try:
@@ -515,7 +523,7 @@ def resume(
     """
     from ultralytics import YOLO
 
-    from train.resume import check_resumable
+    from rsna_yolo.train.resume import check_resumable
 
     run_dir = Path(run_dir)
     last, train_args = check_resumable(run_dir)

@@ -1,5 +1,5 @@
 """``python -m train key=value ...`` and ``python -m train resume RUN_DIR``: parse, call
-:func:`train.run.train` / :func:`train.run.resume`, print the run folder."""
+:func:`rsna_yolo.train.run.train` / :func:`rsna_yolo.train.run.resume`, print the run folder."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ PROG = "python -m train"
 
 
 def train_main(argv: list[str]) -> int:
-    from train.args import parse_key_values
-    from train.run import train
+    from rsna_yolo.train.args import parse_key_values
+    from rsna_yolo.train.run import train
 
     args, options = parse_key_values(argv)
     result = train(args, options)
@@ -33,8 +33,8 @@ def resume_main(argv: list[str]) -> int:
         help="settings Ultralytics lets a resume change: device, batch...",
     )
     ns = parser.parse_args(argv)
-    from train.args import given_options, parse_key_values
-    from train.run import resume
+    from rsna_yolo.train.args import given_options, parse_key_values
+    from rsna_yolo.train.run import resume
 
     args, options = parse_key_values(ns.overrides)
     explicit = {k: getattr(options, k) for k in given_options(ns.overrides)}  # e.g. wandb=False

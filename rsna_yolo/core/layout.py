@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from core.boxes import rsna_boxes_to_yolo
-from core.cli import UserError
+from rsna_yolo.core.boxes import rsna_boxes_to_yolo
+from rsna_yolo.core.cli import UserError
 
 SPLITS = ("train", "val", "test")
 LABEL_SPLITS = ("train", "val")
