@@ -17,7 +17,13 @@ Keys added by this project (removed before Ultralytics sees the rest):
   rescore=False       skip the final Kaggle rescoring
 
 model= may be a *.yaml (from scratch), a local .pt (transfer learning; freeze=N passes through) or a hub
-name such as yolo11s.pt (needs RSNA_YOLO_ONLINE=1). data= defaults to $RSNA_YOLO_DATA.
+name such as yolo11s.pt: looked for in ./weights (or $RSNA_YOLO_WEIGHTS), else downloaded, which needs
+RSNA_YOLO_ONLINE=1. data= defaults to $RSNA_YOLO_DATA.
+
+Where it writes, relative to the folder you run it from: a run to runs/<task>/<name> (runs/detect/train,
+train2 ... without name=; project=DIR puts it in DIR/<name>), a sweep to runs/sweeps/<name>, a fold set to
+runs/folds/<dataset> (runs/folds/<dataset>_cls for classifiers). Installed, the same command is
+`rsna-yolo train ...` (or `python -m rsna_yolo.train ...`) from any folder.
 """
 
 from __future__ import annotations
