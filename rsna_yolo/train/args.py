@@ -17,6 +17,7 @@ from typing import Any
 
 from rsna_yolo import offline
 from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.layout import CLASSIFY_VIEW, MANIFEST_CSV
 
 DATA_ENV = "RSNA_YOLO_DATA"  # data.yaml for runs started without data= (e.g. by `wandb agent`)
 HUB_HELP = "https://github.com/ultralytics/assets/releases"
@@ -183,7 +184,8 @@ def resolve_data(args: dict[str, Any], task: str = "detect") -> Path:
         if path.is_dir() and (path / "train").is_dir() and (path / "val").is_dir():
             return path.resolve()
         root = path.parent if path.is_file() else path
-        hint = f"data={root / 'classify'}" if (root / "manifest.csv").is_file() else "data=D/classify"
+        view = root / CLASSIFY_VIEW if (root / MANIFEST_CSV).is_file() else f"D/{CLASSIFY_VIEW}"
+        hint = f"data={view}"
         raise UserError(
             f"data={value}: task=classify needs a classification view (train/ and val/ class folders): "
             f"{hint}, made by `python -m convert classify {root}`"

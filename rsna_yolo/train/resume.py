@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rsna_yolo.core.cli import UserError
+from rsna_yolo.core.runs import LAST_PT, RESULTS_CSV, weights_file
 
 
 def completed_epochs(results_csv: Path) -> int:
@@ -48,7 +49,7 @@ def check_resumable(run_dir: Path) -> tuple[Path, dict[str, Any]]:
     from ultralytics.nn.tasks import torch_safe_load
 
     run_dir = Path(run_dir)
-    last = run_dir / "weights" / "last.pt"
+    last = weights_file(run_dir, LAST_PT)
     if not last.is_file():
         raise UserError(
             f"{last}: not found; `python -m train resume` takes a run folder (runs/detect/<name>)"
@@ -58,7 +59,7 @@ def check_resumable(run_dir: Path) -> tuple[Path, dict[str, Any]]:
     except Exception as exc:
         raise UserError(f"{last}: not a readable Ultralytics checkpoint ({exc})") from None
     train_args = dict(ckpt.get("train_args") or {})
-    reason = finished_reason(ckpt, completed_epochs(run_dir / "results.csv"))
+    reason = finished_reason(ckpt, completed_epochs(run_dir / RESULTS_CSV))
     if reason:
         raise UserError(
             f"{run_dir} cannot be resumed: {reason}. Epochs cannot be extended by resuming; to train longer, "

@@ -47,7 +47,7 @@ from typing import Any
 from rsna_yolo import offline
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.io import write_json_atomic
-from rsna_yolo.core.runs import KAGGLE_JSON, write_kaggle
+from rsna_yolo.core.runs import BEST_PT, KAGGLE_JSON, RESULTS_CSV, WEIGHTS_DIR, write_kaggle
 from rsna_yolo.train import scoring, transfer, wandb_log
 from rsna_yolo.train.args import (
     TrainOptions,
@@ -366,7 +366,7 @@ def _fit(model, args: dict[str, Any], session: _Session, resume: bool) -> RunRes
     return RunResult(
         run_dir=run_dir,
         kaggle=result,
-        epochs_done=completed_epochs(run_dir / "results.csv") if ddp else trainer.epoch + 1,
+        epochs_done=completed_epochs(run_dir / RESULTS_CSV) if ddp else trainer.epoch + 1,
         stopped_by_hook=session.stopped_by_hook,
         epoch_scores=dict(session.epoch_scores),
         metrics=metrics,
@@ -404,7 +404,7 @@ def final_kaggle(trainer, session: _Session) -> dict[str, Any]:
     keep_kaggle = alt["score"] > result["score"]
     every = session.options.kaggle_every
     candidates = {
-        "best.pt": {"file": f"weights/{BEST_FITNESS if keep_kaggle else 'best.pt'}",
+        BEST_PT: {"file": f"{WEIGHTS_DIR}/{BEST_FITNESS if keep_kaggle else BEST_PT}",
                     "epoch": history.get("fitness_epoch"), "score": result["score"],
                     "chosen_by": "Ultralytics fitness"},
         BEST_KAGGLE: {"file": f"weights/{BEST_KAGGLE}", "epoch": kaggle_epoch, "score": alt["score"],
@@ -414,7 +414,7 @@ def final_kaggle(trainer, session: _Session) -> dict[str, Any]:
         os.replace(best, best.with_name(BEST_FITNESS))
         shutil.copyfile(candidate, best)
         result = rescore(best, session.data, split="val", progress=False, **settings)
-    result["checkpoint"] = {"kept": BEST_KAGGLE if keep_kaggle else "best.pt", "candidates": candidates}
+    result["checkpoint"] = {"kept": BEST_KAGGLE if keep_kaggle else BEST_PT, "candidates": candidates}
     write_kaggle(run_dir, {k: v for k, v in result.items() if k != "out_dir"})
     name = result["checkpoint"]["kept"]
     print(
