@@ -10,8 +10,9 @@ in one run:
    (``--det-model``, default yolo11n.yaml) with ``python -m train`` (W&B off);
 3. train every classifier of :func:`classifier_tries` at the same budget (``--cls-epochs``): the basic CNN
    classifier and a YOLO classifier (``--cls-model``), each from scratch and transferred from the detector of
-   its family (``pretrained=<detector run>``: the backbone the detector learnt on the same films), at half
-   the detector's input size and at its full size;
+   its family (``pretrained=<detector run>``: the backbone the detector learnt on the same films), with
+   Ultralytics' classifier augmentation or whole-film augmentation (:data:`FILM_AUGMENT`), at half the
+   detector's input size or (``_big``) at its full size;
 4. gate each detector by each classifier, by the best classifier with flip TTA and by an ensemble of the
    best ones (``analysis rescore --classifier``; the gate is tuned with the threshold and box scale), and
    by the truth itself (the ceiling a perfect classifier would reach);
@@ -24,7 +25,7 @@ finished steps (data, training runs, cached predictions). SYNTHETIC scores say n
 
     python benchmarks/gating_bench.py --out runs/gating_bench [--patients 2000] [--imgsz 256]
         [--det-epochs 15] [--cls-epochs 15] [--det-model yolo11n.yaml] [--cls-model yolo11n-cls.yaml]
-        [--tries basic,basic_tr,yolo,yolo_tr,yolo_big,yolo_big_tr,yolo_tr_film,...] [--ensemble 3]
+        [--tries yolo_film,yolo_tr_film,yolo,yolo_tr,basic,basic_tr] [--ensemble 3] [--cls-args '...']
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def auc_of(gated: dict, truth: dict) -> float | None:
 # RandAugment and random erasing: the whole-film clues of the hard level (heart size against the chest, an
 # effusion at a base) are cut away or distorted. "film": whole films, flips and brightness only.
 FILM_AUGMENT = ["scale=0.1", "erasing=0.0", "auto_augment=None", "hsv_h=0.0", "hsv_s=0.0", "hsv_v=0.2"]
-TRIES = "basic,basic_tr,yolo,yolo_tr,yolo_big,yolo_big_tr"
+TRIES = "yolo_film,yolo_tr_film,yolo,yolo_tr,basic,basic_tr"
 
 
 def classifier_tries(a, det_runs: dict[str, Path]) -> dict[str, dict]:
