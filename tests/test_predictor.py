@@ -68,7 +68,7 @@ def test_a_gate_without_its_classifier_is_one_line(tmp_path):
 
 
 def test_no_tuning_file_is_one_line(tmp_path):
-    with pytest.raises(UserError, match="no such file; tune first"):
+    with pytest.raises(UserError, match="no tuned conf/scale \\(no such file\\)"):
         TunedSetting.from_run(tmp_path)
 
 

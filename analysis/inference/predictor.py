@@ -111,7 +111,9 @@ class TunedSetting:
         file = tuned_file(path)
         data = read_kaggle(file)
         if data is None:
-            raise UserError(f"{file}: no such file; tune first (python -m analysis rescore, or train folds)")
+            raise UserError(
+                f"{file}: no tuned conf/scale (no such file); run `python -m analysis rescore` first"
+            )
         try:
             conf, box_scale = float(data["conf"]), float(data.get("scale") or 1.0)
         except (KeyError, TypeError, ValueError) as exc:
@@ -123,7 +125,7 @@ class TunedSetting:
             raise UserError(f"{file}: gate {gate!r} is not a tuned gate ({{'mode', 'gate'}})")
         info = {k: data.get(k) for k in ("split", "n_images", "score", "score_heldout", "data")}
         if data.get("split") == OOF:
-            return cls._from_fold_set(file, data, conf, box_scale, gate, info)
+            return cls._from_fold_set(file, data, conf, box_scale, gate, info, check_weights)
         weights = data.get("weights")
         weights = [weights] if isinstance(weights, str) else list(weights or [])
         if not weights and check_weights:
@@ -160,12 +162,14 @@ class TunedSetting:
         )
 
     @classmethod
-    def _from_fold_set(cls, file: Path, data: dict, conf, box_scale, gate, info) -> TunedSetting:
+    def _from_fold_set(
+        cls, file: Path, data: dict, conf, box_scale, gate, info, check_weights
+    ) -> TunedSetting:
         """A fold set tuned out of fold: every fold's weights, fused keeping each box's best fold confidence
         (``oof_fusion``: the scale its threshold was tuned on, by single models)."""
         set_dir = file.parent
         folds = fold_runs(set_dir)
-        if not folds:
+        if not folds and check_weights:
             raise UserError(f"{file}: tuned out of fold, but {set_dir} holds no fold runs with weights")
         tuned = data.get("folds")
         if isinstance(tuned, dict) and len(tuned) != len(folds):
@@ -173,9 +177,9 @@ class TunedSetting:
                 f"{file}: tuned on {len(tuned)} folds, but {set_dir} has {len(folds)} with weights "
                 "(a fold missing or added since: rerun python -m train folds)"
             )
-        weights = [w for w, _ in expand_weights([set_dir])]
+        weights = [w for w, _ in expand_weights([set_dir])] if folds else []
         classifiers: list[Path] = []
-        if gate is not None:
+        if gate is not None and check_weights:
             source = data.get("classifier")
             if not source or not Path(str(source)).exists():
                 raise UserError(f"{file}: the gate's classifier {source} is missing")

@@ -1,8 +1,8 @@
 """A Kaggle submission from trained weights (``analysis submit``): predict, write, validate.
 
-- :func:`tuned_settings` -> the threshold and box scale a run was tuned to (its ``kaggle.json``);
+- :func:`read_setting` -> the :class:`~analysis.inference.predictor.TunedSetting` a run was tuned to, from
+  which :func:`tuned_settings` (threshold and box scale), :func:`tuned_gate` and the fusion are taken;
 - :func:`find_manifest` -> the ``manifest.csv`` whose PNG scales map converted PNGs back to the source frame;
-- :func:`tuned_gate` -> the classifier gate a run was tuned to (``kaggle_gated/kaggle.json``);
 - :func:`make_submission` -> the whole command: predict a folder of test DICOMs (or converted PNGs), write
   one row per image, validate the file, and return a :class:`SubmitSummary`.
 """
@@ -19,7 +19,7 @@ from analysis.tuning.defaults import DEFAULTS
 from analysis.tuning.threshold import check_settings
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.layout import MANIFEST_CSV, read_manifest
-from rsna_yolo.core.runs import expand_weights, kaggle_path, read_kaggle
+from rsna_yolo.core.runs import OOF, expand_weights
 
 DEFAULT_CONF = DEFAULTS.default_conf
 """The threshold without a tuned run (Ultralytics' default)."""
@@ -40,53 +40,52 @@ class SubmitSummary:
     gate: dict | None = None
 
 
+def read_setting(from_run: str | Path) -> TunedSetting:
+    """The setting ``from_run`` was tuned to (:meth:`TunedSetting.from_run`: a run folder's ``kaggle.json``, a
+    fold set's out-of-fold file, or the ``kaggle*.json`` given), read without checking its weights: a
+    submission predicts with the weights it is given, which :func:`make_submission` compares."""
+    return TunedSetting.from_run(from_run, check_weights=False)
+
+
 def tuned_settings(
     from_run: str | Path, tta: bool = False, n_weights: int = 1, *, echo: Callable[[str], object] = print
 ) -> tuple[float, float]:
-    """``(conf, box_scale)`` from a run folder's ``kaggle.json`` (or that file), read by
-    :func:`rsna_yolo.core.runs.read_kaggle`; ``echo`` gets a warning when it was tuned with other TTA /
-    ensembling
-    than ``tta`` / ``n_weights``."""
-    path = kaggle_path(from_run)
-    data = read_kaggle(path)
-    if data is None:
-        raise UserError(f"{path}: no tuned conf/scale (no such file); run `python -m analysis rescore` first")
-    try:
-        tuned_tta = bool(data.get("tta", False))
-        tuned_n = len(data["weights"]) if isinstance(data.get("weights"), list) else 1
-        if data.get("split") == "oof" and (tuned_tta, tuned_n) != (tta, n_weights):
-            echo(
-                f"note: {path} was tuned out of fold, on each fold's own model; this submission uses "
-                f"{n_weights} model(s), TTA {tta}, with that threshold, fused keeping each box's highest "
-                "confidence (WBF conf_type max: the scale the threshold was tuned on; a fold set has no "
-                "held-out images to tune its fusion on)"
-            )
-        elif (tuned_tta, tuned_n) != (tta, n_weights):
-            echo(
-                f"warning: {path} was tuned with {tuned_n} model(s), TTA {tuned_tta}; this submission uses "
-                f"{n_weights}, TTA {tta} (rescore the same combination with --tta / several weights)"
-            )
-        return float(data["conf"]), float(data.get("scale") or 1.0)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(
-            f"{path}: no tuned conf/scale ({exc}); run `python -m analysis rescore` first"
-        ) from exc
+    """``(conf, box_scale)`` ``from_run`` was tuned to (:func:`read_setting`); ``echo`` gets a warning when it
+    was tuned with other TTA / ensembling than ``tta`` / ``n_weights``."""
+    setting = read_setting(from_run)
+    note_mismatch(setting, tta, n_weights, echo)
+    return setting.conf, setting.box_scale
 
 
-def tuned_gate(from_run: str | Path | None) -> dict:
-    """``{"mode", "gate"}`` tuned by ``analysis rescore --classifier`` (the ``gate`` of ``from_run``'s
-    ``kaggle.json``); :class:`UserError` when there is none."""
-    if from_run is None:
+def note_mismatch(setting: TunedSetting, tta: bool, n_weights: int, echo: Callable[[str], object]) -> None:
+    """A line for ``echo`` when the submission's models or TTA are not those the setting was tuned with."""
+    tuned_n = max(len(setting.weights), 1)
+    if setting.info.get("split") == OOF and (tta or n_weights > 1):
+        echo(
+            f"note: {setting.source} was tuned out of fold, on each fold's own model; this submission uses "
+            f"{n_weights} model(s), TTA {tta}, with that threshold, fused keeping each box's highest "
+            "confidence (WBF conf_type max: the scale the threshold was tuned on; a fold set has no "
+            "held-out images to tune its fusion on)"
+        )
+    elif setting.info.get("split") != OOF and (setting.tta, tuned_n) != (tta, n_weights):
+        echo(
+            f"warning: {setting.source} was tuned with {tuned_n} model(s), TTA {setting.tta}; this "
+            f"submission uses {n_weights}, TTA {tta} (rescore the same combination with --tta / several "
+            "weights)"
+        )
+
+
+def tuned_gate(setting: TunedSetting | None) -> dict:
+    """``{"mode", "gate"}`` of a setting tuned by ``analysis rescore --classifier`` (or a fold set's gated
+    out-of-fold file); :class:`UserError` when there is none."""
+    if setting is None:
         raise UserError("--classifier needs the tuned gate: --from-run RUN/kaggle_gated (or --gate G)")
-    path = kaggle_path(from_run)
-    data = read_kaggle(path) or {}
-    gate = data.get("gate")
-    if not isinstance(gate, dict) or gate.get("mode") not in ("hard", "soft"):
+    if not setting.gate:
         raise UserError(
-            f"{path}: no tuned classifier gate; run `python -m analysis rescore RUN --data D "
+            f"{setting.source}: no tuned classifier gate; run `python -m analysis rescore RUN --data D "
             "--classifier CLS_RUN` and pass its kaggle_gated folder (or --gate G)"
         )
-    return {"mode": gate["mode"], "gate": gate.get("gate")}
+    return {"mode": setting.gate["mode"], "gate": setting.gate.get("gate")}
 
 
 def find_manifest(folder: Path, images: dict[str, Path]) -> Path | None:
@@ -147,15 +146,17 @@ def make_submission(
     ``from_run``'s (:func:`tuned_gate`) unless ``gate`` sets a hard one.
     """
     classifier = list(classifier or [])
+    tuned = read_setting(from_run) if from_run else None
     gating = None
     if classifier:
-        gating = {"mode": "hard", "gate": float(gate)} if gate is not None else tuned_gate(from_run)
+        gating = {"mode": "hard", "gate": float(gate)} if gate is not None else tuned_gate(tuned)
     elif gate is not None:
         raise UserError("--gate needs --classifier (the classifier whose P(opacity) is gated)")
     weight_files = [w for w, _ in expand_weights(weights)]  # a fold set: every fold's weights
-    tuned = tuned_settings(from_run, tta, len(weight_files), echo=echo) if from_run else (DEFAULT_CONF, 1.0)
-    conf = tuned[0] if conf is None else conf
-    box_scale = tuned[1] if box_scale is None else box_scale
+    if tuned is not None:
+        note_mismatch(tuned, tta, len(weight_files), echo)
+    conf = (tuned.conf if tuned else DEFAULT_CONF) if conf is None else conf
+    box_scale = (tuned.box_scale if tuned else 1.0) if box_scale is None else box_scale
     check_settings(conf, box_scale)
     images = image_ids(images_dir)
     png_scales = None
@@ -164,7 +165,7 @@ def make_submission(
         if not png_scales_from:
             echo(f"note: PNG scales from {manifest_csv}")
         png_scales = read_png_scales(Path(manifest_csv))
-    setting = _setting(from_run, weight_files, tta, imgsz)
+    setting = _setting(tuned, weight_files, tta, imgsz)
     setting = replace(
         setting, conf=conf, box_scale=box_scale, gate=gating,
         classifiers=tuple(w for w, _ in expand_weights(classifier)), classifier_tta=classifier_tta,
@@ -181,22 +182,22 @@ def make_submission(
     return SubmitSummary(Path(out), *counts, conf, box_scale, failed, gating)
 
 
-def _setting(from_run, weight_files: list[Path], tta: bool, imgsz: int | None) -> TunedSetting:
-    """The inference part of the setting: these weights with ``from_run``'s image sizes (when it was tuned
-    on the same weights) and fusion (:func:`_tuned_wbf`); ``imgsz`` sets one size for all."""
+def _setting(
+    tuned: TunedSetting | None, weight_files: list[Path], tta: bool, imgsz: int | None
+) -> TunedSetting:
+    """The inference part of the setting: these weights with the tuned setting's image sizes (when it was
+    tuned on the same weights) and fusion (a fold set tuned out of fold: :data:`OOF_FUSION`); ``imgsz``
+    sets one size for all."""
+    fused = len(weight_files) > 1 or tta
     sizes = None if imgsz is None else (int(imgsz),) * len(weight_files)
-    wbf = _tuned_wbf(from_run) if len(weight_files) > 1 or tta else None
-    if sizes is None and from_run is not None:
-        try:
-            tuned = TunedSetting.from_run(from_run)
-        except UserError:  # a setting without its weights here: the weights given predict at their own size
-            tuned = None
-        same = tuned is not None and [Path(w).resolve() for w in tuned.weights] == [
-            Path(w).resolve() for w in weight_files
-        ]
-        sizes = tuned.sizes if same else None
+    wbf = None
+    if tuned is not None:
+        same = [Path(w).resolve() for w in tuned.weights] == [Path(w).resolve() for w in weight_files]
+        sizes = tuned.sizes if sizes is None and same else sizes
+        oof = tuned.info.get("split") == OOF
+        wbf = (dict(OOF_FUSION) if oof else tuned.wbf) if fused else None
     return TunedSetting(weights=tuple(weight_files), sizes=sizes, tta=tta, wbf=wbf,
-                        source=kaggle_path(from_run) if from_run else None)  # fmt: skip
+                        source=tuned.source if tuned else None)  # fmt: skip
 
 
 OOF_FUSION = dict(DEFAULTS.oof_fusion)
@@ -205,16 +206,3 @@ confidence of the fold model most sure of it, the scale that threshold was tuned
 averaging also counts each model's weak duplicates and the models that missed the box, which drags the
 fused confidence far below a single model's (docs/study.md: at the out-of-fold threshold 0.45, 2 of 60
 test films kept a box with ``avg``, 8 with ``max``, 6-8 with each fold alone)."""
-
-
-def _tuned_wbf(from_run: str | Path | None) -> dict | None:
-    """The weighted-box-fusion setting rescoring tuned for this ensemble (``wbf`` of ``from_run``'s
-    ``kaggle.json``); :data:`OOF_FUSION` for a fold set's out-of-fold tuning; else None
-    (``ensemble_boxes``' defaults)."""
-    if from_run is None:
-        return None
-    data = read_kaggle(from_run) or {}
-    wbf = data.get("wbf")
-    if isinstance(wbf, dict):
-        return dict(wbf)
-    return dict(OOF_FUSION) if data.get("split") == "oof" else None
