@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import REPO_ROOT, subprocess_env
 from tiny_yolo_data import make_synthetic_dataset
 
@@ -93,6 +94,8 @@ def test_classifier_gets_every_shared_tensor_of_a_detector_run_folder(views, det
     assert sorted(record["transferred"]) == shared
     assert set(record["left_out"]) == set(state) - set(shared)
     assert record["source"] == str(detector / "weights" / "best.pt")  # the run folder resolved to its best.pt
+    saved = yaml.safe_load((result.run_dir / "args.yaml").read_text())
+    assert saved["pretrained"] == record["source"]  # what Ultralytics was given, as args.yaml records it
     assert record["left_out"]["model.10.linear.weight"] == "not in the source"  # the Classify head
     assert result.transfer["transferred"] == 192 and result.transfer["of"] == 236
     assert result.classify["transfer"] == result.transfer  # classify.json says where the weights came from
