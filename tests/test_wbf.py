@@ -269,3 +269,16 @@ def test_fuse_batch_equals_fuse_image_by_image():
     assert all(
         g is s[0] for g, s in zip(fuse_batch(single, sizes, conf=0.01, iou_thr=0.55), single, strict=True)
     )
+
+
+def test_fusion_in_chunks_equals_fusion_in_one(monkeypatch):
+    """Images fused in many small chunks (fusion.SLOT_BUDGET: bounded memory at any size) give the same
+    boxes as all at once."""
+    import analysis.tuning.fusion as fusion
+
+    parts = random_parts(9, 40, 3, round_conf=2)
+    setting = {"iou_thr": 0.55, "skip_box_thr": 0.01, "conf_type": "box_and_model_avg"}
+    whole = fuse_parts(parts, **setting)
+    monkeypatch.setattr(fusion, "SLOT_BUDGET", 40)  # a chunk of 1-4 images
+    assert_same(fuse_parts(parts, **setting), whole)
+    assert_same(whole, reference_fusion(reference_grouping(parts, 3), **setting))
