@@ -29,7 +29,7 @@ def _fresh_env(**extra: str) -> dict[str, str]:
 
 
 def _decided(env: dict[str, str]) -> dict[str, str]:
-    code = "import json, offline; print(json.dumps(offline.ENVIRONMENT))"
+    code = "import json; from rsna_yolo import offline; print(json.dumps(offline.ENVIRONMENT))"
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
