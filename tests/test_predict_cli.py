@@ -110,7 +110,7 @@ def test_input_mistakes_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"not a \.dcm or \.png image"):
         predict_films(tmp_path / "run", films / "notes.txt", tmp_path / "out", progress=False)
     done = run_analysis("predict", tmp_path / "run", "--images", films, "--out", tmp_path / "out")
-    assert done.returncode == 2 and "kaggle.json: no such file" in done.stderr
+    assert done.returncode == 2 and "kaggle.json: no tuned conf/scale (no such file)" in done.stderr
     assert done.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
 
 

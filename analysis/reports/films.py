@@ -17,8 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rsna_yolo.core.boxes import NATIVE_SIZE
-from rsna_yolo.core.images import resize_longer_side, resized_shape
+from rsna_yolo.core.images import resize_longer_side
 from rsna_yolo.core.io import write_atomic
 
 DRAW_SIZE = 640
@@ -37,17 +36,11 @@ def load_film(
     """``(gray (h, w) uint8 with max(h, w) == size, png_scale)`` of a DICOM (decoded like the converter,
     :func:`analysis.inference.predict.load_image`) or a PNG (its source frame from ``png_scales``, the
     manifest's PNG scale, else ``NATIVE_SIZE`` px on its longer side). Raises when it cannot be read."""
-    path = Path(path)
-    if path.suffix.lower() == ".dcm":
-        from rsna_yolo.core.dicom import dicom_to_uint8, read_dicom
+    from analysis.inference.predict import load_image
 
-        img = dicom_to_uint8(read_dicom(path))
-        return resize_longer_side(img, size), resized_shape(img.shape[0], img.shape[1], size)[2]
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise ValueError(f"{path}: unreadable image")
-    known = png_scales.get(path.stem) if png_scales else None
-    png_scale = float(known) if known else max(img.shape) / NATIVE_SIZE
+    img, png_scale = load_image(Path(path), size, png_scales)  # a DICOM comes resized to ``size`` already
+    if Path(path).suffix.lower() == ".dcm":
+        return img, png_scale
     return resize_longer_side(img, size), png_scale * size / max(img.shape)
 
 
