@@ -299,7 +299,7 @@ def test_epoch_scorer_uses_the_fold_yamls_own_val_images(tmp_path: Path):
     fold1_val = tmp_path / "ds" / "folds" / "fold1_val.txt"
     expected = sorted(Path(line).stem for line in fold1_val.read_text().split())
     scorer = EpochScorer(tmp_path / "ds" / "folds" / "fold1.yaml")
-    assert sorted(Path(p).stem for p in scorer.images) == expected
-    assert sorted(scorer.truth) == expected
+    assert sorted(Path(p).stem for p in scorer.split.images) == expected
+    assert sorted(scorer.split.gt.truth) == expected
     fold0 = EpochScorer(tmp_path / "ds" / "data.yaml")
-    assert not set(Path(p).stem for p in fold0.images) & set(expected)
+    assert not set(Path(p).stem for p in fold0.split.images) & set(expected)
