@@ -29,6 +29,7 @@ from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.io import write_csv_atomic
 from rsna_yolo.core.layout import MANIFEST_CSV, PRED_COLUMNS, dataset_split
 from rsna_yolo.core.runs import (
+    WEIGHTS_DIR,
     classifier_predictions_name,
     expand_weights,
     parts_name,
@@ -228,7 +229,7 @@ def check_not_trained_on(weights: Sequence[Path], split: str, ids: Sequence[str]
     wanted = set(ids)
     trained: dict[Path, set[str]] = {}  # data YAML -> its train patientIds (a fold set shares one dataset)
     for w in weights:
-        args = read_args(Path(w).parent.parent) if Path(w).parent.name == "weights" else None
+        args = read_args(Path(w).parent.parent) if Path(w).parent.name == WEIGHTS_DIR else None
         data = Path(str((args or {}).get("data") or ""))
         if not data.is_file():
             continue

@@ -215,7 +215,7 @@ def objective_value(metric: str, result) -> float:
 def example_values(spec: SweepSpec) -> dict[str, Any]:
     """One value of each swept parameter (the first choice, or the low end), to check keys before a study.
 
-    >>> spec = load_sweep(Path(__file__).parents[1] / "yolo_configs/sweeps/optimizers.yaml")
+    >>> spec = load_sweep(Path(__file__).parents[2] / "yolo_configs/sweeps/optimizers.yaml")
     >>> example_values(spec)
     {'cfg': 'yolo_configs/hyp/sgd.yaml'}
     """
