@@ -80,11 +80,13 @@ $PY -m train data="$OUT/dataset/data.yaml" cfg="$HYP" model="$MODEL" imgsz="$IMG
 # (python -m train wrote kaggle.json; to redo the rescoring alone: python -m analysis rescore RUN --data ...)
 
 echo "== 5/7 training a classifier on the three classes ($CLS_MODEL), then gating the detector's boxes with it"
+CLS_START=$(date +%s)
 rm -rf "$CLS_RUN"
 # shellcheck disable=SC2086
 $PY -m train task=classify data="$OUT/dataset/classify" model="$CLS_MODEL" imgsz="$CLS_IMGSZ" \
   epochs="$CLS_EPOCHS" batch=16 project="$ABS_OUT/runs" name=classify ${DEMO_ARGS:-}
 $PY -m analysis rescore "$RUN" --data "$OUT/dataset/data.yaml" --classifier "$CLS_RUN" --no-val --quiet
+CLS_SECONDS=$(($(date +%s) - CLS_START))
 
 if [ -d "$TEST_DIR" ]; then
   echo "== 6/7 predicting the test set into a submission with the tuned threshold, box scale and gate"
@@ -98,12 +100,15 @@ else
   SUBMISSION="(none: no $TEST_DIR)"
 fi
 
-SCORE=$($PY -c "import json,sys; k=json.load(open(sys.argv[1])); \
-print(f\"{k['score']:.4f} (conf {k['conf']:.2f}, box scale {k['scale']:.2f}, {k['n_images']} val images)\")" \
+# The tuned score is the best setting on the very images it is scored on; the held-out score beside it tunes
+# on one half of them (by patientId) and scores the other half, both ways, averaged.
+HELDOUT="h=k.get('score_heldout'); ho='n/a' if h is None else f'{h:.4f}'"
+SCORE=$($PY -c "import json,sys; k=json.load(open(sys.argv[1])); $HELDOUT; \
+print(f\"{k['score']:.4f} (held-out {ho}; conf {k['conf']:.2f}, box scale {k['scale']:.2f}, {k['n_images']} val images)\")" \
   "$RUN/kaggle.json")
-GATED=$($PY -c "import json,sys; k=json.load(open(sys.argv[1])); g=k['gate']; \
+GATED=$($PY -c "import json,sys; k=json.load(open(sys.argv[1])); g=k['gate']; $HELDOUT; \
 how='no gate' if g['mode']=='hard' and not g['gate'] else (f\"soft gate\" if g['mode']=='soft' else f\"hard gate {g['gate']:.2f}\"); \
-print(f\"{k['score']:.4f} ({how}, conf {k['conf']:.2f}, box scale {k['scale']:.2f})\")" "$RUN/kaggle_gated/kaggle.json")
+print(f\"{k['score']:.4f} (held-out {ho}; {how}, conf {k['conf']:.2f}, box scale {k['scale']:.2f})\")" "$RUN/kaggle_gated/kaggle.json")
 CLS=$($PY -c "import json,sys; k=json.load(open(sys.argv[1])); a=k['auc_opacity']; \
 print(f\"accuracy {k['accuracy']:.3f}, ROC AUC of P(opacity) {'n/a' if a is None else f'{a:.3f}'}\")" "$CLS_RUN/classify.json")
 echo
@@ -112,6 +117,7 @@ echo "dataset:          $OUT/dataset/data.yaml   (report: $OUT/dataset/report.js
 echo "training run:     $RUN   (args.yaml, results.csv, weights/best.pt)"
 echo "Kaggle score:     $RUN/kaggle.json   (threshold sweep: $RUN/kaggle_threshold.png)"
 echo "classifier run:   $CLS_RUN   (classify.json: $CLS; gated score: $RUN/kaggle_gated/kaggle.json)"
+echo "classifier step:  ${CLS_SECONDS} s (training the classifier, then rescoring with its gate)"
 echo "submission:       $SUBMISSION"
 if [ -f "$RUN/WANDB_SYNC.txt" ]; then
   echo "W&B (offline):    $(tail -n 1 "$RUN/WANDB_SYNC.txt")"
