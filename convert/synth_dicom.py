@@ -7,6 +7,7 @@ depths, MONOCHROME1 and rescale/VOI tags for the converter's edge cases.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import cv2
@@ -21,6 +22,8 @@ from pydicom.uid import (
     SecondaryCaptureImageStorage,
     generate_uid,
 )
+
+from rsna_yolo.core.io import write_atomic
 
 TRANSFER_SYNTAXES = {"jpeg": JPEGBaseline8Bit, "explicit": ExplicitVRLittleEndian}
 """``write_dicom(transfer_syntax=...)`` names -> transfer syntax UIDs."""
@@ -162,7 +165,9 @@ def write_dicom(path: str | Path, pixels: np.ndarray, **tags) -> None:
     ``age``, ``sex`` or ``view`` set to ``None`` leave the tag out (as a damaged header would).
     ``rescale_*`` and ``window_*`` add the Modality LUT / VOI LUT tags only when given.
     """
-    build_dicom(pixels, **tags).save_as(Path(path), enforce_file_format=True)
+    buffer = io.BytesIO()
+    build_dicom(pixels, **tags).save_as(buffer, enforce_file_format=True)
+    write_atomic(Path(path), buffer.getvalue())  # a killed run leaves no half DICOM behind
 
 
 def read_pixels(path: str | Path) -> np.ndarray:

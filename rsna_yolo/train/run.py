@@ -181,7 +181,7 @@ class _Session:
         if not is_main_rank():
             return
         run_dir = Path(trainer.save_dir)
-        (run_dir / OPTIONS_FILE).write_text(json.dumps(asdict(self.options), indent=2) + "\n")
+        write_json_atomic(asdict(self.options), run_dir / OPTIONS_FILE)
         if not self.options.wandb:
             return
         self.start_wandb(trainer, resume=bool(trainer.args.resume))
