@@ -47,7 +47,17 @@ from typing import Any
 from rsna_yolo import offline
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.io import write_json_atomic
-from rsna_yolo.core.runs import BEST_PT, KAGGLE_JSON, RESULTS_CSV, WEIGHTS_DIR, write_kaggle
+from rsna_yolo.core.runs import (
+    BEST_FITNESS_PT,
+    BEST_KAGGLE_PT,
+    BEST_PT,
+    KAGGLE_EPOCHS_JSON,
+    KAGGLE_JSON,
+    OPTIONS_JSON,
+    RESULTS_CSV,
+    WEIGHTS_DIR,
+    write_kaggle,
+)
 from rsna_yolo.train import scoring, transfer, wandb_log
 from rsna_yolo.train.args import (
     TrainOptions,
@@ -58,10 +68,8 @@ from rsna_yolo.train.args import (
 )
 from rsna_yolo.train.resume import completed_epochs
 
-OPTIONS_FILE = "train_options.json"  # our keys, saved beside args.yaml so `resume` restores them
-BEST_KAGGLE = "best_kaggle.pt"  # weights/: the scored epoch with the best Kaggle mAP (kaggle_every)
-BEST_FITNESS = "best_fitness.pt"  # weights/: Ultralytics' best.pt, renamed when best_kaggle.pt is kept
-KAGGLE_EPOCHS = "kaggle_epochs.json"  # each scored epoch's Kaggle mAP and the best epochs so far
+OPTIONS_FILE = OPTIONS_JSON  # the file names of a run are rsna_yolo.core.runs'
+BEST_KAGGLE, BEST_FITNESS, KAGGLE_EPOCHS = BEST_KAGGLE_PT, BEST_FITNESS_PT, KAGGLE_EPOCHS_JSON
 # on_epoch(epoch (1-based), value) -> True to stop training now (a pruned sweep trial)
 EpochHook = Callable[[int, float], bool]
 

@@ -29,9 +29,7 @@ from typing import Any
 
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.io import write_json_atomic
-from rsna_yolo.core.runs import resolve_weights
-
-TRANSFER_JSON = "transfer.json"
+from rsna_yolo.core.runs import TRANSFER_JSON, resolve_weights
 
 
 def resolve_source(value: str | Path) -> Path:
