@@ -68,8 +68,6 @@ from rsna_yolo.train.args import (
 )
 from rsna_yolo.train.resume import completed_epochs
 
-OPTIONS_FILE = OPTIONS_JSON  # the file names of a run are rsna_yolo.core.runs'
-BEST_KAGGLE, BEST_FITNESS, KAGGLE_EPOCHS = BEST_KAGGLE_PT, BEST_FITNESS_PT, KAGGLE_EPOCHS_JSON
 # on_epoch(epoch (1-based), value) -> True to stop training now (a pruned sweep trial)
 EpochHook = Callable[[int, float], bool]
 
@@ -189,7 +187,7 @@ class _Session:
         if not is_main_rank():
             return
         run_dir = Path(trainer.save_dir)
-        write_json_atomic(asdict(self.options), run_dir / OPTIONS_FILE)
+        write_json_atomic(asdict(self.options), run_dir / OPTIONS_JSON)
         if not self.options.wandb:
             return
         self.start_wandb(trainer, resume=bool(trainer.args.resume))
@@ -261,7 +259,7 @@ class _Session:
         run (``kaggle_patience``) after that many scored epochs without a better one."""
         weights = Path(trainer.wdir)
         if math.isfinite(value) and (self.best_kaggle is None or value > self.best_kaggle[1]):
-            target = weights / BEST_KAGGLE
+            target = weights / BEST_KAGGLE_PT
             shutil.copyfile(trainer.last, target.with_suffix(".tmp"))
             os.replace(target.with_suffix(".tmp"), target)
             self.best_kaggle, self.stale = (epoch, value), 0
@@ -290,11 +288,11 @@ class _Session:
             "fitness_epoch": self.fitness_epoch,
             "stale": self.stale,
         }
-        write_json_atomic(record, run_dir / KAGGLE_EPOCHS)
+        write_json_atomic(record, run_dir / KAGGLE_EPOCHS_JSON)
 
     def restore_kaggle_epochs(self, run_dir: Path) -> None:
         """A resumed run continues the history of the killed one (scores, best epochs, patience count)."""
-        path = run_dir / KAGGLE_EPOCHS
+        path = run_dir / KAGGLE_EPOCHS_JSON
         if not path.is_file():
             return
         saved = json.loads(path.read_text())
@@ -307,7 +305,7 @@ class _Session:
 
     def on_train_end(self, trainer) -> None:
         """``best_kaggle.pt`` without the optimiser state, as Ultralytics leaves ``best.pt``."""
-        path = Path(trainer.wdir) / BEST_KAGGLE
+        path = Path(trainer.wdir) / BEST_KAGGLE_PT
         if is_main_rank() and path.is_file():
             from ultralytics.utils.torch_utils import strip_optimizer
 
@@ -397,7 +395,7 @@ def final_kaggle(trainer, session: _Session) -> dict[str, Any]:
     """
     result = scoring.final_score(trainer, session.data)
     run_dir, best = Path(trainer.save_dir), Path(trainer.best)
-    candidate = Path(trainer.wdir) / BEST_KAGGLE
+    candidate = Path(trainer.wdir) / BEST_KAGGLE_PT
     if not (session.options.kaggle_every and candidate.is_file() and best.is_file()):
         return result
     from analysis.tuning import rescore
@@ -406,23 +404,24 @@ def final_kaggle(trainer, session: _Session) -> dict[str, Any]:
     alt = rescore(candidate, session.data, split="val", progress=False, ultralytics_val=False,
                   out_dir=run_dir / "kaggle_best_kaggle", **settings)  # fmt: skip
     # kaggle_epochs.json, not the session: under DDP the epochs ran in other processes (rank 0 wrote it)
-    history = json.loads((run_dir / KAGGLE_EPOCHS).read_text()) if (run_dir / KAGGLE_EPOCHS).is_file() else {}
+    epochs_file = run_dir / KAGGLE_EPOCHS_JSON
+    history = json.loads(epochs_file.read_text()) if epochs_file.is_file() else {}
     best_kaggle = history.get("best_kaggle") or {}
     kaggle_epoch, epoch_score = best_kaggle.get("epoch"), best_kaggle.get("score")
     keep_kaggle = alt["score"] > result["score"]
     every = session.options.kaggle_every
     candidates = {
-        BEST_PT: {"file": f"{WEIGHTS_DIR}/{BEST_FITNESS if keep_kaggle else BEST_PT}",
+        BEST_PT: {"file": f"{WEIGHTS_DIR}/{BEST_FITNESS_PT if keep_kaggle else BEST_PT}",
                     "epoch": history.get("fitness_epoch"), "score": result["score"],
                     "chosen_by": "Ultralytics fitness"},
-        BEST_KAGGLE: {"file": f"weights/{BEST_KAGGLE}", "epoch": kaggle_epoch, "score": alt["score"],
+        BEST_KAGGLE_PT: {"file": f"weights/{BEST_KAGGLE_PT}", "epoch": kaggle_epoch, "score": alt["score"],
                       "epoch_score": epoch_score, "chosen_by": f"Kaggle mAP every {every} epochs"},
     }  # fmt: skip
     if keep_kaggle:
-        os.replace(best, best.with_name(BEST_FITNESS))
+        os.replace(best, best.with_name(BEST_FITNESS_PT))
         shutil.copyfile(candidate, best)
         result = rescore(best, session.data, split="val", progress=False, **settings)
-    result["checkpoint"] = {"kept": BEST_KAGGLE if keep_kaggle else BEST_PT, "candidates": candidates}
+    result["checkpoint"] = {"kept": BEST_KAGGLE_PT if keep_kaggle else BEST_PT, "candidates": candidates}
     write_kaggle(run_dir, {k: v for k, v in result.items() if k != "out_dir"})
     name = result["checkpoint"]["kept"]
     print(
@@ -535,7 +534,7 @@ def resume(
 
     run_dir = Path(run_dir)
     last, train_args = check_resumable(run_dir)
-    saved = run_dir / OPTIONS_FILE
+    saved = run_dir / OPTIONS_JSON
     before = json.loads(saved.read_text()) if saved.is_file() else {}
     options = TrainOptions.from_dict({**before, **(options or {})})
     task = str(train_args.get("task") or "detect")
