@@ -29,6 +29,7 @@ import pandas as pd
 
 from analysis.inference.predictor import Prediction, Predictor, TunedSetting
 from analysis.inference.submission import image_ids, select_boxes, validate_submission, write_submission
+from analysis.inference.submit import png_scales_for
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.io import write_csv_atomic
 from rsna_yolo.core.layout import BOX_COLUMNS
@@ -91,22 +92,6 @@ def find_films(images: str | Path) -> tuple[dict[str, Path], list[Path]]:
         and not any(part.startswith(".") for part in p.relative_to(path).parts)
     ]
     return films, others
-
-
-def _png_scales(
-    images: Path, films: dict[str, Path], png_scales_from, echo: Callable[[str], object]
-) -> dict[str, float] | None:
-    """The PNG scales of converted PNGs (``png_scales_from``, else the dataset's ``manifest.csv`` found
-    as ``analysis submit`` finds it); None for DICOMs and lone PNGs (taken to be 1024-px frames)."""
-    from analysis.inference.submit import find_manifest, read_png_scales
-
-    folder = images if images.is_dir() else images.parent
-    manifest = png_scales_from or find_manifest(folder, films)
-    if not manifest:
-        return None
-    if not png_scales_from:
-        echo(f"note: PNG scales from {manifest}")
-    return read_png_scales(Path(manifest))
 
 
 def prediction_table(
@@ -211,7 +196,7 @@ def predict_films(
     _check_out(out, images)
     predictor = Predictor.from_run(run, batch=batch, device=device, workers=workers)
     setting = predictor.setting
-    png_scales = _png_scales(images, films, png_scales_from, echo)
+    png_scales = png_scales_for(images if images.is_dir() else images.parent, films, png_scales_from, echo)
     prediction = predictor.predict(
         list(films.values()), png_scales=png_scales, all_probabilities=bool(setting.classifiers),
         progress=progress,
@@ -222,14 +207,16 @@ def predict_films(
     annotated: dict[str, tuple[str, float]] = {}
     draw_errors: dict[str, str] = {}
     readable = [pid for pid in films if pid not in prediction.failed]
+    boxes_of = {pid: g for pid, g in prediction.boxes.groupby("patientId", sort=False)}  # grouped once
+    removed_of = {pid: g for pid, g in removed.groupby("patientId", sort=False)} if setting.gate else {}
     for pid in tqdm(readable, desc="draw", unit="img", disable=not progress):
         try:
             gray, png_scale = load_film(films[pid], size, png_scales)
         except Exception as exc:  # read once already: only a file changed meanwhile gets here
             draw_errors[pid] = f"could not draw: {exc}"
             continue
-        mine = prediction.boxes[prediction.boxes["patientId"] == pid].sort_values("conf", ascending=False)
-        gone = removed[removed["patientId"] == pid] if setting.gate else removed.iloc[:0]
+        mine = boxes_of.get(pid, prediction.boxes.iloc[:0]).sort_values("conf", ascending=False)
+        gone = removed_of.get(pid, removed.iloc[:0])
         xywh = mine[list(BOX_COLUMNS)].to_numpy(float)
         title = _title(pid, prediction)
         picture = annotate(

@@ -111,6 +111,19 @@ def read_png_scales(manifest_csv: Path) -> dict[str, float]:
     return manifest_png_scales(manifest)
 
 
+def png_scales_for(
+    folder: Path, images: dict[str, Path], png_scales_from=None, echo: Callable[[str], object] = print
+) -> dict[str, float] | None:
+    """The PNG scales of the images of ``folder``: from ``png_scales_from`` (a ``manifest.csv``), else from
+    the manifest :func:`find_manifest` finds (said through ``echo``); None for DICOMs and lone PNGs."""
+    manifest_csv = png_scales_from or find_manifest(Path(folder), images)
+    if not manifest_csv:
+        return None
+    if not png_scales_from:
+        echo(f"note: PNG scales from {manifest_csv}")
+    return read_png_scales(Path(manifest_csv))
+
+
 def make_submission(
     weights: Sequence[str | Path],
     images_dir: str | Path,
@@ -159,12 +172,7 @@ def make_submission(
     box_scale = (tuned.box_scale if tuned else 1.0) if box_scale is None else box_scale
     check_settings(conf, box_scale)
     images = image_ids(images_dir)
-    png_scales = None
-    manifest_csv = png_scales_from or find_manifest(Path(images_dir), images)
-    if manifest_csv:
-        if not png_scales_from:
-            echo(f"note: PNG scales from {manifest_csv}")
-        png_scales = read_png_scales(Path(manifest_csv))
+    png_scales = png_scales_for(Path(images_dir), images, png_scales_from, echo)
     setting = _setting(tuned, weight_files, tta, imgsz)
     setting = replace(
         setting, conf=conf, box_scale=box_scale, gate=gating,
