@@ -58,6 +58,35 @@ def test_the_parameter_that_drives_the_score_ranks_first(sweep_folder: Path):
     assert "scored best (mean kaggle/mAP" in cat and "worst" in cat
 
 
+def _trials(xs, values):
+    import pandas as pd
+
+    return pd.DataFrame({"state": "COMPLETE", "x": xs, "value": values})
+
+
+def test_a_direction_is_named_only_where_the_rank_correlation_points_that_way():
+    # the docs/study.md case: the thirds' means say "lower" while the rank correlation is positive
+    xs = [0.02, 0.42, 0.72, 0.79, 0.89, 0.93]
+    values = [0.4818, 0.4981, 0.5595, 0.5826, 0.3209, 0.5139]
+    sentence = effect_sentence(_trials(xs, values), "x", 0.2, "kaggle/mAP", "maximize")
+    assert "scored better" not in sentence and "no clear effect" in sentence
+    assert "rank correlation +0.14" in sentence and "below 0.30 in size" in sentence
+    # large enough a correlation, but the thirds' means point the other way: still no direction
+    xs = [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    values = [0.43, 0.71, 0.71, 0.78, 0.88, 0.94, 0.02, 0.82, 0.9]  # rank correlation +0.51
+    sentence = effect_sentence(_trials(xs, values), "x", 0.5, "kaggle/mAP", "maximize")
+    assert "the thirds' means and the rank correlation disagree" in sentence and "better" not in sentence
+    assert "rank correlation +0.51" in sentence
+
+
+@pytest.mark.parametrize(("goal", "word"), [("maximize", "higher"), ("minimize", "lower")])
+def test_a_clear_effect_names_the_direction_of_the_goal(goal: str, word: str):
+    xs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    values = [0.1, 0.15, 0.3, 0.25, 0.5, 0.6]  # rank correlation +0.94
+    sentence = effect_sentence(_trials(xs, values), "x", 0.9, "score", goal)
+    assert f"{word} values scored better" in sentence and "rank correlation +0.94" in sentence
+
+
 def test_pruned_trials_are_drawn_as_pruned_not_as_scores(sweep_folder: Path):
     trials = trial_frame(find_study(sweep_folder))
     fig = fig_parameter(trials, "lr0", "kaggle/mAP", "maximize")

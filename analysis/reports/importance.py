@@ -83,10 +83,20 @@ def _numeric(values: pd.Series) -> pd.Series | None:
     return out if out.notna().all() and not values.map(lambda v: isinstance(v, bool)).any() else None
 
 
+# Below this absolute rank correlation between a numeric parameter and the score, the report names no
+# direction: "no clear effect". With the 6-10 trials of a small sweep, |rho| < 0.3 is well within what
+# random trials give (the 5% two-sided critical value of Spearman's rho is 0.89 at 6 trials, 0.65 at 10).
+CLEAR_EFFECT_RHO = 0.3
+
+
 def effect_sentence(trials: pd.DataFrame, param: str, importance: float, metric: str, goal: str) -> str:
     """One sentence on ``param`` computed from the complete trials: for a number, the rank correlation with
     the score and the mean score in the lowest and highest third of its values; for a category, the best
-    and worst value's mean score; always the share of importance and the number of trials."""
+    and worst value's mean score; always the share of importance and the number of trials.
+
+    A number's direction ("higher values scored better") is the rank correlation's, and is named only when
+    the correlation is at least :data:`CLEAR_EFFECT_RHO` in size and the two thirds' means agree with it;
+    otherwise the sentence says "no clear effect" and why, never a direction the correlation contradicts."""
     done = trials[trials["state"] == "COMPLETE"].dropna(subset=["value", param])
     n = len(done)
     sure = f"{n} complete trial{'s' * (n != 1)}" + (" (few: treat as a hint)" if n < 10 else "")
@@ -96,13 +106,21 @@ def effect_sentence(trials: pd.DataFrame, param: str, importance: float, metric:
     x = _numeric(done[param])
     if x is not None and x.nunique() > 2:
         rho = x.rank().corr(done["value"].rank())
+        rho = 0.0 if pd.isna(rho) else float(rho)
         lo, hi = x.quantile(1 / 3), x.quantile(2 / 3)
         low, high = done.loc[x <= lo, "value"].mean(), done.loc[x >= hi, "value"].mean()
-        better = "higher" if (high > low) == (goal == "maximize") else "lower"
-        return (
-            f"{head}: {better} values scored better; mean {metric} {low:.4f} with {param} <= {lo:.3g} "
-            f"against {high:.4f} with {param} >= {hi:.3g} (rank correlation {rho:+.2f}; {sure})."
+        means = (
+            f"mean {metric} {low:.4f} with {param} <= {lo:.3g} against {high:.4f} with {param} >= {hi:.3g} "
+            f"(rank correlation {rho:+.2f}; {sure})"
         )
+        if abs(rho) < CLEAR_EFFECT_RHO:
+            why = f"rank correlation below {CLEAR_EFFECT_RHO:.2f} in size"
+            return f"{head}: no clear effect ({why}); {means}."
+        if (high > low) != (rho > 0):
+            why = "the thirds' means and the rank correlation disagree"
+            return f"{head}: no clear effect ({why}); {means}."
+        better = "higher" if (rho > 0) == (goal == "maximize") else "lower"
+        return f"{head}: {better} values scored better; {means}."
     means = done.groupby(done[param].map(str))["value"].agg(["mean", "size"])
     means = means.sort_values("mean", ascending=goal != "maximize")
     best, worst = means.index[0], means.index[-1]
@@ -161,7 +179,9 @@ def sweep_section(report, folder: Path, storage: str | None = None, evaluator: s
         f"{n_done} complete and {n_pruned} pruned trials of the Optuna study in {folder}. Importance: "
         f"{'fANOVA' if evaluator == 'fanova' else 'PED-ANOVA'} over the complete trials (Optuna), each "
         "parameter's share of the variance of the score; pruned trials are drawn apart, at their last "
-        "reported value, and are not scores."
+        "reported value, and are not scores. A direction is named only where the rank correlation with the "
+        f"score is at least {CLEAR_EFFECT_RHO:.2f} in size and the lowest and highest thirds agree with it "
+        "(else: no clear effect)."
     )
     if not imp:
         values = trials.loc[trials["state"] == "COMPLETE", "value"] if len(trials) else pd.Series([])
