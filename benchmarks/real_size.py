@@ -74,7 +74,8 @@ STEPS = (
 POST_TRAINING = tuple(s for s in STEPS if s != "submit_batched")
 """Steps summed into "the whole post-training path" (inference is reported apart); ``submit_batched`` is
 ``submit`` with the test images fused 16 at a time by :func:`analysis.tuning.fusion.fuse_batch` (what
-``predict_images`` could do per batch) instead of image by image, shown beside it."""
+``predict_images`` does with each batch since this benchmark was written) instead of image by image with
+``ensemble_boxes`` (what it did before), shown beside it."""
 
 
 def run(cmd: list[str], log: Path | None = None) -> float:
@@ -453,7 +454,8 @@ def prepare(step: str, bench: Path) -> tuple:
         images = Path(inp["test_images"])
 
         def fused_images():
-            """(pid, png_scale, xyxy px, conf) per image, as predict_images fuses them."""
+            """(pid, png_scale, xyxy px, conf) per image: image by image (as predict_images fused before),
+            or a batch at a time (as it does now)."""
             if step == "submit":
                 for pid, w, h, s, sets in per_image:
                     yield (pid, s, *fuse(sets, w, h, conf=0.01, **oof_setting))

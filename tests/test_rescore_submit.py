@@ -185,9 +185,26 @@ def test_ensemble_tta_submission_scores_like_its_predictions(project, tmp_path):
     assert scored.returncode == 0, scored.stderr
     printed = float(re.search(r"Kaggle score ([0-9.]+|nan)", scored.stdout).group(1))
     frame = predict_images(
-        weights, sorted(images.glob("*.png")), imgsz=64, floor=0.01, tta=True,
+        weights, sorted(images.glob("*.png")), imgsz=64, floor=0.01, tta=True, keep_parts=True,
         png_scales=dict(zip(val["patientId"], val["scale"], strict=True)), progress=False,
     )  # fmt: skip
+    # predict_images fuses a batch at a time (fusion.fuse_batch): the same boxes as ensemble_boxes image by
+    # image (predict.fuse) on the 2 models x flip parts it kept
+    from analysis.inference.predict import fuse
+
+    parts, counts = frame.attrs["parts"], []
+    for pid, own in parts.groupby("patientId", sort=False):
+        sets = [own[own["part"] == k] for k in range(4)]
+        width, height = int(own["png_width"].iloc[0]), int(own["png_height"].iloc[0])
+        xyxy, conf = fuse([(g[["x1", "y1", "x2", "y2"]].to_numpy(), g["conf"].to_numpy()) for g in sets],
+                          width, height, conf=0.01)  # fmt: skip
+        counts.append(len(xyxy))
+        got = frame[frame["patientId"] == pid]
+        np.testing.assert_array_equal(got["conf"].to_numpy(), conf)
+        np.testing.assert_allclose(
+            got["x"].to_numpy(), xyxy[:, 0] / own["png_scale"].iloc[0], rtol=0, atol=1e-9
+        )
+    assert sum(counts) == len(frame) > 0
     boxes = pd.read_csv(root / "ds" / "boxes.csv", dtype={"patientId": str})
     expected = kaggle_map(frame_to_truth(boxes, val["patientId"]), frame_to_preds(frame))
     assert printed == pytest.approx(expected, abs=2e-6) or (np.isnan(printed) and np.isnan(expected))
@@ -272,7 +289,7 @@ def test_rescore_of_a_fold_yaml_scores_its_own_val_list(project, tmp_path):
     assert not results[1]["predictions_reused"]
 
     # A list of images the weights trained on (as the other folds of a set did on this fold's val images)
-    # gives no validation score: refused, naming the weights and how many of the images they saw.
+    # gives no validation score: counts, naming the weights and how many of the images they saw.
     train = manifest[manifest["split"] == "train"]
     lst = tmp_path / "seen_val.txt"
     lst.write_text("".join(f"{root / 'ds' / p}\n" for p in train["png"].iloc[:3]))

@@ -4,7 +4,9 @@ One image's path: read (PNG as is; DICOM decoded with :func:`rsna_yolo.core.dico
 :func:`rsna_yolo.core.dicom.dicom_to_uint8` and resized like the converter, longer side = ``imgsz``) ->
 Ultralytics
 predicts on the array (it letterboxes and maps boxes back to the array) -> optional horizontal-flip copy
--> several models / flips fused with weighted box fusion (``ensemble_boxes``) -> divided by the array's
+-> several models / flips fused with weighted box fusion (a batch at a time:
+:func:`analysis.tuning.fusion.fuse_batch`, bit-equal to ``ensemble_boxes``, which :func:`fuse` calls for one
+image) -> divided by the array's
 PNG scale (PNG pixels per source pixel, ``png_scale``) -> ``xywh_px`` in the source frame.
 
 :func:`predict_images` returns a frame ``patientId, conf, x, y, width, height`` (one row per box); images
@@ -25,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.tuning.defaults import DEFAULTS
+from analysis.tuning.fusion import fuse_batch
 from rsna_yolo.core.boxes import NATIVE_SIZE, xyxy_to_xywh
 from rsna_yolo.core.layout import PRED_COLUMNS
 
@@ -155,7 +158,8 @@ def fuse(
     conf_type: str = "avg",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted box fusion of several ``(xyxy (N, 4) px, conf (N,))`` predictions of one image
-    (``ensemble_boxes``: boxes below ``skip_box_thr``, default ``conf``, are dropped first)."""
+    (``ensemble_boxes``: boxes below ``skip_box_thr``, default ``conf``, are dropped first): the reference
+    :func:`analysis.tuning.fusion.fuse_batch` is tested against, which :func:`predict_images` uses."""
     if len(parts) == 1:
         return parts[0]
     from ensemble_boxes import weighted_boxes_fusion
@@ -246,14 +250,15 @@ def predict_images(
         arrays = [img for _, (img, _) in ok]
         if arrays:
             per_image = _predict_batch(models, arrays, sizes=sizes, conf=floor, tta=tta, device=device)
-            for (pid, png_scale, shape), parts in zip(loaded, per_image, strict=True):
+            # the whole batch fused in one call (numpy, bit-equal to fuse() image by image)
+            fused = fuse_batch(per_image, [(s[1], s[0]) for *_, s in loaded], conf=floor, **fusion)
+            for (pid, png_scale, shape), parts, (xyxy, scores) in zip(loaded, per_image, fused, strict=True):
                 if keep_parts:
                     for k, (xy, sc) in enumerate(parts):
                         frame_px = (shape[1], shape[0], png_scale)
                         part_rows += [
                             (pid, k, float(c), *map(float, b), *frame_px) for c, b in zip(sc, xy, strict=True)
                         ]
-                xyxy, scores = fuse(parts, shape[1], shape[0], conf=floor, **fusion)
                 keep = scores >= floor
                 xywh = xyxy_to_xywh(xyxy[keep] / png_scale)
                 rows += [(pid, float(c), *map(float, b)) for c, b in zip(scores[keep], xywh, strict=True)]
