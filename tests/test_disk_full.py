@@ -103,3 +103,78 @@ def test_convert_on_a_full_filesystem_is_one_line_and_a_rerun_finishes(tmp_path,
     report = json.loads((out / "report.json").read_text())
     assert report["counts"]["converted"] == 14 and report["check"]["ok"]
     assert all(Path(p).exists() for p in finished)
+
+
+def test_torch_saves_while_training_are_atomic(tiny_filesystem):
+    """Ultralytics' final ``strip_optimizer`` rewrites best.pt in place with ``torch.save(ckpt, path)``:
+    under ``atomic_torch_saves`` a full disk keeps the old file whole and names it (torch alone raises
+    ``RuntimeError: ... unexpected pos`` and leaves half a file); saves into a buffer are untouched."""
+    import io
+
+    import torch
+
+    from rsna_yolo.train.run import atomic_torch_saves
+
+    target = tiny_filesystem / "best.pt"
+    torch.save({"w": torch.ones(10)}, target)
+    before = target.read_bytes()
+    with atomic_torch_saves():
+        buffer = io.BytesIO()
+        torch.save({"w": torch.zeros(3)}, buffer)  # a buffer: torch's own save
+        assert torch.load(io.BytesIO(buffer.getvalue()))["w"].tolist() == [0.0, 0.0, 0.0]
+        torch.save({"w": torch.full((5,), 2.0)}, target)  # fits: replaced whole
+        assert torch.load(target)["w"].tolist() == [2.0] * 5
+        before = target.read_bytes()
+        with pytest.raises(OSError) as caught:
+            torch.save({"w": torch.zeros(200_000)}, target)  # 800 kB on a 160 KiB filesystem
+    assert is_disk_full(caught.value) and caught.value.filename == str(target)
+    assert target.read_bytes() == before and sorted(p.name for p in tiny_filesystem.iterdir()) == ["best.pt"]
+    assert torch.save.__module__ != "rsna_yolo.train.run"  # restored on leaving
+
+
+@pytest.mark.slow
+def test_training_on_a_full_disk_keeps_the_last_checkpoint_whole_and_resumes(tmp_path):
+    """Ultralytics writes last.pt, then best.pt, after each epoch. On a 40 MiB filesystem the first epoch's
+    last.pt fits (about 26 MiB with the optimiser) and best.pt does not: the run stops with one line naming
+    best.pt, last.pt is whole (through ``core.io.AtomicPath``: no half-written checkpoint, no temporary left),
+    and once space is freed ``python -m train resume`` finishes the planned epochs from it."""
+    import sys
+
+    import torch
+    from conftest import REPO_ROOT, subprocess_env
+    from tiny_yolo_data import make_synthetic_dataset
+
+    from rsna_yolo.train.resume import completed_epochs
+
+    data = make_synthetic_dataset(tmp_path / "synthetic", patients=20)
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
+    try:
+        argv = [f"data={data}", "model=yolo11n.yaml", "imgsz=64", "batch=4", "workers=0", "plots=False",
+                "epochs=2", "wandb=False", f"project={mount}", "name=run"]  # fmt: skip
+
+        def train(*args):
+            return subprocess.run([sys.executable, "-m", "train", *args], cwd=REPO_ROOT, env=subprocess_env(),
+                                  capture_output=True, text=True, timeout=300)  # fmt: skip
+
+        full = train(*argv)
+        run = mount / "run"
+        assert full.returncode == 2, full.stderr[-3000:]
+        errors = [line for line in full.stderr.splitlines() if "error" in line]
+        assert len(errors) == 1 and "Traceback" not in full.stderr, full.stderr[-3000:]
+        assert errors[0].startswith("python -m train: error: the disk is full")
+        assert f"could not write {run / 'weights' / 'best.pt'}" in errors[0]
+        assert not list(mount.rglob("*.tmp")) and not (run / "weights" / "best.pt").exists()
+        checkpoint = torch.load(run / "weights" / "last.pt", weights_only=False)  # whole, not half a file
+        assert checkpoint["epoch"] == 0 and completed_epochs(run / "results.csv") == 1
+
+        subprocess.run(["mount", "-o", "remount,size=160m", str(mount)], check=True)
+        resumed = train("resume", str(run))
+        assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+        assert completed_epochs(run / "results.csv") == 2 and (run / "kaggle.json").is_file()
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)

@@ -75,6 +75,42 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
     return path
 
 
+def copy_atomic(src: str | Path, dst: str | Path) -> Path:
+    """Copy the file ``src`` to ``dst`` atomically (a temporary beside ``dst``, then a rename): ``dst`` is
+    the old file or the whole new one, never half a copy; a full disk names ``dst``."""
+    import shutil
+
+    dst = Path(dst)
+    tmp = temp_path(dst)
+    try:
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(dst)) from exc
+        raise
+    return dst
+
+
+class AtomicPath(type(Path())):
+    """A path whose ``write_bytes`` / ``write_text`` go through :func:`write_atomic`: handed to code that
+    writes with those methods (Ultralytics' checkpoints, ``trainer.last.write_bytes``), so an interrupted
+    or failed write leaves the previous file whole and a full disk names the file. Paths derived from it
+    (``/``, ``parent``) are atomic too."""
+
+    def write_bytes(self, data) -> int:
+        write_atomic(self, bytes(data))
+        return len(data)
+
+    def write_text(self, data: str, encoding=None, errors=None, newline=None) -> int:
+        write_atomic(self, data)
+        return len(data)
+
+
 def write_csv_atomic(frame, path: str | Path) -> Path:
     """Write a pandas ``frame`` as CSV (no index column) atomically."""
     return write_atomic(path, frame.to_csv(index=False, lineterminator="\n"))

@@ -38,7 +38,6 @@ import contextlib
 import json
 import math
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,7 +45,7 @@ from typing import Any
 
 from rsna_yolo import offline
 from rsna_yolo.core.cli import UserError
-from rsna_yolo.core.io import write_json_atomic
+from rsna_yolo.core.io import AtomicPath, copy_atomic, write_atomic, write_json_atomic
 from rsna_yolo.core.runs import (
     BEST_FITNESS_PT,
     BEST_KAGGLE_PT,
@@ -104,6 +103,34 @@ def ultralytics_wandb(enabled: bool) -> Iterator[None]:
         yield
     finally:
         offline.ultralytics_settings(wandb=False)
+
+
+@contextlib.contextmanager
+def atomic_torch_saves() -> Iterator[None]:
+    """Make every ``torch.save`` to a path (not a buffer) atomic while training: the object is serialised
+    into memory, then written by :func:`rsna_yolo.core.io.write_atomic`. Ultralytics strips the optimiser
+    from ``best.pt`` and ``last.pt`` in place at the end of a run with ``torch.save(ckpt, path)``; on a full
+    disk that would leave half a checkpoint and an opaque ``RuntimeError`` (``unexpected pos``), where this
+    keeps the old file whole and raises the one-line full-disk ``OSError`` naming it."""
+    import io
+
+    import torch
+
+    original = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        if not isinstance(f, (str, os.PathLike)):
+            return original(obj, f, *args, **kwargs)
+        buffer = io.BytesIO()
+        original(obj, buffer, *args, **kwargs)
+        write_atomic(f, buffer.getvalue())
+        return None
+
+    torch.save = save
+    try:
+        yield
+    finally:
+        torch.save = original
 
 
 def ddp_world_size(device: Any) -> int:
@@ -187,6 +214,13 @@ class _Session:
         if not is_main_rank():
             return
         run_dir = Path(trainer.save_dir)
+        # Ultralytics writes its checkpoints with ``trainer.last.write_bytes(...)`` (and best.pt, epochN.pt
+        # under ``trainer.wdir``): through these paths each write is atomic, so a full disk or a kill during
+        # a save leaves the previous last.pt whole (``python -m train resume`` still works) and the one-line
+        # error names the checkpoint.
+        trainer.wdir, trainer.last, trainer.best = (
+            AtomicPath(p) for p in (trainer.wdir, trainer.last, trainer.best)
+        )
         write_json_atomic(asdict(self.options), run_dir / OPTIONS_JSON)
         if not self.options.wandb:
             return
@@ -259,9 +293,7 @@ class _Session:
         run (``kaggle_patience``) after that many scored epochs without a better one."""
         weights = Path(trainer.wdir)
         if math.isfinite(value) and (self.best_kaggle is None or value > self.best_kaggle[1]):
-            target = weights / BEST_KAGGLE_PT
-            shutil.copyfile(trainer.last, target.with_suffix(".tmp"))
-            os.replace(target.with_suffix(".tmp"), target)
+            copy_atomic(trainer.last, weights / BEST_KAGGLE_PT)
             self.best_kaggle, self.stale = (epoch, value), 0
         else:
             self.stale += 1
@@ -338,7 +370,7 @@ def _fit(model, args: dict[str, Any], session: _Session, resume: bool) -> RunRes
     """Run ``model.train`` with the session's callbacks, rescore, log and close the W&B run."""
     trainer = None
     try:
-        with ultralytics_wandb(session.options.wandb):
+        with ultralytics_wandb(session.options.wandb), atomic_torch_saves():
             model.train(resume=True, **args) if resume else model.train(**args)
         trainer = model.trainer
         run_dir = Path(trainer.save_dir)
@@ -419,7 +451,11 @@ def final_kaggle(trainer, session: _Session) -> dict[str, Any]:
     }  # fmt: skip
     if keep_kaggle:
         os.replace(best, best.with_name(BEST_FITNESS_PT))
-        shutil.copyfile(candidate, best)
+        try:
+            copy_atomic(candidate, best)
+        except BaseException:  # e.g. a full disk: best.pt stays the fitness checkpoint, as kaggle.json says
+            os.replace(best.with_name(BEST_FITNESS_PT), best)
+            raise
         result = rescore(best, session.data, split="val", progress=False, **settings)
     result["checkpoint"] = {"kept": BEST_KAGGLE_PT if keep_kaggle else BEST_PT, "candidates": candidates}
     write_kaggle(run_dir, {k: v for k, v in result.items() if k != "out_dir"})
