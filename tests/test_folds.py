@@ -182,3 +182,12 @@ def test_classifier_folds_gate_the_detector_folds_out_of_fold_and_in_the_submiss
     assert any("tuned out of fold" in n for n in notes)
     # Fused keeping each box's best fold confidence: the scale the out-of-fold threshold was tuned on.
     assert fusions == [OOF_FUSION] and OOF_FUSION["conf_type"] == "max"
+
+    # rsna-yolo predict on the same fold set and films: the same Kaggle CSV byte for byte, fused the same way.
+    from analysis.inference.predict_run import predict_films
+
+    got = predict_films(tuned, folded / "images" / "val", tmp_path / "predicted",
+                        submission=tmp_path / "p.csv", progress=False, echo=notes.append)  # fmt: skip
+    assert (tmp_path / "p.csv").read_bytes() == (tmp_path / "sub.csv").read_bytes()
+    assert fusions == [OOF_FUSION, OOF_FUSION] and (tmp_path / "predicted" / "report.html").is_file()
+    assert set(got.table["patientId"]) == {p.stem for p in (folded / "images" / "val").glob("*.png")}

@@ -392,3 +392,23 @@ def test_a_gated_setting_gives_every_film_its_p_opacity_and_draws_removed_boxes_
     assert (tmp_path / "mine.csv").read_bytes() == theirs.read_bytes()
     html = (tmp_path / "out" / "report.html").read_text()
     assert f"hard gate {gate:g}" in html and "dashed grey" in html
+
+    # The soft gate: every box's confidence times its film's P(opacity), then the threshold; "removed by
+    # the gate" are the boxes above the threshold before that product and below it after; the submission is
+    # analysis submit's byte for byte.
+    threshold = conf * p[boxed[-1]] / 2
+    setting.update(conf=threshold, gate={"mode": "soft", "gate": 0.0})
+    soft = tmp_path / "kaggle_gated_soft.json"
+    soft.write_text(json.dumps(setting))
+    got = predict_films(soft, films, tmp_path / "soft", submission=tmp_path / "mine_soft.csv", progress=False)
+    boxes = got.table[got.table["conf"].notna()]
+    kept, gone = boxes[~boxes["gate_removed"].astype(bool)], boxes[boxes["gate_removed"].astype(bool)]
+    top = raw.sort_values("conf", ascending=False).groupby("patientId").head(1).set_index("patientId")["conf"]
+    best = kept.groupby("patientId")["conf"].max()
+    assert boxed[-1] in best.index and (best >= threshold).all()
+    np.testing.assert_allclose(best, [top[i] * p[i] for i in best.index], rtol=1e-6)
+    assert ((gone["conf"] >= threshold) & (gone["conf"] * gone["p_opacity"] < threshold)).all()
+    done = run_analysis("submit", "--weights", run, "--from-run", soft, "--classifier", cls,
+                        "--images", films, "--out", theirs, "--quiet")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "mine_soft.csv").read_bytes() == theirs.read_bytes()
