@@ -3,6 +3,7 @@ convert rsna)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -65,12 +66,12 @@ def test_space_warning_before_a_conversion(tmp_path, monkeypatch):
     assert rsna.space_warning(tmp_path, jobs, 512) is None
 
 
-@pytest.fixture
-def tiny_filesystem(tmp_path):
-    """A 160 KiB tmpfs (root only; skipped where mounting is not permitted)."""
-    mount = tmp_path / "small"
+@contextlib.contextmanager
+def small_filesystem(mount: Path, size: str):
+    """A tmpfs of ``size`` (``160k``, ``40m``) at ``mount``, unmounted on leaving (root only; the test is
+    skipped where mounting is not permitted)."""
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mount)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
                           capture_output=True, text=True, check=False)  # fmt: skip
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
@@ -78,6 +79,13 @@ def tiny_filesystem(tmp_path):
         yield mount
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path):
+    """A 160 KiB tmpfs."""
+    with small_filesystem(tmp_path / "small", "160k") as mount:
+        yield mount
 
 
 def test_convert_on_a_full_filesystem_is_one_line_and_a_rerun_finishes(tmp_path, tiny_filesystem, capsys):
@@ -147,13 +155,7 @@ def test_training_on_a_full_disk_keeps_the_last_checkpoint_whole_and_resumes(tmp
     from rsna_yolo.train.resume import completed_epochs
 
     data = make_synthetic_dataset(tmp_path / "synthetic", patients=20)
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount)],
-                          capture_output=True, text=True, check=False)  # fmt: skip
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
-    try:
+    with small_filesystem(tmp_path / "small", "40m") as mount:
         argv = [f"data={data}", "model=yolo11n.yaml", "imgsz=64", "batch=4", "workers=0", "plots=False",
                 "epochs=2", "wandb=False", f"project={mount}", "name=run"]  # fmt: skip
 
@@ -176,5 +178,3 @@ def test_training_on_a_full_disk_keeps_the_last_checkpoint_whole_and_resumes(tmp
         resumed = train("resume", str(run))
         assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
         assert completed_epochs(run / "results.csv") == 2 and (run / "kaggle.json").is_file()
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)

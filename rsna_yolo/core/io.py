@@ -15,6 +15,7 @@ import errno
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,20 +51,17 @@ def stale_temps(path: Path) -> list[Path]:
     return sorted(path.parent.glob(f".{path.name}.*{TMP_SUFFIX}"))
 
 
-def write_atomic(path: str | Path, data: bytes | str) -> Path:
-    """Write ``data`` (bytes, or text as UTF-8 with ``\\n`` line ends) to ``path`` atomically.
-
-    The parent folder is created if missing. Returns ``path``. On any failure the temporary file is
-    removed and ``path`` is left as it was; a full disk is raised as ``OSError(ENOSPC, ..., path)`` (the
-    file meant, not its temporary name).
-    """
+def _replace_atomic(path: str | Path, fill: Callable[[Path], object]) -> Path:
+    """``fill(tmp)`` writes the new file at ``path``'s temporary name, then it replaces ``path`` in one
+    rename. The parent folder is created if missing; on any failure the temporary is removed and ``path`` is
+    left as it was; a full disk is raised as ``OSError(ENOSPC, ..., path)`` (the file meant, not its
+    temporary name)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(path)
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            fill(tmp)
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)  # half a file, and on a full disk the space the user needs
@@ -75,25 +73,28 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
     return path
 
 
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` (bytes, or text as UTF-8 with ``\\n`` line ends) to ``path`` atomically.
+
+    The parent folder is created if missing. Returns ``path``. On any failure the temporary file is
+    removed and ``path`` is left as it was; a full disk is raised as ``OSError(ENOSPC, ..., path)`` (the
+    file meant, not its temporary name).
+    """
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+
+    def fill(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # not tmp.write_bytes: an AtomicPath's temporary is an AtomicPath
+            fh.write(payload)
+
+    return _replace_atomic(path, fill)
+
+
 def copy_atomic(src: str | Path, dst: str | Path) -> Path:
     """Copy the file ``src`` to ``dst`` atomically (a temporary beside ``dst``, then a rename): ``dst`` is
     the old file or the whole new one, never half a copy; a full disk names ``dst``."""
     import shutil
 
-    dst = Path(dst)
-    tmp = temp_path(dst)
-    try:
-        try:
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(dst)) from exc
-        raise
-    return dst
+    return _replace_atomic(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
 class AtomicPath(type(Path())):
