@@ -125,7 +125,6 @@ def test_torch_saves_while_training_are_atomic(tiny_filesystem):
 
     target = tiny_filesystem / "best.pt"
     torch.save({"w": torch.ones(10)}, target)
-    before = target.read_bytes()
     with atomic_torch_saves():
         buffer = io.BytesIO()
         torch.save({"w": torch.zeros(3)}, buffer)  # a buffer: torch's own save
