@@ -143,8 +143,9 @@ def auc_of(gated: dict, truth: dict) -> float | None:
 
 # Ultralytics' classifier augmentation crops 50-100% of the film's area (RandomResizedCrop), adds
 # RandAugment and random erasing: the whole-film clues of the hard level (heart size against the chest, an
-# effusion at a base) are cut away or distorted. "film": whole films, flips and brightness only.
-FILM_AUGMENT = ["scale=0.1", "erasing=0.0", "auto_augment=None", "hsv_h=0.0", "hsv_s=0.0", "hsv_v=0.2"]
+# effusion at a base) are cut away or distorted. "film": whole films, flips and brightness only
+# (scale=0.1 erasing=0.0 auto_augment=None hsv_h=0.0 hsv_s=0.0 hsv_v=0.2: the hyperparameter file users get).
+FILM_AUGMENT = ["cfg=yolo_configs/hyp/classify_film.yaml"]
 TRIES = "yolo_film,yolo_tr_film,yolo,yolo_tr,basic,basic_tr"
 
 

@@ -25,6 +25,7 @@ SWEEPS = sorted((REPO_ROOT / "yolo_configs" / "sweeps").glob("*.yaml"))
 def test_expected_files_exist():
     names = {p.stem for p in HYP}
     assert {"baseline", "xray", "sgd", "adam", "adamw", "auto", "loss_box", "loss_cls", "loss_dfl"} <= names
+    assert {"small_data", "classify_film"} <= names
     assert {"models", "optimizers", "bayes", "epochs_patience"} <= {p.stem for p in SWEEPS}
 
 
@@ -56,6 +57,24 @@ def test_xray_is_grayscale_appropriate():
     x = yaml.safe_load((REPO_ROOT / "yolo_configs/hyp/xray.yaml").read_text())
     assert (x["hsv_h"], x["hsv_s"], x["flipud"], x["mixup"]) == (0.0, 0.0, 0.0, 0.0)
     assert 0 < x["hsv_v"] <= 0.3 and x["fliplr"] == 0.5 and 0 < x["scale"] <= 0.5
+
+
+def test_classify_film_keeps_the_whole_film_and_is_what_the_gating_bench_trains_with():
+    """No crop of 50-100% of the area, no RandAugment, no erasing: the whole film's clues stay; the gating
+    benchmark's ``_film`` classifiers train with this very file."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT, get_cfg
+    from ultralytics.utils import YAML
+
+    path = REPO_ROOT / "yolo_configs" / "hyp" / "classify_film.yaml"
+    cfg = get_cfg(DEFAULT_CFG_DICT, overrides=YAML.load(path))
+    assert cfg.auto_augment is None and cfg.erasing == 0.0 and cfg.scale <= 0.1
+    assert cfg.hsv_h == cfg.hsv_s == 0.0 and cfg.fliplr == 0.5 and cfg.flipud == 0.0
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        import gating_bench
+    finally:
+        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+    assert gating_bench.FILM_AUGMENT == ["cfg=yolo_configs/hyp/classify_film.yaml"]
 
 
 def test_optimizer_variants_have_matching_learning_rates():
