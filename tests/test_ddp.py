@@ -24,12 +24,18 @@ state = torch_load(sys.argv[1], map_location="cpu")
 hooks = [h for hs in state["callbacks"].values() for h in hs
          if type(getattr(h, "__self__", None)).__name__ == "_Session"]
 session = hooks[0].__self__
-class FakeTrainer:  # what on_pretrain_routine_start reads
+from pathlib import Path
+class FakeTrainer:  # what on_pretrain_routine_start reads and sets
     save_dir = sys.argv[2]
-session.on_pretrain_routine_start(FakeTrainer())
+    wdir = Path(save_dir) / "weights"
+    last, best = wdir / "last.pt", wdir / "best.pt"
+trainer = FakeTrainer()
+session.on_pretrain_routine_start(trainer)
 print(json.dumps({"hooks": sorted({h.__name__ for h in hooks}), "wandb_run": repr(session.wandb_run),
                   "on_epoch": repr(session.on_epoch), "kaggle_every": session.options.kaggle_every,
-                  "data": str(session.data)}))
+                  "data": str(session.data),
+                  "checkpoint_paths": [type(p).__name__ for p in (trainer.wdir, trainer.last,
+                                                                  trainer.best)]}))
 """
 
 
@@ -86,13 +92,16 @@ def test_the_state_file_carries_our_hooks_without_what_cannot_cross_a_process(dd
     assert got["wandb_run"] == "None" and got["on_epoch"] == "None"  # dropped, not a pickling error
     assert got["kaggle_every"] == 1 and got["data"] == str(ddp_state["data"])
     assert json.loads((tmp_path / "rank0" / "train_options.json").read_text())["kaggle_every"] == 1
+    # rank 0 writes the checkpoints: atomically there too (core.io.AtomicPath)
+    assert got["checkpoint_paths"] == ["AtomicPath"] * 3
     # The live objects of the launching process are untouched by pickling.
     assert ddp_state["session"].on_epoch is not None and ddp_state["session"].wandb_run is not None
 
 
 def test_hooks_stay_quiet_on_other_ranks(ddp_state, tmp_path):
-    _load(ddp_state["state"], tmp_path / "rank1", "1")
+    got = _load(ddp_state["state"], tmp_path / "rank1", "1")
     assert not (tmp_path / "rank1" / "train_options.json").exists()
+    assert got["checkpoint_paths"] == ["PosixPath"] * 3  # other ranks write no checkpoint: left alone
 
 
 @pytest.mark.slow
