@@ -2,28 +2,50 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+UV     := $(VENV)/bin/uv
+LOCK   := requirements.lock
 STAMP  := $(VENV)/.installed
+# uv is itself in the lock (the dev group); the first install of it comes through pip, at the locked version.
+UV_VERSION = $(shell sed -n 's/^uv==\([^ ;]*\).*/\1/p' $(LOCK))
+# uv reads no pip configuration. Where pip is set to use local package folders or extra indexes (a mirror, or
+# the build machines' local disk), uv is given the same places; the lock's hashes still decide what installs.
+UV_SOURCES = $(shell $(PYTHON) scripts/pip_sources.py)
 DEMO   ?= demo
 # `make demo DATA=/path/to/kaggle/download` runs the same pipeline on the real data.
 DATA   ?=
 
-.PHONY: venv test demo lint format bench clean
+.PHONY: venv lock test demo lint format bench clean
 
 venv: $(STAMP)
 
-# Reinstall only when requirements.txt or pyproject.toml changes. The project itself is installed editable
-# (`pip install -e .`): the `rsna-yolo` command, and `python -m convert|analysis|rsna_yolo.train` from any folder.
-$(STAMP): requirements.txt pyproject.toml
+# Exactly the lock (uv pip sync: what is not in it is removed, hashes checked), then the project itself, editable
+# and without dependencies: the `rsna-yolo` command, and `python -m convert|analysis|rsna_yolo.train` from any
+# folder. Redone only when the lock or pyproject.toml changes; the last line checks the venv against the lock.
+$(STAMP): $(LOCK) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	test -x $(UV) || $(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) pip sync --quiet --python $(PY) --require-hashes $(UV_SOURCES) $(LOCK)
+	$(UV) pip install --quiet --python $(PY) --no-deps --no-build-isolation $(UV_SOURCES) -e .
+	$(PY) scripts/lock_check.py venv
 	touch $(STAMP)
 
+# Refresh the lock from pyproject.toml's ranges (and its [tool.uv] pins): the newest releases that fit, for
+# every platform and Python >= 3.11, with hashes. Then `make test` must pass, the hard level's fingerprint
+# included (docs/environment.md).
+lock:
+	test -x $(UV) || $(MAKE) venv
+	$(UV) pip compile --quiet --universal --python-version 3.11 --group dev --generate-hashes \
+		--upgrade pyproject.toml -o $(LOCK)
+	$(PYTHON) scripts/lock_check.py lock
+
+# The suite runs in parallel on every core (pytest-xdist; a test file stays on one worker, so the fixtures it
+# shares are built once). `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= auto
 test: $(STAMP)
+	$(PY) scripts/lock_check.py lock
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 demo: $(STAMP)
 	PY=$(PY) bash scripts/demo.sh $(DEMO) $(DATA)

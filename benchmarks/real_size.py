@@ -79,11 +79,16 @@ POST_TRAINING = tuple(s for s in STEPS if s != "submit_batched")
 
 
 def run(cmd: list[str], log: Path | None = None) -> float:
-    """Run ``cmd`` (output to ``log``), return its wall seconds."""
+    """Run ``cmd`` (output to ``log``, whose folder is made), return its wall seconds. A failure stops the
+    benchmark with one line naming the command's log."""
     print("$", " ".join(map(str, cmd)), flush=True)
     start = time.perf_counter()
+    if log:
+        log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") if log else open(os.devnull, "w") as fh:
-        subprocess.run(list(map(str, cmd)), cwd=REPO, check=True, stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.run(list(map(str, cmd)), cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise SystemExit(f"real_size: {cmd[2]} {cmd[3]} failed (exit {proc.returncode}); see {log}")
     return time.perf_counter() - start
 
 

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 # W&B would go online on a developer machine that has an API key; tests never touch the network.
 os.environ.setdefault("WANDB_MODE", "offline")
+# Under pytest-xdist (make test runs the suite on every core) each worker has an Ultralytics settings folder
+# of its own: a training run switches the W&B setting in that file for its duration, and Ultralytics writes
+# the file whole at first import; two workers sharing it would see each other's runs.
+# The controlling process has chosen the folder already (offline.py, or the user): workers add their name.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _shared = os.environ.get("YOLO_CONFIG_DIR") or str(Path(tempfile.gettempdir()) / "rsna-yolo-tests")
+    os.environ["YOLO_CONFIG_DIR"] = f"{_shared}-{os.environ['PYTEST_XDIST_WORKER']}"
 
 from rsna_yolo import offline
 
