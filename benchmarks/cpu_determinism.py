@@ -55,13 +55,16 @@ def run(cmd: list[str], log: Path, env: dict[str, str]) -> float:
 
 
 def dataset_fingerprint(ds: Path) -> str:
-    """First 16 hex digits of a SHA-256 over every PNG and label file (path and content), sorted by path."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in ds.rglob("*") if p.is_file() and p.suffix in {".png", ".txt"}):
-        digest.update(
-            path.relative_to(ds).as_posix().encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest()
-        )
-    return digest.hexdigest()[:16]
+    """The dataset's PNGs and labels as one hash, the same as ``cd DS && find . -type f -name '*.png' -o -type
+    f -name '*.txt' | sort | xargs sha256sum | sha256sum`` (first 16 hex digits), so that a figure taken by
+    hand on another machine compares."""
+    files = sorted(
+        "./" + p.relative_to(ds).as_posix()
+        for p in ds.rglob("*")
+        if p.is_file() and p.suffix in {".png", ".txt"}
+    )
+    listing = "".join(f"{hashlib.sha256((ds / f).read_bytes()).hexdigest()}  {f}\n" for f in files)
+    return hashlib.sha256(listing.encode()).hexdigest()[:16]
 
 
 def train_losses(run_dir: Path) -> list[list[str]]:
