@@ -475,3 +475,22 @@ def test_a_broken_link_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert len(problems) == 2, problems
     assert "a.md:5: (b.md): b.md does not exist" in problems[0]
     assert "no heading #none" in problems[1]
+
+
+def test_the_shown_train_help_is_what_it_prints() -> None:
+    """A ``$ python -m train --help`` console block shows exactly what the command prints now."""
+    from rsna_yolo.train.__main__ import main
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        main(["--help"])
+    shown = 0
+    for path in DOCS:
+        text = path.read_text()
+        for match in re.finditer(r"```console\n\$ python -m train --help\n(.*?)```", text, flags=re.DOTALL):
+            line = text[: match.start()].count("\n") + 1
+            assert match.group(1).rstrip() == printed.getvalue().rstrip(), (
+                f"{path.relative_to(REPO)}:{line}: `python -m train --help` as shown differs from its output"
+            )
+            shown += 1
+    assert shown >= 1
