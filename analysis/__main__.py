@@ -15,7 +15,7 @@ COMMANDS = {
     ),
     "submit": ("analysis.inference.submit_cli", "predict test DICOMs (or PNGs) to a Kaggle submission CSV"),
     "predict": (
-        "analysis.inference.predict_cli",
+        "analysis.reports.predict_cli",
         "predict your own DICOMs/PNGs as a run was tuned: predictions.csv, annotated PNGs, report.html",
     ),
     "validate": ("analysis.inference.validate_cli", "check a submission CSV against the test image folder"),

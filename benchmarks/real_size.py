@@ -73,7 +73,7 @@ STEPS = (
 )
 POST_TRAINING = tuple(s for s in STEPS if s != "submit_batched")
 """Steps summed into "the whole post-training path" (inference is reported apart); ``submit_batched`` is
-``submit`` with the test images fused 16 at a time by :func:`analysis.tuning.fusion.fuse_batch` (what
+``submit`` with the test images fused 16 at a time by :func:`analysis.record.fusion.fuse_batch` (what
 ``predict_images`` does with each batch since this benchmark was written) instead of image by image with
 ``ensemble_boxes`` (what it did before), shown beside it."""
 
@@ -438,8 +438,8 @@ def prepare(step: str, bench: Path) -> tuple:
         import numpy as np
 
         from analysis.inference.predict import fuse
-        from analysis.inference.submission import validate_submission, write_submission
-        from analysis.tuning.gating import apply_gate
+        from analysis.record.gate import apply_gate
+        from analysis.scoring.submission import validate_submission, write_submission
         from rsna_yolo.core.boxes import xyxy_to_xywh
         from rsna_yolo.core.layout import PRED_COLUMNS
 
@@ -465,7 +465,7 @@ def prepare(step: str, bench: Path) -> tuple:
                 for pid, w, h, s, sets in per_image:
                     yield (pid, s, *fuse(sets, w, h, conf=0.01, **oof_setting))
                 return
-            from analysis.tuning.fusion import fuse_batch
+            from analysis.record.fusion import fuse_batch
 
             for k in range(0, len(per_image), 16):  # predict_images' batch
                 chunk = per_image[k : k + 16]
@@ -587,7 +587,7 @@ def run_step(step: str, bench: Path) -> dict:
 
 def baseline_fusion(bench: Path, n_images: int) -> dict:
     """ms per image of one fusion setting: the replaced per-image implementation on ``n_images`` images vs
-    :mod:`analysis.tuning.fusion` on all of them."""
+    :mod:`analysis.record.fusion` on all of them."""
     import importlib.util
 
     from analysis.tuning.wbf import fuse_parts

@@ -15,7 +15,8 @@ from conftest import REPO_ROOT, subprocess_env
 from tiny_yolo_data import make_tiny_dataset
 
 from rsna_yolo.train.args import TrainOptions
-from rsna_yolo.train.run import _Session, ddp_notes, ddp_world_size
+from rsna_yolo.train.ddp import ddp_notes, ddp_world_size
+from rsna_yolo.train.run import _Session
 
 LOAD = """
 import json, sys

@@ -51,19 +51,19 @@ def test_other_write_errors_are_not_called_a_full_disk(tmp_path, monkeypatch):
 
 
 def test_space_warning_before_a_conversion(tmp_path, monkeypatch):
-    from convert import rsna
+    from convert import jobs as jobs_mod
 
-    jobs = [rsna.Job("p", tmp_path / "p.dcm", tmp_path / f"p{k}.png", None, (), 512) for k in range(10)]
-    need = rsna.space_needed(jobs)
-    assert need == 10 * 512 * 512 * rsna.PNG_BYTES_PER_PIXEL
+    jobs = [jobs_mod.Job("p", tmp_path / "p.dcm", tmp_path / f"p{k}.png", None, (), 512) for k in range(10)]
+    need = jobs_mod.space_needed(jobs)
+    assert need == 10 * 512 * 512 * jobs_mod.PNG_BYTES_PER_PIXEL
     (tmp_path / "p0.png").write_bytes(b"done")  # a finished image needs no more space
-    assert rsna.space_needed(jobs) == need * 9 // 10
+    assert jobs_mod.space_needed(jobs) == need * 9 // 10
     usage = type("Usage", (), {"free": need // 2})
-    monkeypatch.setattr(rsna.shutil, "disk_usage", lambda path: usage)
-    line = rsna.space_warning(tmp_path, jobs, 512)
+    monkeypatch.setattr(jobs_mod.shutil, "disk_usage", lambda path: usage)
+    line = jobs_mod.space_warning(tmp_path, jobs, 512)
     assert line is not None and "9 images at --imgsz 512" in line and str(tmp_path) in line
     usage.free = need
-    assert rsna.space_warning(tmp_path, jobs, 512) is None
+    assert jobs_mod.space_warning(tmp_path, jobs, 512) is None
 
 
 @contextlib.contextmanager

@@ -124,7 +124,8 @@ def test_classifier_folds_gate_the_detector_folds_out_of_fold_and_in_the_submiss
     """A fold set of classifiers: every labelled image gets P(opacity) once, from the fold that held it out;
     a detector fold set given it tunes the gate on the out-of-fold boxes; submit applies that gate."""
     from analysis.inference.submit import make_submission
-    from analysis.tuning.gating import best_gate, gate_sweep, p_opacity_map
+    from analysis.record.gate import p_opacity_map
+    from analysis.tuning.gating import best_gate, gate_sweep
     from convert.classify import write_classify_view
 
     write_classify_view(folded)  # a dataset converted without --classify gets its views added
@@ -184,7 +185,7 @@ def test_classifier_folds_gate_the_detector_folds_out_of_fold_and_in_the_submiss
     assert fusions == [OOF_FUSION] and OOF_FUSION["conf_type"] == "max"
 
     # rsna-yolo predict on the same fold set and films: the same Kaggle CSV byte for byte, fused the same way.
-    from analysis.inference.predict_run import predict_films
+    from analysis.reports.predict_run import predict_films
 
     got = predict_films(tuned, folded / "images" / "val", tmp_path / "predicted",
                         submission=tmp_path / "p.csv", progress=False, echo=notes.append)  # fmt: skip

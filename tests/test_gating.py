@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.tuning.gating import apply_gate, best_gate, gate_sweep
+from analysis.record.gate import apply_gate
+from analysis.tuning.gating import best_gate, gate_sweep
 from analysis.tuning.threshold import sweep_scores
 from rsna_yolo.core.cli import UserError
 

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from conftest import REPO_ROOT, subprocess_env
 
-from analysis.inference.submission import read_submission, select_boxes
 from analysis.inference.submit import make_submission
-from analysis.tuning.gating import apply_gate, p_opacity_map
+from analysis.record.gate import apply_gate, p_opacity_map
+from analysis.scoring.submission import read_submission, select_boxes
 from analysis.tuning.rescoring import rescore
 from rsna_yolo.core.cli import UserError
 

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.inference.predict_run import NOT_AN_IMAGE, find_films, predict_films, prediction_table
 from analysis.inference.predictor import Prediction
 from analysis.reports.films import KEPT_BGR, REMOVED_BGR, annotate
+from analysis.reports.predict_run import NOT_AN_IMAGE, find_films, predict_films, prediction_table
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.layout import PRED_COLUMNS
 from tests.conftest import REPO_ROOT, subprocess_env

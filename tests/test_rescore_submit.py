@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 
 from analysis.inference.predict import predict_images
-from analysis.inference.submission import read_submission
+from analysis.record.defaults import DEFAULTS
 from analysis.scoring.metric import frame_to_preds, frame_to_truth, kaggle_map
-from analysis.tuning.defaults import DEFAULTS
+from analysis.scoring.submission import read_submission
 from analysis.tuning.rescoring import rescore
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.layout import PRED_COLUMNS
@@ -366,7 +366,7 @@ def test_the_predictor_reproduces_the_tuned_score_and_rows(project):
     of predictions_val.csv at the tuned threshold and box scale, and the tuned score."""
     from analysis.inference import Predictor
     from analysis.inference.predict import manifest_png_scales
-    from analysis.inference.submission import select_boxes
+    from analysis.scoring.submission import select_boxes
     from analysis.tuning import read_truth
 
     run, manifest = project["run"], project["manifest"]

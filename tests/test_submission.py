@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.inference.submission import (
+from analysis.scoring.submission import (
     check_against_ids,
     parse_prediction_string,
     read_submission,
@@ -116,7 +116,7 @@ def test_validate_against_image_folder(tmp_path):
 
 
 def test_grown_boxes_are_clipped_to_the_frame_so_the_file_validates():
-    from analysis.inference.submission import check_against_ids, parse_submission_rows, submission_frame
+    from analysis.scoring.submission import check_against_ids, parse_submission_rows, submission_frame
 
     preds = pd.DataFrame(
         {"patientId": ["a"], "conf": [0.9], "x": [900.0], "y": [0.0], "width": [100.0], "height": [100.0]}

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from analysis.inference.submission import image_ids
 from analysis.inference.submit import find_manifest, tuned_settings
-from analysis.tuning.threshold import check_settings
+from analysis.scoring.checks import check_settings
+from analysis.scoring.submission import image_ids
 from rsna_yolo.core.cli import UserError
 from tests.fake_dataset import fake_dataset
 

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.record.defaults import load_defaults
 from analysis.scoring.truth import TruthSet
 from analysis.tuning import DEFAULTS, breakdown_at, tune, tune_gate
-from analysis.tuning.defaults import load_defaults
 from analysis.tuning.gating import best_gate, gate_sweep
 from analysis.tuning.threshold import best_row, heldout_half, sweep_scores
 
@@ -98,7 +98,7 @@ def test_tune_gate_gives_what_gate_sweep_and_best_gate_gave():
 
 
 def test_the_defaults_table_rejects_an_unknown_key(tmp_path):
-    from analysis.tuning.defaults import DEFAULTS_YAML
+    from analysis.record.defaults import DEFAULTS_YAML
 
     bad = tmp_path / "defaults.yaml"
     bad.write_text(DEFAULTS_YAML.read_text() + "\nthreshold_grid: [0.5]\n")

@@ -1,4 +1,4 @@
-"""Weighted box fusion at the real size (analysis.tuning.fusion, analysis.tuning.wbf) against
+"""Weighted box fusion at the real size (analysis.record.fusion, analysis.tuning.wbf) against
 ensemble_boxes itself and against the per-image implementation it replaced."""
 
 from __future__ import annotations
@@ -244,7 +244,7 @@ def test_fuse_batch_equals_fuse_image_by_image():
     """fusion.fuse_batch (many images in one call) returns predict.fuse's boxes and scores for each image,
     images with no box at all and a single part included."""
     from analysis.inference.predict import fuse
-    from analysis.tuning.fusion import fuse_batch
+    from analysis.record.fusion import fuse_batch
 
     parts = random_parts(5, 24, 4, round_conf=2)
     images, sizes = [], []
@@ -274,7 +274,7 @@ def test_fuse_batch_equals_fuse_image_by_image():
 def test_fusion_in_chunks_equals_fusion_in_one(monkeypatch):
     """Images fused in many small chunks (fusion.SLOT_BUDGET: bounded memory at any size) give the same
     boxes as all at once."""
-    import analysis.tuning.fusion as fusion
+    import analysis.record.fusion as fusion
 
     parts = random_parts(9, 40, 3, round_conf=2)
     setting = {"iou_thr": 0.55, "skip_box_thr": 0.01, "conf_type": "box_and_model_avg"}

@@ -5,7 +5,7 @@ One image's path: read (PNG as is; DICOM decoded with :func:`rsna_yolo.core.dico
 Ultralytics
 predicts on the array (it letterboxes and maps boxes back to the array) -> optional horizontal-flip copy
 -> several models / flips fused with weighted box fusion (a batch at a time:
-:func:`analysis.tuning.fusion.fuse_batch`, bit-equal to ``ensemble_boxes``, which :func:`fuse` calls for one
+:func:`analysis.record.fusion.fuse_batch`, bit-equal to ``ensemble_boxes``, which :func:`fuse` calls for one
 image) -> divided by the array's
 PNG scale (PNG pixels per source pixel, ``png_scale``) -> ``xywh_px`` in the source frame.
 
@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from analysis.tuning.defaults import DEFAULTS
-from analysis.tuning.fusion import fuse_batch
+from analysis.record.defaults import DEFAULTS
+from analysis.record.fusion import fuse_batch
 from rsna_yolo.core.boxes import NATIVE_SIZE, xyxy_to_xywh
 from rsna_yolo.core.layout import PRED_COLUMNS
 
@@ -38,7 +38,7 @@ PART_COLUMNS = ["patientId", "part", "conf", "x1", "y1", "x2", "y2", "png_width"
 pixels of a ``png_width x png_height`` image; ``png_scale`` maps them back to the source frame."""
 WBF_IOU = DEFAULTS.wbf_iou
 """IoU above which weighted box fusion merges boxes of different models / flips without a tuned setting
-(``wbf_iou`` of ``analysis/tuning/defaults.yaml``: ensemble_boxes' default)."""
+(``wbf_iou`` of ``analysis/record/defaults.yaml``: ensemble_boxes' default)."""
 
 
 def trained_size(model, default: int = 640) -> int:
@@ -159,7 +159,7 @@ def fuse(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted box fusion of several ``(xyxy (N, 4) px, conf (N,))`` predictions of one image
     (``ensemble_boxes``: boxes below ``skip_box_thr``, default ``conf``, are dropped first): the reference
-    :func:`analysis.tuning.fusion.fuse_batch` is tested against, which :func:`predict_images` uses."""
+    :func:`analysis.record.fusion.fuse_batch` is tested against, which :func:`predict_images` uses."""
     if len(parts) == 1:
         return parts[0]
     from ensemble_boxes import weighted_boxes_fusion

@@ -6,7 +6,7 @@ how to predict:
 
 - the models (a run's weights; every fold of a fold set), each one's image size, flip TTA;
 - how their boxes are fused (the tuned WBF setting; a fold set tuned out of fold: ``oof_fusion`` of
-  :data:`analysis.tuning.defaults.DEFAULTS`);
+  :data:`analysis.record.defaults.DEFAULTS`);
 - the confidence threshold and box scale;
 - the classifier(s), their TTA and the gate (hard or soft).
 
@@ -17,7 +17,7 @@ run), a fold set whose folds are not the ones tuned.
 :meth:`Predictor.predict` runs the whole path on images (PNGs or DICOMs): boxes at the prediction floor
 (:func:`analysis.inference.predict.predict_images`), P(opacity) where the gate needs it
 (:func:`analysis.inference.classifier.predict_probs`), the gate (:func:`analysis.tuning.gating.apply_gate`),
-then the threshold and box scale (:func:`analysis.inference.submission.select_boxes`). ``analysis submit``,
+then the threshold and box scale (:func:`analysis.scoring.submission.select_boxes`). ``analysis submit``,
 ``analysis show``, the ablation and rescoring's own inference go through here.
 """
 
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.inference.submission import select_boxes
-from analysis.tuning.defaults import DEFAULTS
+from analysis.record.defaults import DEFAULTS
+from analysis.scoring.submission import select_boxes
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.layout import PRED_COLUMNS
 from rsna_yolo.core.runs import (
@@ -87,7 +87,7 @@ class TunedSetting:
         """``raw`` gated as tuned (:func:`analysis.tuning.gating.apply_gate`), or as it is without a gate."""
         if not self.gate:
             return raw
-        from analysis.tuning.gating import apply_gate
+        from analysis.record.gate import apply_gate
 
         return apply_gate(raw, p_opacity, mode=self.gate["mode"], gate=self.gate.get("gate") or 0.0)
 
@@ -301,7 +301,7 @@ class Predictor:
         p_opacity: dict[str, float] = {}
         gated = raw
         if self.setting.gate:
-            from analysis.tuning.gating import p_opacity_map
+            from analysis.record.gate import p_opacity_map
 
             with_boxes = set(raw["patientId"].astype(str))
             by_id = {p.stem: p for p in images if p.stem not in failed}

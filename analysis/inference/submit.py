@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from analysis.inference.predictor import Predictor, TunedSetting
-from analysis.inference.submission import image_ids, validate_submission, write_submission
-from analysis.tuning.defaults import DEFAULTS
-from analysis.tuning.threshold import check_settings
+from analysis.record.defaults import DEFAULTS
+from analysis.scoring.checks import check_settings
+from analysis.scoring.submission import image_ids, validate_submission, write_submission
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.layout import MANIFEST_CSV, read_manifest
 from rsna_yolo.core.runs import OOF, expand_weights

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.inference.submission import validate_submission
+from analysis.scoring.submission import validate_submission
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

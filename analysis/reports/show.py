@@ -223,7 +223,7 @@ def _gated(
     (a gated setting shows the boxes it would submit, not the detector's alone)."""
     if not setting.gate:
         return preds
-    from analysis.tuning.gating import read_p_opacity
+    from analysis.record.gate import read_p_opacity
 
     path = Path(folder) / kaggle.get("classifier_predictions", classifier_predictions_name(split))
     if not path.is_file():

@@ -1,7 +1,7 @@
 """``analysis show SUBMISSION.csv --images TEST_FOLDER``: a submission's boxes on its films, to look at
 before sending it.
 
-:func:`show_submission` reads the CSV strictly (:func:`analysis.inference.submission.read_submission`),
+:func:`show_submission` reads the CSV strictly (:func:`analysis.scoring.submission.read_submission`),
 matches its patientIds to the films of the folder (DICOMs, or PNGs mapped back to the source frame by their
 dataset's ``manifest.csv``), draws the ``top`` films with the most confident boxes (then films without a box
 if there is room) with :func:`analysis.reports.films.annotate`, and writes ``report.html`` / ``report.md``
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.inference.submission import image_ids, read_submission
 from analysis.reports.films import DRAW_SIZE, add_card, annotate, load_film, write_png
 from analysis.reports.report import Report
+from analysis.scoring.submission import image_ids, read_submission
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.io import write_csv_atomic
 from rsna_yolo.core.layout import BOX_COLUMNS

@@ -2,7 +2,7 @@
 
 :func:`score_submission` reads the truth (:func:`analysis.scoring.truth.read_truth`: the Kaggle labels CSV
 or a
-converted dataset) and the submission (:func:`analysis.inference.submission.read_submission`), optionally
+converted dataset) and the submission (:func:`analysis.scoring.submission.read_submission`), optionally
 drops boxes
 below a threshold and scales the rest about their centre, and returns a :class:`ScoreResult`: the score, one
 row per truth patient and, when the classes are known, where the loss comes from
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.inference.submission import read_submission, submission_preds
 from analysis.scoring.breakdown import breakdown
+from analysis.scoring.checks import check_settings
 from analysis.scoring.metric import accumulate, evaluate_images, summarize
+from analysis.scoring.submission import read_submission, submission_preds
 from analysis.scoring.truth import read_truth
-from analysis.tuning.threshold import check_settings
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.io import write_csv_atomic
 

@@ -14,9 +14,9 @@
 names here.
 """
 
+from analysis.record.defaults import DEFAULTS
+from analysis.record.gate import read_p_opacity
 from analysis.scoring.truth import read_truth
-from analysis.tuning.defaults import DEFAULTS
-from analysis.tuning.gating import read_p_opacity
 from analysis.tuning.rescoring import SplitData, load_split, rescore
 from analysis.tuning.tuner import Tuned, breakdown_at, tune, tune_gate
 

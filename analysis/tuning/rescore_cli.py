@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.record.defaults import DEFAULTS
 from analysis.scoring.breakdown import format_breakdown
-from analysis.tuning.defaults import DEFAULTS
 from analysis.tuning.rescoring import rescore
 from analysis.tuning.threshold import format_sweep
 

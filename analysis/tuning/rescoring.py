@@ -2,7 +2,7 @@
 
 - :func:`load_split` -> a split's truth, images and PNG scales, read once;
 - :func:`predict_split` -> the raw predictions of a split (at the prediction floor of
-  :data:`analysis.tuning.defaults.DEFAULTS`, source pixels), cached in ``predictions_<split>.csv`` and
+  :data:`analysis.record.defaults.DEFAULTS`, source pixels), cached in ``predictions_<split>.csv`` and
   reused when the weights (content), image size, TTA and image list are unchanged
   (:func:`weights_signature`, :func:`split_images`);
 - :func:`rescore` -> predict (or reuse), tune through the tuning door (:func:`analysis.tuning.tuner.tune`,
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.record.defaults import DEFAULTS
 from analysis.scoring.truth import TruthSet, dataset_truth
-from analysis.tuning.defaults import DEFAULTS
 from analysis.tuning.threshold import plot_sweep
 from analysis.tuning.tuner import tune, tune_gate
 from rsna_yolo.core.cli import UserError
@@ -198,7 +198,7 @@ def classifier_split(
     ``classifier_signature`` of ``out_dir/kaggle.json`` matches (weights content, TTA, image list).
     Returns ``(patientId -> p_opacity, signature, reused)``; an unreadable image is a :class:`UserError`."""
     from analysis.inference.classifier import predict_probs
-    from analysis.tuning.gating import check_coverage, p_opacity_map
+    from analysis.record.gate import check_coverage, p_opacity_map
 
     signature = {
         "weights": weights_signature(classifiers),
@@ -285,7 +285,7 @@ def rescore(
     progress: bool = True,
 ) -> dict:
     """Predict ``split`` once with the run's weights (several: WBF ensemble), tune threshold x box scale
-    (``thresholds`` x ``box_scales``, default :data:`~analysis.tuning.defaults.DEFAULTS`) with the Kaggle
+    (``thresholds`` x ``box_scales``, default :data:`~analysis.record.defaults.DEFAULTS`) with the Kaggle
     metric, and write ``kaggle.json``, ``predictions_<split>.csv`` and ``kaggle_threshold.png`` into the
     run folder (``out_dir`` if given; with several weights or TTA, a subfolder of the first run folder, see
     :func:`default_out_dir`). Returns the ``kaggle.json`` dict (docs/ARCHITECTURE.md) plus ``out_dir``, the

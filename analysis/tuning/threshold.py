@@ -4,7 +4,7 @@ The box scale shrinks (``< 1``) or grows each predicted box about its centre bef
 (:func:`rsna_yolo.core.boxes.scale_about_centre`); it is not the PNG scale of ``manifest.csv``.
 
 - :func:`sweep_scores` -> the Kaggle score of every (threshold, box scale) pair (the grids of
-  :data:`analysis.tuning.defaults.DEFAULTS` by default), one IoU pass per box scale
+  :data:`analysis.record.defaults.DEFAULTS` by default), one IoU pass per box scale
   (:func:`analysis.scoring.metric.sweep`); :func:`sweep_halves` adds the two halves of the held-out score
   (:func:`heldout_half`);
 - :func:`best_row` -> the best pair; :func:`format_sweep` / :func:`plot_sweep` -> the table as text and
@@ -24,20 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.record.defaults import DEFAULTS
 from analysis.scoring.metric import frame_to_preds, sweep, sweep_images, sweep_table
-from analysis.tuning.defaults import DEFAULTS
-from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.io import write_figure_atomic
-
-
-def check_settings(conf: float, box_scale: float, *, hint: bool = True) -> None:
-    """A threshold in [0, 1] and a positive box scale, else one clear error naming ``--conf`` / ``--scale``
-    (``hint``: say what a box scale below 1 does)."""
-    if not 0.0 <= conf <= 1.0:
-        raise UserError(f"--conf {conf:g}: a confidence threshold is between 0 and 1")
-    if not box_scale > 0.0:
-        example = " (0.8 shrinks boxes by 20%)" if hint else ""
-        raise UserError(f"--scale {box_scale:g}: the box scale must be positive{example}")
 
 
 def sweep_scores(

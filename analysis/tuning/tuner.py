@@ -6,7 +6,7 @@ tuning of a fold set, the ablation) goes through :func:`tune` or :func:`tune_gat
 - :func:`tune` -> the threshold x box-scale table, the best setting (:func:`~analysis.tuning.threshold.
   best_row`), its loss breakdown and the held-out score;
 - :func:`tune_gate` -> the same with the classifier gate tuned jointly (every mode and gate of
-  :data:`~analysis.tuning.defaults.DEFAULTS`, "no gate" included);
+  :data:`~analysis.record.defaults.DEFAULTS`, "no gate" included);
 - :func:`breakdown_at` -> the loss breakdown at any setting.
 
 **The held-out score.** The tuned score is the best of many settings on the very images it is reported
@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from analysis.record.defaults import DEFAULTS
+from analysis.record.gate import apply_gate
 from analysis.scoring.breakdown import breakdown
 from analysis.scoring.metric import frame_to_preds, per_image_scores
 from analysis.scoring.truth import TruthSet
-from analysis.tuning.defaults import DEFAULTS
-from analysis.tuning.gating import apply_gate, best_gate, gate_tables
+from analysis.tuning.gating import best_gate, gate_tables
 from analysis.tuning.threshold import best_row, sweep_halves
 
 COLUMNS = ["conf", "scale", "score"]

@@ -8,7 +8,7 @@ own boxes (``predictions_<split>_parts.csv``, :data:`analysis.inference.predict.
 :func:`tune_wbf` can fuse them again with each setting of :data:`WBF_GRID` and keep the best by the metric
 (each with its own threshold x box-scale sweep), with no inference.
 
-The fusion itself is :mod:`analysis.tuning.fusion` (``ensemble_boxes``' result, bit for bit, for all images
+The fusion itself is :mod:`analysis.record.fusion` (``ensemble_boxes``' result, bit for bit, for all images
 at once); the images are grouped once for the whole grid, the clusters of one ``iou_thr`` and
 ``skip_box_thr`` are shared by the four confidence types, and only the best setting's frame is kept.
 """
@@ -22,13 +22,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from analysis.record.defaults import DEFAULTS
+from analysis.record.fusion import PartBoxes, cluster, fuse_boxes, part_boxes, to_frame, to_preds
 from analysis.scoring.metric import sweep
-from analysis.tuning.defaults import DEFAULTS
-from analysis.tuning.fusion import PartBoxes, cluster, fuse_boxes, part_boxes, to_frame, to_preds
 from analysis.tuning.threshold import best_row
 
 WBF_GRID = DEFAULTS.wbf_grid
-"""The settings tried (``wbf_grid`` of ``analysis/tuning/defaults.yaml``)."""
+"""The settings tried (``wbf_grid`` of ``analysis/record/defaults.yaml``)."""
 
 
 def fuse_parts(
@@ -40,7 +40,7 @@ def fuse_parts(
     n_parts: int | None = None,
 ) -> pd.DataFrame:
     """Fuse the per-model boxes of :data:`analysis.inference.predict.PART_COLUMNS` rows (or their
-    :func:`analysis.tuning.fusion.part_boxes`) into one prediction frame
+    :func:`analysis.record.fusion.part_boxes`) into one prediction frame
     (:data:`rsna_yolo.core.layout.PRED_COLUMNS`,
     source pixels): images in order of first appearance, boxes by descending fused confidence.
 
@@ -94,7 +94,7 @@ def tune_wbf(
     """Every WBF setting of ``grid`` with its best threshold and box scale. Returns ``(best setting with its
     conf, scale and score, the table of settings, the fused frame of the best setting)``; ties go to the
     setting listed first (``ensemble_boxes``' defaults come first in each axis). ``confs`` and
-    ``box_scales`` default to :data:`~analysis.tuning.defaults.DEFAULTS`' thresholds and box scales.
+    ``box_scales`` default to :data:`~analysis.record.defaults.DEFAULTS`' thresholds and box scales.
 
     Settings are scored one at a time and only their best threshold, box scale and score are kept; the
     best setting is fused once more at the end, so no more than one fused frame is alive per process.

@@ -10,7 +10,10 @@ Training arguments are Ultralytics' (https://docs.ultralytics.com/usage/cfg), e.
   python -m train data=demo/dataset/data.yaml cfg=yolo_configs/hyp/xray.yaml model=yolo11n.yaml epochs=30
 
 Keys added by this project (removed before Ultralytics sees the rest):
-  kaggle_every=N      also score the current weights on val every N epochs (logged as kaggle/mAP per epoch)
+  kaggle_every=N      also score the current weights on val every N epochs (logged as kaggle/mAP per epoch);
+                      the best scored epoch is kept as weights/best_kaggle.pt and the final rescoring keeps
+                      the better of it and Ultralytics' best.pt (kaggle.json's checkpoint)
+  kaggle_patience=N   stop after N scored epochs without a better Kaggle mAP (needs kaggle_every; 0 = never)
   wandb=False         no W&B run (default: a run under RUN_DIR/wandb, online when an API key is configured and
                       the server answers, else offline; the run folder's WANDB_SYNC.txt has `wandb sync`)
   wandb_project=P     W&B project (default $WANDB_PROJECT or rsna-yolo); wandb_group=G
@@ -18,7 +21,9 @@ Keys added by this project (removed before Ultralytics sees the rest):
 
 model= may be a *.yaml (from scratch), a local .pt (transfer learning; freeze=N passes through) or a hub
 name such as yolo11s.pt: looked for in ./weights (or $RSNA_YOLO_WEIGHTS), else downloaded, which needs
-RSNA_YOLO_ONLINE=1. data= defaults to $RSNA_YOLO_DATA.
+RSNA_YOLO_ONLINE=1. pretrained=RUN_DIR|.pt starts a *.yaml model from another run's weights (every tensor
+of the same name and shape, e.g. a classifier from a detector's backbone; recorded in transfer.json).
+data= defaults to $RSNA_YOLO_DATA.
 
 Where it writes, relative to the folder you run it from: a run to runs/<task>/<name> (runs/detect/train,
 train2 ... without name=; project=DIR puts it in DIR/<name>), a sweep to runs/sweeps/<name>, a fold set to

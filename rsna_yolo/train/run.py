@@ -29,7 +29,7 @@ Multi-GPU (``device=0,1,...``): Ultralytics trains through DDP, pickling the tra
 pickles without what cannot cross a process (the W&B run, a sweep's Optuna trial, the scorer's cache), its
 hooks act on rank 0 only (W&B run, per-epoch ``kaggle/mAP``), and the final rescoring runs once, here in the
 main process, into the same W&B run id. What DDP cannot do (a sweep's per-epoch pruning) is announced in one
-line before training starts (:func:`ddp_notes`).
+line before training starts (:func:`rsna_yolo.train.ddp.ddp_notes`).
 """
 
 from __future__ import annotations
@@ -47,14 +47,10 @@ from rsna_yolo import offline
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.io import AtomicPath, copy_atomic, write_atomic, write_json_atomic
 from rsna_yolo.core.runs import (
-    BEST_FITNESS_PT,
     BEST_KAGGLE_PT,
-    BEST_PT,
     KAGGLE_EPOCHS_JSON,
-    KAGGLE_JSON,
     OPTIONS_JSON,
     RESULTS_CSV,
-    WEIGHTS_DIR,
     write_kaggle,
 )
 from rsna_yolo.train import scoring, transfer, wandb_log
@@ -65,10 +61,8 @@ from rsna_yolo.train.args import (
     resolve_model,
     resolve_project,
 )
+from rsna_yolo.train.ddp import EpochHook, ddp_notes, ddp_world_size, is_main_rank
 from rsna_yolo.train.resume import completed_epochs
-
-# on_epoch(epoch (1-based), value) -> True to stop training now (a pruned sweep trial)
-EpochHook = Callable[[int, float], bool]
 
 __all__ = ["RunResult", "TrainOptions", "train"]
 
@@ -131,41 +125,6 @@ def atomic_torch_saves() -> Iterator[None]:
         yield
     finally:
         torch.save = original
-
-
-def ddp_world_size(device: Any) -> int:
-    """How many processes Ultralytics starts for ``device=`` (``0,1`` or ``[0, 1]`` -> 2; one device -> 1).
-
-    >>> [ddp_world_size(d) for d in (None, "cpu", 0, "0", "0,1", [0, 1, 2], "-1,-1")]
-    [1, 1, 1, 1, 2, 3, 2]
-    """
-    if isinstance(device, (list, tuple)):
-        return len(device)
-    parts = [p for p in str(device or "").replace(" ", "").split(",") if p]
-    return len(parts) if len(parts) > 1 else 1
-
-
-def ddp_notes(world_size: int, options: TrainOptions, on_epoch: EpochHook | None) -> list[str]:
-    """What changes when training runs in ``world_size`` DDP processes, one line each (printed before
-    training starts)."""
-    if world_size <= 1:
-        return []
-    notes = [
-        f"DDP on {world_size} devices: our hooks run in rank 0 of the DDP processes (W&B run"
-        + (f", kaggle/mAP every {options.kaggle_every} epochs" if options.kaggle_every else "")
-        + "); the final Kaggle rescoring runs once, in this process, into the same W&B run id"
-    ]
-    if on_epoch is not None:
-        notes.append(
-            "DDP: a sweep trial cannot be pruned epoch by epoch across processes; this trial runs all its "
-            "epochs and reports its final score"
-        )
-    return notes
-
-
-def is_main_rank() -> bool:
-    """True outside DDP and in DDP's rank 0 (``RANK`` as torch.distributed.run sets it)."""
-    return int(os.environ.get("RANK", -1)) in (-1, 0)
 
 
 class _Session:
@@ -358,14 +317,6 @@ class _Session:
         return command
 
 
-def report_score(result: dict[str, Any], run_dir: Path) -> str:
-    """One line for the console: the tuned Kaggle score and where kaggle.json is."""
-    return (
-        f"Kaggle mAP (val): {result['score']:.4f} at conf {result['conf']:.2f}, "
-        f"box scale {result['scale']:.2f} -> {run_dir / KAGGLE_JSON}"
-    )
-
-
 def _fit(model, args: dict[str, Any], session: _Session, resume: bool) -> RunResult:
     """Run ``model.train`` with the session's callbacks, rescore, log and close the W&B run."""
     trainer = None
@@ -381,10 +332,11 @@ def _fit(model, args: dict[str, Any], session: _Session, resume: bool) -> RunRes
             session.start_wandb(trainer, resume=True)
         result = classified = None
         if session.task == "classify" and session.options.rescore and not session.stopped_by_hook:
-            classified = _evaluate_classifier(trainer, session)
+            classified = scoring.final_classify(trainer, session.data, session.transfer)
+            scoring.log_classify(session.wandb_run, classified)
         elif session.options.rescore and not session.stopped_by_hook:
             try:
-                result = final_kaggle(trainer, session)
+                result = scoring.final_kaggle(trainer, session.data, session.options.kaggle_every)
             except UserError as exc:  # e.g. no manifest.csv/boxes.csv: say the training itself is safe
                 raise UserError(
                     f"training finished ({run_dir}) but the Kaggle rescoring failed: {exc}"
@@ -392,7 +344,7 @@ def _fit(model, args: dict[str, Any], session: _Session, resume: bool) -> RunRes
             if session.transfer is not None:
                 result["transfer"] = transfer.summary(session.transfer)
                 write_kaggle(run_dir, {k: v for k, v in result.items() if k != "out_dir"})
-            print(report_score(result, run_dir))
+            print(scoring.report_score(result, run_dir))
             values = {f"kaggle/{k}": result[k] for k in ("conf", "scale", "map50", "map50_95") if k in result}
             values["kaggle/mAP"] = result["score"]
             wandb_log.log(session.wandb_run, values)
@@ -413,85 +365,6 @@ def _fit(model, args: dict[str, Any], session: _Session, resume: bool) -> RunRes
         stopped_by_kaggle_patience=session.stopped_by_kaggle_patience,
         transfer=None if session.transfer is None else transfer.summary(session.transfer),
     )
-
-
-def final_kaggle(trainer, session: _Session) -> dict[str, Any]:
-    """The final rescoring: ``best.pt`` (Ultralytics' fitness) and, with ``kaggle_every``, ``best_kaggle.pt``
-    (the best scored epoch), each with its threshold and box scale tuned on val; the better one is kept.
-
-    Keeping ``best_kaggle.pt`` renames Ultralytics' ``best.pt`` to ``best_fitness.pt`` and copies
-    ``best_kaggle.pt`` to ``best.pt``, so that everything reading the run folder (``analysis submit``,
-    ``rescore``, fold sets, the gate) uses the kept weights. ``kaggle.json`` describes ``best.pt`` and names
-    the choice in ``checkpoint``: ``{"kept", "candidates": {name: {"file", "epoch", "score"}}}``; a tie keeps
-    Ultralytics' ``best.pt``.
-    """
-    result = scoring.final_score(trainer, session.data)
-    run_dir, best = Path(trainer.save_dir), Path(trainer.best)
-    candidate = Path(trainer.wdir) / BEST_KAGGLE_PT
-    if not (session.options.kaggle_every and candidate.is_file() and best.is_file()):
-        return result
-    from analysis.tuning import rescore
-
-    settings = scoring.predict_settings(trainer)
-    alt = rescore(candidate, session.data, split="val", progress=False, ultralytics_val=False,
-                  out_dir=run_dir / "kaggle_best_kaggle", **settings)  # fmt: skip
-    # kaggle_epochs.json, not the session: under DDP the epochs ran in other processes (rank 0 wrote it)
-    epochs_file = run_dir / KAGGLE_EPOCHS_JSON
-    history = json.loads(epochs_file.read_text()) if epochs_file.is_file() else {}
-    best_kaggle = history.get("best_kaggle") or {}
-    kaggle_epoch, epoch_score = best_kaggle.get("epoch"), best_kaggle.get("score")
-    keep_kaggle = alt["score"] > result["score"]
-    every = session.options.kaggle_every
-    candidates = {
-        BEST_PT: {"file": f"{WEIGHTS_DIR}/{BEST_FITNESS_PT if keep_kaggle else BEST_PT}",
-                    "epoch": history.get("fitness_epoch"), "score": result["score"],
-                    "chosen_by": "Ultralytics fitness"},
-        BEST_KAGGLE_PT: {"file": f"weights/{BEST_KAGGLE_PT}", "epoch": kaggle_epoch, "score": alt["score"],
-                      "epoch_score": epoch_score, "chosen_by": f"Kaggle mAP every {every} epochs"},
-    }  # fmt: skip
-    if keep_kaggle:
-        os.replace(best, best.with_name(BEST_FITNESS_PT))
-        try:
-            copy_atomic(candidate, best)
-        except BaseException:  # e.g. a full disk: best.pt stays the fitness checkpoint, as kaggle.json says
-            os.replace(best.with_name(BEST_FITNESS_PT), best)
-            raise
-        result = rescore(best, session.data, split="val", progress=False, **settings)
-    result["checkpoint"] = {"kept": BEST_KAGGLE_PT if keep_kaggle else BEST_PT, "candidates": candidates}
-    write_kaggle(run_dir, {k: v for k, v in result.items() if k != "out_dir"})
-    name = result["checkpoint"]["kept"]
-    print(
-        f"checkpoint: kept {name} ("
-        + ", ".join(f"{n}: epoch {c['epoch']}, {c['score']:.4f}" for n, c in candidates.items())
-        + ")"
-    )
-    return result
-
-
-def _evaluate_classifier(trainer, session: _Session) -> dict[str, Any]:
-    """classify.json for a finished classifier run (its best weights on the view's val split), logged to
-    W&B as ``classify/*``."""
-    from analysis.inference import evaluate_classifier as evaluate
-    from rsna_yolo.core.runs import CLASSIFY_JSON
-
-    weights = trainer.best if Path(trainer.best).is_file() else trainer.last
-    settings = scoring.predict_settings(trainer)
-    out = trainer.save_dir
-    result = evaluate(weights, session.data, split="val", out_dir=out, progress=False, **settings)
-    if session.transfer is not None:
-        result["transfer"] = transfer.summary(session.transfer)
-        write_json_atomic(result, Path(out) / CLASSIFY_JSON)
-    auc = result["auc_opacity"]
-    print(
-        f"classifier (val): accuracy {result['accuracy']:.4f}, ROC AUC of P(opacity) "
-        f"{'n/a' if auc is None else f'{auc:.4f}'} -> {Path(trainer.save_dir) / CLASSIFY_JSON}"
-    )
-    values = {"classify/accuracy": result["accuracy"]}
-    if auc is not None:
-        values["classify/auc_opacity"] = auc
-    wandb_log.log(session.wandb_run, values)
-    wandb_log.set_summary(session.wandb_run, values)
-    return result
 
 
 def train(

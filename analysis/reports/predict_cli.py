@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.inference.predict_run import ANNOTATED_DIR, DEFAULT_CARDS, PREDICTIONS_CSV, predict_films
+from analysis.reports.predict_run import ANNOTATED_DIR, DEFAULT_CARDS, PREDICTIONS_CSV, predict_films
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -15,7 +15,7 @@ It writes into ``out``:
   first.
 
 ``submission`` also writes the Kaggle CSV, byte for byte ``analysis submit --weights RUN --from-run RUN``'s
-(the same :func:`~analysis.inference.submission.write_submission` of the same boxes), validated.
+(the same :func:`~analysis.scoring.submission.write_submission` of the same boxes), validated.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.inference.predictor import Prediction, Predictor, TunedSetting
-from analysis.inference.submission import image_ids, select_boxes, validate_submission, write_submission
 from analysis.inference.submit import png_scales_for
+from analysis.scoring.submission import image_ids, select_boxes, validate_submission, write_submission
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.io import write_csv_atomic
 from rsna_yolo.core.layout import BOX_COLUMNS
@@ -74,7 +74,7 @@ def _kept(table: pd.DataFrame) -> pd.Series:
 
 def find_films(images: str | Path) -> tuple[dict[str, Path], list[Path]]:
     """``(patientId -> path of every .dcm / .png, [other files])`` of a file or a folder (recursively, in
-    :func:`~analysis.inference.submission.image_ids`' order; hidden files are left out of the others);
+    :func:`~analysis.scoring.submission.image_ids`' order; hidden files are left out of the others);
     :class:`UserError` when there is no image."""
     path = Path(images)
     if path.is_file():
