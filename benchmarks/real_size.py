@@ -289,7 +289,8 @@ def make_runs(folder: Path, n_runs: int, rng) -> None:
     import yaml
     from ultralytics.cfg import DEFAULT_CFG_DICT
 
-    from rsna_yolo.core.io import write_json_atomic
+    from analysis.record.setting import TunedSetting
+    from rsna_yolo.core.runs import KAGGLE_JSON
 
     for k in range(n_runs):
         run = folder / f"run{k:02d}"
@@ -326,21 +327,12 @@ def make_runs(folder: Path, n_runs: int, rng) -> None:
             }
         ).to_csv(run / "results.csv", index=False)
         score = float(rng.uniform(0.1, 0.3))
-        write_json_atomic(
-            {
-                "split": "val",
-                "weights": str(run / "weights" / "best.pt"),
-                "data": "data.yaml",
-                "n_images": 5337,
-                "score": score,
-                "conf": 0.3,
-                "scale": 0.9,
-                "map50": float(m50[-1]),
-                "map50_95": float(m50[-1] / 2),
-                "sweep": [{"conf": 0.3, "scale": 0.9, "score": score}],
-            },
-            run / "kaggle.json",
-        )
+        setting = TunedSetting(weights=(run / "weights" / "best.pt",), conf=0.3, box_scale=0.9)
+        setting.to_json(
+            run / KAGGLE_JSON, split="val", data="data.yaml", n_images=5337, score=score,
+            map50=float(m50[-1]), map50_95=float(m50[-1] / 2),
+            sweep=[{"conf": 0.3, "scale": 0.9, "score": score}],
+        )  # fmt: skip
 
 
 # ---------------------------------------------------------------- the steps (each in its own process)
@@ -378,8 +370,9 @@ def prepare(step: str, bench: Path) -> tuple:
     inp = _load(bench)
     oof_setting = {"iou_thr": 0.55, "skip_box_thr": 0.01, "conf_type": "avg"}
     if step == "rescore_run":
+        from analysis.record.setting import TunedSetting
         from analysis.tuning.tuner import tune
-        from rsna_yolo.core.runs import write_kaggle
+        from rsna_yolo.core.runs import KAGGLE_JSON
 
         run_dir = Path(inp["run_dir"])
 
@@ -387,20 +380,13 @@ def prepare(step: str, bench: Path) -> tuple:
             gt = _truth(inp["data"], "val")
             preds = pd.read_csv(run_dir / "predictions_val.csv", dtype={"patientId": str})
             tuned = tune(gt, preds)
-            write_kaggle(
-                run_dir,
-                {
-                    "split": "val",
-                    "data": inp["data"],
-                    "weights": "generated",
-                    "n_images": len(gt.truth),
-                    "score": tuned.score,
-                    **tuned.best,
-                    "sweep": tuned.table.to_dict(orient="records"),
-                    "breakdown": tuned.breakdown,
-                    "predictions": "predictions_val.csv",
-                },
-            )
+            setting = TunedSetting(weights=(Path("generated"),), conf=tuned.best["conf"],
+                                   box_scale=tuned.best["scale"])  # fmt: skip
+            setting.to_json(
+                run_dir / KAGGLE_JSON, split="val", data=inp["data"], n_images=len(gt.truth),
+                score=tuned.score, sweep=tuned.table.to_dict(orient="records"), breakdown=tuned.breakdown,
+                predictions="predictions_val.csv",
+            )  # fmt: skip
             return f"{len(gt.truth)} images, {len(preds)} boxes"
 
         return go

@@ -40,7 +40,9 @@ from rsna_yolo.core.layout import (
     BOXES_CSV,
     DATA_YAML,
     FOLDS_DIR,
+    IMAGES_DIR,
     LABEL_SPLITS,
+    LABELS_DIR,
     MANIFEST_COLUMNS,
     MANIFEST_CSV,
     POSITIVE_CLASS,
@@ -181,7 +183,7 @@ def check_dataset(
             continue
         _check_image(out, row, where, problems)
         if split == "test":
-            if (out / "labels" / "test" / f"{pid}.txt").exists():
+            if (out / LABELS_DIR / "test" / f"{pid}.txt").exists():
                 problems.append(f"{where}: test image has a label file")
             continue
         _check_label(out, row, boxes.get(pid, []), where, problems)
@@ -227,7 +229,7 @@ def _check_image(out: Path, row: dict, where: str, problems: list[str]) -> None:
 
 def _check_label(out: Path, row: dict, boxes: list, where: str, problems: list[str]) -> None:
     pid, split = row["patientId"], row["split"]
-    label = out / "labels" / split / f"{pid}.txt"
+    label = out / LABELS_DIR / split / f"{pid}.txt"
     if not label.is_file():
         problems.append(f"{where}: label file labels/{split}/{pid}.txt missing")
         return
@@ -252,13 +254,13 @@ def _check_label(out: Path, row: dict, boxes: list, where: str, problems: list[s
 def _check_files_on_disk(out: Path, seen: dict[str, str], problems: list[str]) -> None:
     found: dict[str, list[str]] = defaultdict(list)
     for split in SPLITS:
-        for png in sorted((out / "images" / split).glob("*.png")):
+        for png in sorted((out / IMAGES_DIR / split).glob("*.png")):
             found[png.stem].append(split)
             if seen.get(png.stem) != split:
                 problems.append(f"images/{split}/{png.name}: not in manifest.csv as a {split} image")
         if split == "test":
             continue
-        for txt in sorted((out / "labels" / split).glob("*.txt")):
+        for txt in sorted((out / LABELS_DIR / split).glob("*.txt")):
             if seen.get(txt.stem) != split:
                 problems.append(f"labels/{split}/{txt.name}: no {split} image in manifest.csv")
     for pid, splits in sorted(found.items()):

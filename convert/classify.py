@@ -28,6 +28,7 @@ from rsna_yolo.core.layout import (
     CLASS_DIRS,
     FOLDS_DIR,
     LABEL_SPLITS,
+    MANIFEST_CSV,
     VIEW_DIRS,
     fold_name,
     read_dataset,
@@ -65,7 +66,7 @@ def write_classify_view(dataset: str | Path, *, binary: bool = False, folds: boo
         ["(empty)"] if labelled["class"].isna().any() else []
     )
     if unknown:
-        raise UserError(f"{root / 'manifest.csv'}: class(es) {unknown} are not the three RSNA classes")
+        raise UserError(f"{root / MANIFEST_CSV}: class(es) {unknown} are not the three RSNA classes")
     png = {str(p): root / str(f) for p, f in zip(labelled["patientId"], labelled["png"], strict=True)}
     missing = [str(path) for path in png.values() if not path.is_file()]
     if missing:

@@ -47,6 +47,8 @@ from rsna_yolo.core.layout import (
     BOXES_CSV,
     DATA_YAML,
     FOLDS_DIR,
+    IMAGES_DIR,
+    LABELS_DIR,
     MANIFEST_COLUMNS,
     MANIFEST_CSV,
     REPORT_JSON,
@@ -157,9 +159,9 @@ def plan(
     }
     folders = {
         (kind, split): inside(out, f"{kind}/{split}")
-        for kind in ("images", "labels")
+        for kind in (IMAGES_DIR, LABELS_DIR)
         for split in SPLITS
-        if (kind, split) != ("labels", "test")
+        if (kind, split) != (LABELS_DIR, "test")
     }
     jobs: list[Job] = []
     rows: dict[str, dict] = {}
@@ -176,15 +178,15 @@ def plan(
             Job(
                 pid,
                 train_files[pid],
-                in_folder(folders["images", split], f"{pid}.png"),
-                in_folder(folders["labels", split], f"{pid}.txt"),
+                in_folder(folders[IMAGES_DIR, split], f"{pid}.png"),
+                in_folder(folders[LABELS_DIR, split], f"{pid}.txt"),
                 boxes_by_id.get(pid, ()),
                 imgsz,
             )
         )
     for pid in sorted(test_files):
         rows[pid] = {"split": "test", "fold": None, "class": None, "Target": None, "n_boxes": None}
-        png = in_folder(folders["images", "test"], f"{pid}.png")
+        png = in_folder(folders[IMAGES_DIR, "test"], f"{pid}.png")
         jobs.append(Job(pid, test_files[pid], png, None, (), imgsz))
     return jobs, rows, skips
 
@@ -226,7 +228,7 @@ def remove_stale(out: Path, keep: set[Path]) -> int:
     are considered; anything else in ``out`` is left alone. Returns the number removed.
     """
     removed = 0
-    for sub in ("images", "labels", FOLDS_DIR):
+    for sub in (IMAGES_DIR, LABELS_DIR, FOLDS_DIR):
         folder = out / sub
         if not folder.is_dir():
             continue
@@ -313,7 +315,7 @@ def convert_rsna(
         raise UserError(f"--out {out} exists and is not a folder")
     # Stale-file clean-up works in out/{images,labels,folds}: the source must not live there.
     if out == source.root or any(
-        source.root.is_relative_to(out / d) for d in ("images", "labels", FOLDS_DIR)
+        source.root.is_relative_to(out / d) for d in (IMAGES_DIR, LABELS_DIR, FOLDS_DIR)
     ):
         raise UserError(f"--out {out} must not be --src or hold it in images/, labels/ or folds/")
     labels = read_labels(source.label_csv, source.class_csv)

@@ -164,7 +164,9 @@ def test_classifier_folds_gate_the_detector_folds_out_of_fold_and_in_the_submiss
 
     # submit --from-run D/kaggle_oof_gated.json --classifier CLS_SET: the fold ensembles, gated by that gate.
     import analysis.inference.predict
-    from analysis.inference.submit import OOF_FUSION
+    from analysis.record.setting import fold_set_fusion
+
+    OOF_FUSION = fold_set_fusion()
 
     real_predict, fusions = analysis.inference.predict.predict_images, []
 

@@ -11,9 +11,12 @@ import pandas as pd
 import pytest
 
 from analysis.inference.predict import PART_COLUMNS
+from analysis.record.defaults import DEFAULTS
 from analysis.tuning.threshold import best_row, sweep_scores
-from analysis.tuning.wbf import WBF_GRID, fuse_parts, tune_wbf
+from analysis.tuning.wbf import fuse_parts, tune_wbf
 from rsna_yolo.core.layout import PRED_COLUMNS
+
+WBF_GRID = DEFAULTS.wbf_grid
 
 ensemble_boxes = pytest.importorskip("ensemble_boxes")
 

@@ -15,7 +15,8 @@ Callers outside ``analysis`` (``train``) use the names here.
 from analysis.inference.classifier import evaluate as evaluate_classifier
 from analysis.inference.classifier import opacity_auc, predict_probs, view_labels
 from analysis.inference.predict import predict_images
-from analysis.inference.predictor import Prediction, Predictor, TunedSetting
+from analysis.inference.predictor import Prediction, Predictor
+from analysis.record.setting import TunedSetting
 
 __all__ = [
     "Prediction",

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.record.defaults import DEFAULTS
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.io import write_figure_atomic
 from rsna_yolo.core.layout import BINARY_DIRS, CLASS_DIRS, OPACITY_DIRS
@@ -56,7 +57,7 @@ def predict_probs(
     images: Sequence[str | Path],
     *,
     imgsz: int | None = None,
-    batch: int = 32,
+    batch: int = DEFAULTS.batch,
     tta: bool = False,
     device=None,
     workers: int | None = None,
@@ -205,7 +206,7 @@ def evaluate(
     split: str = "val",
     out_dir: str | Path | None = None,
     imgsz: int | None = None,
-    batch: int = 32,
+    batch: int = DEFAULTS.batch,
     device=None,
     progress: bool = True,
 ) -> dict:

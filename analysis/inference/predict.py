@@ -36,9 +36,6 @@ T = TypeVar("T")
 PART_COLUMNS = ["patientId", "part", "conf", "x1", "y1", "x2", "y2", "png_width", "png_height", "png_scale"]
 """One model's (or flip's) box before fusion: ``part`` numbers the model x flip passes; corners in PNG
 pixels of a ``png_width x png_height`` image; ``png_scale`` maps them back to the source frame."""
-WBF_IOU = DEFAULTS.wbf_iou
-"""IoU above which weighted box fusion merges boxes of different models / flips without a tuned setting
-(``wbf_iou`` of ``analysis/record/defaults.yaml``: ensemble_boxes' default)."""
 
 
 def trained_size(model, default: int = 640) -> int:
@@ -153,9 +150,9 @@ def fuse(
     height: int,
     *,
     conf: float,
-    iou_thr: float = WBF_IOU,
+    iou_thr: float = DEFAULTS.wbf_iou,
     skip_box_thr: float | None = None,
-    conf_type: str = "avg",
+    conf_type: str = DEFAULTS.wbf_conf_type,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted box fusion of several ``(xyxy (N, 4) px, conf (N,))`` predictions of one image
     (``ensemble_boxes``: boxes below ``skip_box_thr``, default ``conf``, are dropped first): the reference
@@ -208,7 +205,7 @@ def predict_images(
     tta: bool = False,
     device=None,
     png_scales: Mapping[str, float] | None = None,
-    wbf_iou: float = WBF_IOU,
+    wbf_iou: float = DEFAULTS.wbf_iou,
     wbf: Mapping[str, object] | None = None,
     keep_parts: bool = False,
     workers: int | None = None,

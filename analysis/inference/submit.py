@@ -13,15 +13,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from analysis.inference.predictor import Predictor, TunedSetting
+from analysis.inference.predictor import Predictor
 from analysis.record.defaults import DEFAULTS
+from analysis.record.setting import TunedSetting
 from analysis.scoring.checks import check_settings
 from analysis.scoring.submission import image_ids, validate_submission, write_submission
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.layout import MANIFEST_CSV, read_manifest
 from rsna_yolo.core.runs import OOF, expand_weights
 
-DEFAULT_CONF = DEFAULTS.default_conf
 """The threshold without a tuned run (Ultralytics' default)."""
 
 
@@ -148,11 +148,11 @@ def make_submission(
     weighted box fusion, ``tta`` adds horizontal flips), write the submission to ``out`` and validate it.
 
     The threshold and box scale are ``from_run``'s tuned ones (:func:`tuned_settings`) else
-    :data:`DEFAULT_CONF` and 1; ``conf`` / ``box_scale`` override them. Converted PNGs are mapped back to the
-    source frame with the PNG scales of ``png_scales_from`` (a ``manifest.csv``; default: the one
-    :func:`find_manifest` finds). An unreadable image gets an empty row. ``echo`` receives warnings and notes
-    as they arise. ``workers`` threads decode and resize the next batch during inference (default: the
-    cores this process may use).
+    :data:`DEFAULTS`' ``default_conf`` and 1; ``conf`` / ``box_scale`` override them. Converted PNGs are
+    mapped back to the source frame with the PNG scales of ``png_scales_from`` (a ``manifest.csv``; default:
+    the one :func:`find_manifest` finds). An unreadable image gets an empty row. ``echo`` receives warnings
+    and notes as they arise. ``workers`` threads decode and resize the next batch during inference
+    (default: the cores this process may use).
 
     ``classifier`` (run folders or weights, averaged; ``classifier_tta`` adds flips) gates the boxes with
     :func:`analysis.tuning.gating.apply_gate`, the function rescoring tuned the gate with: the gate is
@@ -168,12 +168,16 @@ def make_submission(
     weight_files = [w for w, _ in expand_weights(weights)]  # a fold set: every fold's weights
     if tuned is not None:
         note_mismatch(tuned, tta, len(weight_files), echo)
-    conf = (tuned.conf if tuned else DEFAULT_CONF) if conf is None else conf
+    conf = (tuned.conf if tuned else DEFAULTS.default_conf) if conf is None else conf
     box_scale = (tuned.box_scale if tuned else 1.0) if box_scale is None else box_scale
     check_settings(conf, box_scale)
     images = image_ids(images_dir)
     png_scales = png_scales_for(Path(images_dir), images, png_scales_from, echo)
-    setting = _setting(tuned, weight_files, tta, imgsz)
+    if tuned is not None:
+        setting = tuned.for_weights(weight_files, tta=tta, imgsz=imgsz)
+    else:
+        sizes = None if imgsz is None else (int(imgsz),) * len(weight_files)
+        setting = TunedSetting(weights=tuple(weight_files), sizes=sizes, tta=tta)
     setting = replace(
         setting, conf=conf, box_scale=box_scale, gate=gating,
         classifiers=tuple(w for w, _ in expand_weights(classifier)), classifier_tta=classifier_tta,
@@ -188,29 +192,3 @@ def make_submission(
     sub = validate_submission(out, images)
     counts = (len(sub.ids), sub.n_with_boxes, len(sub.boxes))
     return SubmitSummary(Path(out), *counts, conf, box_scale, failed, gating)
-
-
-def _setting(
-    tuned: TunedSetting | None, weight_files: list[Path], tta: bool, imgsz: int | None
-) -> TunedSetting:
-    """The inference part of the setting: these weights with the tuned setting's image sizes (when it was
-    tuned on the same weights) and fusion (a fold set tuned out of fold: :data:`OOF_FUSION`); ``imgsz``
-    sets one size for all."""
-    fused = len(weight_files) > 1 or tta
-    sizes = None if imgsz is None else (int(imgsz),) * len(weight_files)
-    wbf = None
-    if tuned is not None:
-        same = [Path(w).resolve() for w in tuned.weights] == [Path(w).resolve() for w in weight_files]
-        sizes = tuned.sizes if sizes is None and same else sizes
-        oof = tuned.info.get("split") == OOF
-        wbf = (dict(OOF_FUSION) if oof else tuned.wbf) if fused else None
-    return TunedSetting(weights=tuple(weight_files), sizes=sizes, tta=tta, wbf=wbf,
-                        source=tuned.source if tuned else None)  # fmt: skip
-
-
-OOF_FUSION = dict(DEFAULTS.oof_fusion)
-"""How a fold set is fused with a threshold tuned out of fold (on single models): each fused box keeps the
-confidence of the fold model most sure of it, the scale that threshold was tuned on. WBF's default
-averaging also counts each model's weak duplicates and the models that missed the box, which drags the
-fused confidence far below a single model's (docs/study.md: at the out-of-fold threshold 0.45, 2 of 60
-test films kept a box with ``avg``, 8 with ``max``, 6-8 with each fold alone)."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.inference.submit import DEFAULT_CONF, make_submission
+from analysis.inference.submit import make_submission
+from analysis.record.defaults import DEFAULTS
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +29,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="submission CSV to write")
     how = parser.add_mutually_exclusive_group()
     how.add_argument(
-        "--conf", type=float, help=f"confidence threshold (default {DEFAULT_CONF} without --from-run)"
+        "--conf",
+        type=float,
+        help=f"confidence threshold (default {DEFAULTS.default_conf} without --from-run)",
     )
     how.add_argument(
         "--from-run",

@@ -2,7 +2,7 @@
 
 Every function that tunes or predicts takes its defaults from :data:`DEFAULTS` instead of spelling them:
 the threshold grid, the box scales, the gates and gate modes, the WBF grid and defaults, the prediction
-floor and the default confidence.
+floor, the default confidence, the inference batch and the classifier's cut-off.
 
 >>> DEFAULTS.prediction_floor, DEFAULTS.default_conf
 (0.01, 0.25)
@@ -34,7 +34,10 @@ class TuningDefaults:
     gate_modes: tuple[str, ...]
     wbf_grid: MappingProxyType
     wbf_iou: float
+    wbf_conf_type: str
     oof_fusion: MappingProxyType
+    batch: int
+    classifier_cutoff: float
 
 
 def load_defaults(path: Path = DEFAULTS_YAML) -> TuningDefaults:
@@ -56,7 +59,10 @@ def load_defaults(path: Path = DEFAULTS_YAML) -> TuningDefaults:
         gate_modes=tuple(str(x) for x in raw["gate_modes"]),
         wbf_grid=MappingProxyType(grid),
         wbf_iou=float(raw["wbf_iou"]),
+        wbf_conf_type=str(raw["wbf_conf_type"]),
         oof_fusion=MappingProxyType(dict(raw["oof_fusion"])),
+        batch=int(raw["batch"]),
+        classifier_cutoff=float(raw["classifier_cutoff"]),
     )
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.record.defaults import DEFAULTS
 from rsna_yolo.core.layout import PRED_COLUMNS
 
 CONF_TYPES = ("avg", "max", "box_and_model_avg", "absent_model_aware_avg")
@@ -295,7 +296,7 @@ def fuse_batch(
     conf: float,
     iou_thr: float,
     skip_box_thr: float | None = None,
-    conf_type: str = "avg",
+    conf_type: str = DEFAULTS.wbf_conf_type,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`analysis.inference.predict.fuse` of many images in one call: ``images[k]`` is image ``k``'s
     list of ``(xyxy (N, 4) px, conf (N,))``, one per model x flip (the same count for every image),

@@ -31,7 +31,6 @@ from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.io import write_csv_atomic
 from rsna_yolo.core.layout import dataset_split
 
-DEFAULT_CONF = DEFAULTS.default_conf
 """Ultralytics' default confidence threshold: what a plain detector submission uses."""
 TEST_IMAGES = 3000
 """Images in the challenge's stage-2 test set."""
@@ -108,12 +107,12 @@ def run_ablation(
     single = det_cost(weights)
     rows = []
     sweep = pd.DataFrame(alone["sweep"])
-    default = sweep[(sweep["conf"] == DEFAULT_CONF) & (sweep["scale"] == 1.0)]["score"].iloc[0]
+    default = sweep[(sweep["conf"] == DEFAULTS.default_conf) & (sweep["scale"] == 1.0)]["score"].iloc[0]
     # nothing is tuned at the default setting: its score is already a held-out one
-    fixed = {"breakdown": breakdown_at(scored.gt, cached, {"conf": DEFAULT_CONF, "scale": 1.0}),
+    fixed = {"breakdown": breakdown_at(scored.gt, cached, {"conf": DEFAULTS.default_conf, "scale": 1.0}),
              "score_heldout": default}  # fmt: skip
     rows.append(_row("detector, default conf 0.25", fixed, default, single,
-                     f"conf {DEFAULT_CONF}, box scale 1"))  # fmt: skip
+                     f"conf {DEFAULTS.default_conf}, box scale 1"))  # fmt: skip
     at_one = tune(scored.gt, cached, box_scales=[1.0])
     threshold_only = {"breakdown": at_one.breakdown, "score_heldout": at_one.score_heldout}
     rows.append(_row("+ tuned threshold", threshold_only, at_one.score, single,
@@ -141,7 +140,9 @@ def run_ablation(
         gated = rescore(ws, data, tta=use_tta, classifier=classifier, **kw)
         det = det_cost(ws, tta=use_tta)
         cls_weights = tuple(w for w, _ in expand_weights([classifier]))
-        classify = Predictor(TunedSetting(weights=(), classifiers=cls_weights), batch=32, device=device)
+        classify = Predictor(
+            TunedSetting(weights=(), classifiers=cls_weights), batch=DEFAULTS.batch, device=device
+        )
         cls = _cost(lambda: classify.probabilities(images, progress=False), n,
                     warm_up=lambda: classify.probabilities(images[:2], progress=False))  # fmt: skip
         rate = 1 / (1 / det["images_per_s"] + 1 / cls["images_per_s"])

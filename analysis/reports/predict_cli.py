@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis.reports.predict_run import ANNOTATED_DIR, DEFAULT_CARDS, PREDICTIONS_CSV, predict_films
+from analysis.reports.predict_run import DEFAULT_CARDS, PREDICTIONS_CSV, predict_films
+from rsna_yolo.core.runs import ANNOTATED_DIR
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

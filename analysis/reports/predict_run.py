@@ -27,15 +27,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.inference.predictor import Prediction, Predictor, TunedSetting
+from analysis.inference.predictor import Prediction, Predictor
 from analysis.inference.submit import png_scales_for
+from analysis.record.setting import TunedSetting
 from analysis.scoring.submission import image_ids, select_boxes, validate_submission, write_submission
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.io import write_csv_atomic
 from rsna_yolo.core.layout import BOX_COLUMNS
+from rsna_yolo.core.runs import ANNOTATED_DIR
 
 PREDICTIONS_CSV = "predictions.csv"
-ANNOTATED_DIR = "images"
 """Subfolder of ``out`` holding one annotated PNG per readable image, ``<patientId>.png``."""
 IMAGE_SUFFIXES = (".dcm", ".png")
 NOT_AN_IMAGE = "not a .dcm or .png file: not predicted"

@@ -23,7 +23,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from analysis.inference.predictor import TunedSetting
+from analysis.record.setting import TunedSetting
 from analysis.reports.report import Report
 from analysis.scoring.metric import frame_to_preds, per_image_scores
 from rsna_yolo.core.boxes import scale_about_centre
@@ -35,6 +35,7 @@ from rsna_yolo.core.runs import (
     classifier_predictions_name,
     predictions_name,
     read_kaggle,
+    rescore_dir,
     run_data_yaml,
     run_weights,
 )
@@ -70,7 +71,7 @@ def load_inputs(run_dir: Path, split: str, data: Path | None = None, *, progress
     if kaggle is not None and kaggle.get("split") != split:
         # The run's own kaggle.json was tuned on another split and compare/submit rely on it: leave it as
         # it is and score this split into a subfolder of its own.
-        kaggle_dir = run_dir / f"kaggle_{split}"
+        kaggle_dir = rescore_dir(run_dir, split)
         kaggle = read_kaggle(kaggle_dir)
         if kaggle is not None and kaggle.get("split") != split:
             kaggle = None

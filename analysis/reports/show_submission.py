@@ -22,8 +22,8 @@ from analysis.scoring.submission import image_ids, read_submission
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.io import write_csv_atomic
 from rsna_yolo.core.layout import BOX_COLUMNS
+from rsna_yolo.core.runs import ANNOTATED_DIR
 
-ANNOTATED_DIR = "images"
 IMAGES_CSV = "images.csv"
 
 

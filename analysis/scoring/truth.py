@@ -51,9 +51,9 @@ def dataset_truth(root: Path, manifest: pd.DataFrame, split: str | None = None) 
     boxes = pd.read_csv(boxes_path, dtype={"patientId": str})
     rows = manifest[manifest["split"] != "test"] if split is None else manifest[manifest["split"] == split]
     if rows.empty:
-        raise UserError(f"{root / 'manifest.csv'}: no labelled images in split {split!r}")
+        raise UserError(f"{root / MANIFEST_CSV}: no labelled images in split {split!r}")
     if "Target" in rows.columns and rows["Target"].isna().all():
-        raise UserError(f"{root / 'manifest.csv'}: split {split!r} has no labels (test images have none)")
+        raise UserError(f"{root / MANIFEST_CSV}: split {split!r} has no labels (test images have none)")
     ids = rows["patientId"].astype(str).tolist()
     classes = {}
     if "class" in rows.columns:

@@ -29,13 +29,15 @@ from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.io import write_csv_atomic
 from rsna_yolo.core.layout import MANIFEST_CSV, PRED_COLUMNS, dataset_split
 from rsna_yolo.core.runs import (
+    KAGGLE_JSON,
+    KAGGLE_THRESHOLD_PNG,
     WEIGHTS_DIR,
     classifier_predictions_name,
     expand_weights,
     parts_name,
     predictions_name,
     read_kaggle,
-    write_kaggle,
+    rescore_dir,
 )
 
 
@@ -105,7 +107,8 @@ def predict_split(
     reused)``. ``imgsz``: the size for every model, one per model, else each one's own
     (:func:`analysis.inference.predict.model_sizes`)."""
     from analysis.inference.predict import model_sizes, size_record
-    from analysis.inference.predictor import Predictor, TunedSetting
+    from analysis.inference.predictor import Predictor
+    from analysis.record.setting import TunedSetting
 
     images, png_scales = split_images(root, manifest, split)
     sizes = model_sizes(weights, imgsz)  # no checkpoint is loaded when rescore passes them resolved
@@ -180,7 +183,7 @@ def default_out_dir(run_dir: Path, n_weights: int, tta: bool, gated: bool = Fals
     ``kaggle_gated`` ...) so that the run's own ``kaggle.json`` keeps describing the run's own weights."""
     parts = ([f"ensemble{n_weights}"] if n_weights > 1 else []) + (["tta"] if tta else [])
     parts += ["gated"] if gated else []
-    return run_dir / f"kaggle_{'_'.join(parts)}" if parts else run_dir
+    return rescore_dir(run_dir, *parts)
 
 
 def classifier_split(
@@ -190,7 +193,7 @@ def classifier_split(
     split: str,
     *,
     tta: bool = False,
-    batch: int = 32,
+    batch: int = DEFAULTS.batch,
     device=None,
     progress: bool = True,
 ) -> tuple[dict[str, float], dict, bool]:
@@ -322,7 +325,7 @@ def rescore(
     thresholds = list(DEFAULTS.thresholds if thresholds is None else thresholds)
     box_scales = list(DEFAULTS.box_scales if box_scales is None else box_scales)
 
-    from analysis.inference.predict import model_sizes, size_record
+    from analysis.inference.predict import model_sizes
 
     sizes = model_sizes(weights, imgsz)
     frame, signature, reused = predict_split(
@@ -357,45 +360,44 @@ def rescore(
             maps = {"map50": previous["map50"], "map50_95": previous["map50_95"]}
         else:
             maps = ultralytics_map(weights[0], data_yaml, split, imgsz=sizes[0], batch=batch, device=device)
-    result = {
+    from analysis.record.setting import TunedSetting
+
+    setting = TunedSetting(
+        weights=tuple(weights), conf=best["conf"], box_scale=best["scale"], sizes=tuple(sizes), tta=bool(tta),
+        wbf=wbf, gate={"mode": best["mode"], "gate": best["gate"]} if gating is not None else None,
+        classifiers=tuple(gating["classifiers"]) if gating is not None else (),
+        classifier_tta=bool(classifier_tta),
+    )  # fmt: skip
+    evidence = {
         "split": split,
-        "weights": str(weights[0]) if len(weights) == 1 else [str(w) for w in weights],
         "data": str(data_yaml.resolve()),
         "n_images": len(gt.truth),
         "score": best["score"],
         "score_heldout": chosen.score_heldout,
-        "conf": best["conf"],
-        "scale": best["scale"],
         **maps,
         "sweep": chosen.table.to_dict(orient="records"),
         "breakdown": chosen.breakdown,
         "predictions": predictions_name(split),
-        "imgsz": size_record(sizes),
-        "tta": bool(tta),
         "n_predictions": len(tuned.frame),
         "predictions_reused": reused,
         "prediction_signature": signature,
     }
     if wbf is not None:
-        result["wbf"] = {k: wbf[k] for k in ("iou_thr", "skip_box_thr", "conf_type")}
-        result["wbf_sweep"] = wbf_table.to_dict(orient="records")
+        evidence["wbf_sweep"] = wbf_table.to_dict(orient="records")
     if gating is not None:
-        result.update(
-            gate={"mode": best["mode"], "gate": best["gate"]},
+        evidence.update(
             ungated=ungated,
             gate_effect=gate_effect(ungated["breakdown"], chosen.breakdown),
             gates=chosen.gates,
-            classifier=[str(c) for c in gating["classifiers"]],
-            classifier_tta=bool(classifier_tta),
             classifier_predictions=classifier_predictions_name(split),
             classifier_reused=gating["reused"],
             classifier_signature=gating["signature"],
         )
-    write_kaggle(out, result)
+    result = setting.to_json(out / KAGGLE_JSON, **evidence)
     name = weights[0].name if len(weights) == 1 else f"{len(weights)}-model WBF"
     gate_text = f" + {best['mode']} gate {best['gate']}" if gating is not None else ""
     title = f"{name} on {split}{' + flip TTA' if tta else ''}{gate_text}: best {best['score']:.4f}"
-    plot_sweep(chosen.table, out / "kaggle_threshold.png", title=title)
+    plot_sweep(chosen.table, out / KAGGLE_THRESHOLD_PNG, title=title)
     result["out_dir"] = str(out)
     return result
 

@@ -5,7 +5,8 @@ An ensemble (several weights, a fold set) or flip TTA gives each image several s
 different models merge (``iou_thr``), the confidence below which a model's box is dropped before fusing
 (``skip_box_thr``), and how the fused confidence is formed (``conf_type``). Rescoring keeps every model's
 own boxes (``predictions_<split>_parts.csv``, :data:`analysis.inference.predict.PART_COLUMNS`), so
-:func:`tune_wbf` can fuse them again with each setting of :data:`WBF_GRID` and keep the best by the metric
+:func:`tune_wbf` can fuse them again with each setting of :data:`DEFAULTS`' ``wbf_grid`` and keep the best
+by the metric
 (each with its own threshold x box-scale sweep), with no inference.
 
 The fusion itself is :mod:`analysis.record.fusion` (``ensemble_boxes``' result, bit for bit, for all images
@@ -27,7 +28,6 @@ from analysis.record.fusion import PartBoxes, cluster, fuse_boxes, part_boxes, t
 from analysis.scoring.metric import sweep
 from analysis.tuning.threshold import best_row
 
-WBF_GRID = DEFAULTS.wbf_grid
 """The settings tried (``wbf_grid`` of ``analysis/record/defaults.yaml``)."""
 
 
@@ -85,7 +85,7 @@ def tune_wbf(
     truth: Mapping[str, np.ndarray],
     parts: pd.DataFrame,
     *,
-    grid: Mapping[str, tuple] = WBF_GRID,
+    grid: Mapping[str, tuple] = DEFAULTS.wbf_grid,
     confs: Sequence[float] | None = None,
     box_scales: Sequence[float] | None = None,
     workers: int | None = None,

@@ -63,6 +63,10 @@ PRED_COLUMNS = ["patientId", "conf", *BOX_COLUMNS]
 """``predictions_<split>.csv`` of a run: one row per predicted box, source pixels (xywh_px), unscaled."""
 
 # The files and folders of a converted dataset: the only place their names are spelled.
+IMAGES_DIR = "images"
+"""A dataset's PNG folder (``images/<split>/``), as Ultralytics expects it."""
+LABELS_DIR = "labels"
+"""A dataset's YOLO label folder (``labels/<split>/``): Ultralytics finds it by replacing ``images``."""
 MANIFEST_CSV = "manifest.csv"
 BOXES_CSV = "boxes.csv"
 REPORT_JSON = "report.json"

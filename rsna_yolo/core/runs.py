@@ -17,7 +17,6 @@ from typing import Any
 import yaml
 
 from rsna_yolo.core.cli import UserError
-from rsna_yolo.core.io import write_json_atomic
 
 # The files and folders of a run: the only place their names are spelled.
 WEIGHTS_DIR = "weights"
@@ -28,6 +27,10 @@ WEIGHTS = (BEST_PT, LAST_PT)
 ARGS_YAML = "args.yaml"
 RESULTS_CSV = "results.csv"
 KAGGLE_JSON = "kaggle.json"
+KAGGLE_THRESHOLD_PNG = "kaggle_threshold.png"
+"""The threshold x box-scale sweep of a rescoring, as a figure (beside its ``kaggle.json``)."""
+ANNOTATED_DIR = "images"
+"""Where ``analysis predict`` and ``analysis show SUBMISSION`` put the films with their boxes drawn."""
 """A detector's tuned Kaggle score (docs/ARCHITECTURE.md); a fold set's are ``kaggle_oof*.json``."""
 CLASSIFY_JSON = "classify.json"
 """A classifier run's evaluation (accuracy, ROC AUC of P(opacity), confusion)."""
@@ -170,11 +173,6 @@ def read_kaggle(folder_or_file: str | Path) -> dict[str, Any] | None:
     return data
 
 
-def write_kaggle(folder: str | Path, result: dict[str, Any]) -> Path:
-    """Write ``folder/kaggle.json`` atomically (NaN as null)."""
-    return write_json_atomic(result, Path(folder) / KAGGLE_JSON)
-
-
 def run_data_yaml(run_dir: str | Path, kaggle: dict[str, Any] | None = None) -> Path | None:
     """The data YAML a run was scored or trained on: ``kaggle["data"]``, else ``args.yaml``'s ``data``, the
     first that exists on this machine; None when neither does."""
@@ -186,3 +184,13 @@ def run_data_yaml(run_dir: str | Path, kaggle: dict[str, Any] | None = None) -> 
         if c and Path(str(c)).is_file():
             return Path(str(c))
     return None
+
+
+def rescore_dir(run_dir: str | Path, *parts: str) -> Path:
+    """Where a rescoring other than the run's own writes: ``RUN/kaggle_<part>_<part>...`` (``kaggle_test``,
+    ``kaggle_tta``, ``kaggle_gated``, ``kaggle_best_kaggle``), or the run folder itself without parts.
+
+    >>> rescore_dir("runs/x", "tta", "gated").as_posix(), rescore_dir("runs/x").as_posix()
+    ('runs/x/kaggle_tta_gated', 'runs/x')
+    """
+    return Path(run_dir) / f"kaggle_{'_'.join(parts)}" if parts else Path(run_dir)

@@ -210,6 +210,7 @@ def _fold_frames(set_dir: Path, folds: dict[int, Path], name: str) -> list[pd.Da
 
 def _detector_oof(set_dir: Path, dataset: Path, folds, vals, classifier) -> dict:
     """``predictions_oof.csv`` and ``kaggle_oof.json`` from the folds' val predictions."""
+    from analysis.inference import TunedSetting
     from analysis.tuning import read_truth, tune
 
     per_fold = {}
@@ -228,14 +229,14 @@ def _detector_oof(set_dir: Path, dataset: Path, folds, vals, classifier) -> dict
         )
     tuned = tune(gt, oof[PRED_COLUMNS])
     best = tuned.best
-    result = {
-        "split": OOF, "data": str(dataset / DATA_YAML), "n_images": len(gt.truth), "folds": per_fold,
-        "score": best["score"], "score_heldout": tuned.score_heldout, "conf": best["conf"],
-        "scale": best["scale"], "sweep": tuned.table.to_dict(orient="records"), "breakdown": tuned.breakdown,
-        "predictions": predictions_name(OOF),
-    }  # fmt: skip
     write_csv_atomic(oof[[*PRED_COLUMNS, "fold"]], set_dir / predictions_name(OOF))
-    write_json_atomic(result, set_dir / KAGGLE_OOF_JSON)
+    setting = TunedSetting(weights=(), conf=best["conf"], box_scale=best["scale"])
+    result = setting.to_json(
+        set_dir / KAGGLE_OOF_JSON, split=OOF, data=str(dataset / DATA_YAML), n_images=len(gt.truth),
+        folds=per_fold, score=best["score"], score_heldout=tuned.score_heldout,
+        sweep=tuned.table.to_dict(orient="records"), breakdown=tuned.breakdown,
+        predictions=predictions_name(OOF),
+    )  # fmt: skip
     print(f"out-of-fold Kaggle mAP over {len(gt.truth)} images: {best['score']:.4f} at conf "
           f"{best['conf']:.2f}, box scale {best['scale']:.2f} (held-out {_fmt(tuned.score_heldout)}) -> "
           f"{set_dir / KAGGLE_OOF_JSON}")  # fmt: skip
@@ -250,6 +251,7 @@ def _fmt(score: float | None) -> str:
 
 def _gate_oof(set_dir: Path, classifier_set: Path, gt, oof: pd.DataFrame) -> dict:
     """Tune the classifier gate on the out-of-fold boxes and probabilities: ``kaggle_oof_gated.json``."""
+    from analysis.inference import TunedSetting
     from analysis.tuning import read_p_opacity, tune_gate
 
     probs_path = classifier_set / classifier_predictions_name(OOF)
@@ -258,12 +260,11 @@ def _gate_oof(set_dir: Path, classifier_set: Path, gt, oof: pd.DataFrame) -> dic
                         "D/folds task=classify ...)")  # fmt: skip
     tuned = tune_gate(gt, oof[PRED_COLUMNS], read_p_opacity(probs_path))
     best = tuned.best
-    result = {  # the shape of a gated kaggle.json, so submit --from-run reads either the same way
-        "split": OOF, "score": best["score"], "score_heldout": tuned.score_heldout, "conf": best["conf"],
-        "scale": best["scale"], "gate": {"mode": best["mode"], "gate": best["gate"]},
-        "classifier": str(classifier_set), "n_images": len(gt.truth),
-    }  # fmt: skip
-    write_json_atomic(result, set_dir / KAGGLE_OOF_GATED_JSON)
+    gate = {"mode": best["mode"], "gate": best["gate"]}
+    setting = TunedSetting(weights=(), conf=best["conf"], box_scale=best["scale"], gate=gate,
+                           classifiers=(classifier_set,))  # fmt: skip
+    result = setting.to_json(set_dir / KAGGLE_OOF_GATED_JSON, split=OOF, n_images=len(gt.truth),
+                             score=best["score"], score_heldout=tuned.score_heldout)  # fmt: skip
     print(
         f"out-of-fold, gated by {classifier_set.name}: {best['score']:.4f} "
         f"({best['mode']} gate {best['gate']}; held-out {_fmt(tuned.score_heldout)})"
@@ -274,8 +275,10 @@ def _gate_oof(set_dir: Path, classifier_set: Path, gt, oof: pd.DataFrame) -> dic
 def _classifier_oof(set_dir: Path, folds, vals) -> dict:
     """``classifier_oof.csv`` and ``classify_oof.json`` from the folds' val probabilities: the ROC AUC of
     P(opacity) against the two other classes over every labelled image, and the opacity-vs-rest counts at
-    P(opacity) 0.5 (each fold's ``classify.json`` has its own three-class metrics)."""
+    P(opacity) ``classifier_cutoff`` of :data:`DEFAULTS` (each fold's ``classify.json`` has its own
+    three-class metrics)."""
     from analysis.inference import opacity_auc, view_labels
+    from analysis.tuning import DEFAULTS
     from rsna_yolo.core.layout import OPACITY_DIRS
 
     oof = pd.concat(_fold_frames(set_dir, folds, classifier_predictions_name("val")), ignore_index=True)
@@ -287,11 +290,11 @@ def _classifier_oof(set_dir: Path, folds, vals) -> dict:
         raise UserError(f"{set_dir}: no label for {len(missing)} out-of-fold image(s), e.g. {min(missing)}")
     folders = oof["patientId"].map(labels)
     positive = folders.isin(OPACITY_DIRS).to_numpy()
-    called = (oof["p_opacity"] >= 0.5).to_numpy()
+    called = (oof["p_opacity"] >= DEFAULTS.classifier_cutoff).to_numpy()
     result = {
         "split": OOF, "n_images": len(oof), "predictions": classifier_predictions_name(OOF),
         "auc_opacity": opacity_auc(folders, oof["p_opacity"]),
-        "at_0.5": {"true_positive": int((positive & called).sum()),
+        f"at_{DEFAULTS.classifier_cutoff:g}": {"true_positive": int((positive & called).sum()),
                    "false_positive": int((~positive & called).sum()),
                    "false_negative": int((positive & ~called).sum()),
                    "true_negative": int((~positive & ~called).sum())},

@@ -63,7 +63,7 @@ def check_resumable(run_dir: Path) -> tuple[Path, dict[str, Any]]:
     if reason:
         raise UserError(
             f"{run_dir} cannot be resumed: {reason}. Epochs cannot be extended by resuming; to train longer, "
-            f"start a new run from its weights: python -m train model={run_dir / 'weights' / 'best.pt'} "
+            f"start a new run from its weights: python -m train model={weights_file(run_dir)} "
             f"data={train_args.get('data', '...')} epochs=N. To (re)score it: "
             f"python -m analysis rescore {run_dir}"
         )

@@ -49,9 +49,9 @@ from rsna_yolo.core.io import AtomicPath, copy_atomic, write_atomic, write_json_
 from rsna_yolo.core.runs import (
     BEST_KAGGLE_PT,
     KAGGLE_EPOCHS_JSON,
+    KAGGLE_JSON,
     OPTIONS_JSON,
     RESULTS_CSV,
-    write_kaggle,
 )
 from rsna_yolo.train import scoring, transfer, wandb_log
 from rsna_yolo.train.args import (
@@ -342,8 +342,10 @@ def _fit(model, args: dict[str, Any], session: _Session, resume: bool) -> RunRes
                     f"training finished ({run_dir}) but the Kaggle rescoring failed: {exc}"
                 ) from None
             if session.transfer is not None:
+                from analysis.inference import TunedSetting
+
                 result["transfer"] = transfer.summary(session.transfer)
-                write_kaggle(run_dir, {k: v for k, v in result.items() if k != "out_dir"})
+                TunedSetting.amend(run_dir / KAGGLE_JSON, transfer=result["transfer"])
             print(scoring.report_score(result, run_dir))
             values = {f"kaggle/{k}": result[k] for k in ("conf", "scale", "map50", "map50_95") if k in result}
             values["kaggle/mAP"] = result["score"]

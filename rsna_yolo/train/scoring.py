@@ -28,7 +28,7 @@ from rsna_yolo.core.runs import (
     KAGGLE_EPOCHS_JSON,
     KAGGLE_JSON,
     WEIGHTS_DIR,
-    write_kaggle,
+    rescore_dir,
 )
 from rsna_yolo.train import wandb_log
 
@@ -108,11 +108,12 @@ def final_kaggle(trainer, data: Path, kaggle_every: int | None) -> dict[str, Any
     candidate = Path(trainer.wdir) / BEST_KAGGLE_PT
     if not (kaggle_every and candidate.is_file() and best.is_file()):
         return result
+    from analysis.inference import TunedSetting
     from analysis.tuning import rescore
 
     settings = predict_settings(trainer)
     alt = rescore(candidate, data, split="val", progress=False, ultralytics_val=False,
-                  out_dir=run_dir / "kaggle_best_kaggle", **settings)  # fmt: skip
+                  out_dir=rescore_dir(run_dir, "best_kaggle"), **settings)  # fmt: skip
     # kaggle_epochs.json, not the session: under DDP the epochs ran in other processes (rank 0 wrote it)
     epochs_file = run_dir / KAGGLE_EPOCHS_JSON
     history = json.loads(epochs_file.read_text()) if epochs_file.is_file() else {}
@@ -136,7 +137,7 @@ def final_kaggle(trainer, data: Path, kaggle_every: int | None) -> dict[str, Any
             raise
         result = rescore(best, data, split="val", progress=False, **settings)
     result["checkpoint"] = {"kept": BEST_KAGGLE_PT if keep_kaggle else BEST_PT, "candidates": candidates}
-    write_kaggle(run_dir, {k: v for k, v in result.items() if k != "out_dir"})
+    TunedSetting.amend(run_dir / KAGGLE_JSON, checkpoint=result["checkpoint"])
     name = result["checkpoint"]["kept"]
     print(
         f"checkpoint: kept {name} ("
