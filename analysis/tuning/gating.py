@@ -44,14 +44,14 @@ def gate_tables(
     preds: pd.DataFrame,
     p_opacity: Mapping[str, float],
     *,
-    confs: Sequence[float] | None = None,
-    box_scales: Sequence[float] | None = None,
-    gates: Sequence[float] | None = None,
+    confs: Sequence[float] = DEFAULTS.thresholds,
+    box_scales: Sequence[float] = DEFAULTS.box_scales,
+    gates: Sequence[float] = DEFAULTS.gates,
 ) -> list[pd.DataFrame]:
     """:func:`gate_sweep` of all images, of half 0 and of half 1 of the held-out score
     (:func:`analysis.tuning.threshold.sweep_halves`)."""
     check_coverage(list(truth), p_opacity, "gating")
-    settings = [("hard", float(g)) for g in (DEFAULTS.gates if gates is None else gates)]
+    settings = [("hard", float(g)) for g in gates]
     settings += [("soft", np.nan)] if "soft" in DEFAULTS.gate_modes else []
     parts: list[list[pd.DataFrame]] = [[], [], []]
     for mode, gate in settings:

@@ -273,14 +273,14 @@ def rescore(
     data_yaml: str | Path,
     *,
     split: str = "val",
-    floor: float | None = None,
+    floor: float = DEFAULTS.prediction_floor,
     imgsz: int | None = None,
     batch: int = 16,
     device=None,
     tta: bool = False,
     out_dir: str | Path | None = None,
-    thresholds: Sequence[float] | None = None,
-    box_scales: Sequence[float] | None = None,
+    thresholds: Sequence[float] = DEFAULTS.thresholds,
+    box_scales: Sequence[float] = DEFAULTS.box_scales,
     ultralytics_val: bool = True,
     known_maps: dict[str, float] | None = None,
     classifier: str | Path | Sequence[str | Path] | None = None,
@@ -322,8 +322,7 @@ def rescore(
     data = load_split(data_yaml, split)
     gt = data.gt
     check_not_trained_on(weights, split, list(gt.truth))
-    thresholds = list(DEFAULTS.thresholds if thresholds is None else thresholds)
-    box_scales = list(DEFAULTS.box_scales if box_scales is None else box_scales)
+    thresholds, box_scales = list(thresholds), list(box_scales)
 
     from analysis.inference.predict import model_sizes
 

@@ -32,8 +32,8 @@ from rsna_yolo.core.io import write_figure_atomic
 def sweep_scores(
     truth: Mapping[str, np.ndarray],
     preds: pd.DataFrame,
-    confs: Sequence[float] | None = None,
-    box_scales: Sequence[float] | None = None,
+    confs: Sequence[float] = DEFAULTS.thresholds,
+    box_scales: Sequence[float] = DEFAULTS.box_scales,
 ) -> pd.DataFrame:
     """Kaggle score for every (conf, box scale) pair of a prediction frame (rows of images not in ``truth``
     are an error); grids default to :data:`DEFAULTS`."""
@@ -41,8 +41,6 @@ def sweep_scores(
 
 
 def _grids(confs, box_scales) -> tuple[list[float], list[float]]:
-    confs = DEFAULTS.thresholds if confs is None else confs
-    box_scales = DEFAULTS.box_scales if box_scales is None else box_scales
     return [float(c) for c in confs], [float(s) for s in box_scales]
 
 
@@ -59,8 +57,8 @@ def heldout_half(patient_id: str) -> int:
 def sweep_halves(
     truth: Mapping[str, np.ndarray],
     preds: pd.DataFrame,
-    confs: Sequence[float] | None = None,
-    box_scales: Sequence[float] | None = None,
+    confs: Sequence[float] = DEFAULTS.thresholds,
+    box_scales: Sequence[float] = DEFAULTS.box_scales,
 ) -> list[pd.DataFrame]:
     """:func:`sweep_scores` of all images, of half 0 and of half 1 (:func:`heldout_half`): three tables from
     one IoU pass per box scale (the halves are means over other columns of the same per-image scores)."""

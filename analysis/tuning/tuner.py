@@ -61,11 +61,10 @@ class Tuned:
 
 
 def _prepare(preds: pd.DataFrame, floor, thresholds, box_scales) -> tuple[pd.DataFrame, list, list]:
-    """``preds`` above the floor, the thresholds at or above it, the box scales (defaults: DEFAULTS)."""
-    floor = DEFAULTS.prediction_floor if floor is None else float(floor)
-    confs = [float(c) for c in (DEFAULTS.thresholds if thresholds is None else thresholds) if c >= floor]
-    scales = [float(s) for s in (DEFAULTS.box_scales if box_scales is None else box_scales)]
-    return preds[preds["conf"] >= floor], confs, scales
+    """``preds`` above the floor, the thresholds at or above it, the box scales."""
+    floor = float(floor)
+    confs = [float(c) for c in thresholds if c >= floor]
+    return preds[preds["conf"] >= floor], confs, [float(s) for s in box_scales]
 
 
 def _heldout(halves: list[pd.DataFrame], pick, keys: Sequence[str]) -> float | None:
@@ -87,14 +86,13 @@ def tune(
     gt: TruthSet,
     preds: pd.DataFrame,
     *,
-    floor: float | None = None,
-    thresholds: Sequence[float] | None = None,
-    box_scales: Sequence[float] | None = None,
+    floor: float = DEFAULTS.prediction_floor,
+    thresholds: Sequence[float] = DEFAULTS.thresholds,
+    box_scales: Sequence[float] = DEFAULTS.box_scales,
 ) -> Tuned:
-    """Tune the confidence threshold and box scale of ``preds``
-    (:data:`rsna_yolo.core.layout.PRED_COLUMNS`, source
-    pixels) against ``gt`` by the Kaggle metric. Rows below ``floor`` (default: the prediction floor) are
-    dropped and only thresholds ``>= floor`` are tried; grids default to :data:`DEFAULTS`."""
+    """Tune the confidence threshold and box scale of ``preds`` (:data:`rsna_yolo.core.layout.PRED_COLUMNS`,
+    source pixels) against ``gt`` by the Kaggle metric. Rows below ``floor`` are dropped and only thresholds
+    ``>= floor`` are tried; the floor and the grids are :data:`DEFAULTS`' unless given."""
     frame, confs, scales = _prepare(preds, floor, thresholds, box_scales)
     table, *halves = sweep_halves(gt.truth, frame, confs, scales)
     best = best_row(table)
@@ -107,10 +105,10 @@ def tune_gate(
     preds: pd.DataFrame,
     p_opacity: Mapping[str, float],
     *,
-    floor: float | None = None,
-    thresholds: Sequence[float] | None = None,
-    box_scales: Sequence[float] | None = None,
-    gates: Sequence[float] | None = None,
+    floor: float = DEFAULTS.prediction_floor,
+    thresholds: Sequence[float] = DEFAULTS.thresholds,
+    box_scales: Sequence[float] = DEFAULTS.box_scales,
+    gates: Sequence[float] = DEFAULTS.gates,
 ) -> Tuned:
     """Tune the classifier gate (every hard gate and the soft mode) jointly with the threshold and box scale
     (:func:`analysis.tuning.gating.best_gate`'s tie rules). Every image of ``gt`` needs a probability."""

@@ -86,15 +86,14 @@ def tune_wbf(
     parts: pd.DataFrame,
     *,
     grid: Mapping[str, tuple] = DEFAULTS.wbf_grid,
-    confs: Sequence[float] | None = None,
-    box_scales: Sequence[float] | None = None,
+    confs: Sequence[float] = DEFAULTS.thresholds,
+    box_scales: Sequence[float] = DEFAULTS.box_scales,
     workers: int | None = None,
     n_parts: int | None = None,
 ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Every WBF setting of ``grid`` with its best threshold and box scale. Returns ``(best setting with its
     conf, scale and score, the table of settings, the fused frame of the best setting)``; ties go to the
-    setting listed first (``ensemble_boxes``' defaults come first in each axis). ``confs`` and
-    ``box_scales`` default to :data:`~analysis.record.defaults.DEFAULTS`' thresholds and box scales.
+    setting listed first (``ensemble_boxes``' defaults come first in each axis).
 
     Settings are scored one at a time and only their best threshold, box scale and score are kept; the
     best setting is fused once more at the end, so no more than one fused frame is alive per process.
@@ -103,8 +102,6 @@ def tune_wbf(
     each score whole ``(iou_thr, skip_box_thr)`` groups: the table is the same with any number."""
     from rsna_yolo.core.workers import available_cpus
 
-    confs = DEFAULTS.thresholds if confs is None else confs
-    box_scales = DEFAULTS.box_scales if box_scales is None else box_scales
     pb = part_boxes(parts, n_parts)
     groups = list(itertools.product(grid["iou_thr"], grid["skip_box_thr"]))
     kinds = tuple(grid["conf_type"])
