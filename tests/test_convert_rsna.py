@@ -17,7 +17,7 @@ import pytest
 from convert.check import check_dataset
 from convert.rsna import convert_rsna
 from convert.synth import generate
-from convert.synth_dicom import write_dicom
+from convert.synth_dicom import read_pixels, write_dicom
 from rsna_yolo.core.boxes import cxcywh_norm_to_xywh_px
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.layout import MANIFEST_COLUMNS
@@ -87,7 +87,7 @@ def test_real_sample(real_kaggle: Path, tmp_path: Path):
         label = (out / "labels" / row["split"] / f"{pid}.txt").read_text()
         assert label == REAL_POSITIVE_LABELS.get(pid, ""), pid
         png = cv2.imread(str(out / row["png"]), cv2.IMREAD_UNCHANGED)
-        source = pydicom.dcmread(real_kaggle / TRAIN / f"{pid}.dcm").pixel_array
+        source = read_pixels(real_kaggle / TRAIN / f"{pid}.dcm")  # Pillow, as the converter decodes
         assert png.dtype == np.uint8 and np.array_equal(png, source)  # native size: lossless copy
 
     boxes = pd.read_csv(out / "boxes.csv")
@@ -108,7 +108,7 @@ def test_real_sample_resized(real_kaggle: Path, tmp_path: Path):
     assert set(manifest["scale"]) == {"0.25"}
     for pid, row in manifest.iterrows():
         png = cv2.imread(str(out / row["png"]), cv2.IMREAD_UNCHANGED)
-        source = pydicom.dcmread(real_kaggle / TRAIN / f"{pid}.dcm").pixel_array
+        source = read_pixels(real_kaggle / TRAIN / f"{pid}.dcm")  # Pillow, as the converter decodes
         assert np.array_equal(png, cv2.resize(source, (256, 256), interpolation=cv2.INTER_AREA))
         label = (out / "labels" / row["split"] / f"{pid}.txt").read_text()
         assert label == REAL_POSITIVE_LABELS.get(pid, "")  # normalised labels do not depend on imgsz

@@ -30,7 +30,14 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, pixel_array
-from pydicom.uid import JPEGBaseline8Bit, UncompressedTransferSyntaxes
+from pydicom.pixels.utils import get_expected_length
+from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    UncompressedTransferSyntaxes,
+)
 
 UINT8_MAX = 255
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -38,6 +45,44 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 class DicomError(ValueError):
     """A file that cannot be used as an image: not DICOM, truncated, no pixel data, undecodable."""
+
+
+NOTE = "rsna_yolo_note"
+"""The attribute :func:`read_dicom` sets on a dataset it could read only by working around its file: a
+file without the 128-byte preamble, or a bare dataset without file meta information (:func:`read_note`)."""
+
+
+def read_note(ds: Dataset) -> str | None:
+    """What :func:`read_dicom` had to work around to read ``ds`` (None for a well-formed file)."""
+    return getattr(ds, NOTE, None)
+
+
+def _read_lenient(path: Path, headers_only: bool) -> Dataset:
+    """A file pydicom refuses as not DICOM, read where it can be: ``DICM`` and file meta without the
+    128-byte preamble (read as if the preamble were there), or a bare dataset (read with ``force``); a file
+    that is neither raises :class:`InvalidDicomError` as before."""
+    data = path.read_bytes()
+    if data[:4] == b"DICM":
+        ds = pydicom.dcmread(io.BytesIO(bytes(128) + data), stop_before_pixels=headers_only)
+        setattr(ds, NOTE, "no 128-byte DICOM preamble: read from its DICM prefix")
+        return ds
+    ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=headers_only, force=True)
+    if len(ds) == 0 or not any(keyword in ds for keyword in ("SOPClassUID", "Rows", "PixelData")):
+        raise InvalidDicomError("no DICOM preamble, file meta or image elements")
+    return ds
+
+
+def _fill_transfer_syntax(ds: Dataset, path: Path) -> None:
+    """A dataset without file meta (a bare dataset): its transfer syntax from how it was encoded, noted.
+    Encapsulated (compressed) pixel data cannot be decoded without knowing its syntax: an error."""
+    if ds.file_meta.get("TransferSyntaxUID") is not None:
+        return
+    implicit, little = ds.original_encoding
+    if "PixelData" in ds and ds["PixelData"].is_undefined_length:
+        raise DicomError(f"{path}: compressed pixel data but no transfer syntax (no file meta information)")
+    syntax = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+    ds.file_meta.TransferSyntaxUID = syntax
+    setattr(ds, NOTE, f"no file meta information: read as {syntax.name}")
 
 
 def read_dicom(path: str | Path, *, headers_only: bool = False) -> Dataset:
@@ -53,14 +98,21 @@ def read_dicom(path: str | Path, *, headers_only: bool = False) -> Dataset:
             # RSNA's PatientAge is a bare number ("51"), not a valid AS value: pydicom warns on every
             # file. Warnings are recorded, not shown; a truncated file announces itself through one.
             warnings.simplefilter("always")
-            ds = pydicom.dcmread(path, stop_before_pixels=headers_only)
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=headers_only)
+            except InvalidDicomError:
+                ds = _read_lenient(path, headers_only)
             truncated = any("end of file" in str(w.message).lower() for w in caught)
             if not headers_only:
+                _fill_transfer_syntax(ds, path)
                 if "PixelData" not in ds:
                     what = "truncated DICOM (pixel data incomplete)" if truncated else "no pixel data"
                     raise DicomError(f"{path}: {what}")
                 if "Rows" not in ds or "Columns" not in ds:
                     raise DicomError(f"{path}: DICOM has no Rows/Columns")
+                frames = int(ds.get("NumberOfFrames", 1) or 1)
+                if frames > 1:
+                    raise DicomError(f"{path}: multi-frame ({frames} frames): not a single radiograph")
                 # Touch the value: a truncated file reads its last element lazily or short.
                 _check_pixel_length(ds, path)
     except DicomError:
@@ -73,12 +125,11 @@ def read_dicom(path: str | Path, *, headers_only: bool = False) -> Dataset:
 
 
 def _check_pixel_length(ds: Dataset, path: Path) -> None:
-    """Raise :class:`DicomError` when uncompressed pixel data is shorter than the header promises."""
+    """Raise :class:`DicomError` when uncompressed pixel data is shorter than the header promises (the
+    length as pydicom computes it: subsampled colour, ``YBR_FULL_422``, holds 2 bytes a pixel, not 3)."""
     if ds.file_meta.get("TransferSyntaxUID") not in UncompressedTransferSyntaxes:
         return  # compressed: a truncated stream shows up when decoding
-    bits = int(ds.get("BitsAllocated", 8))
-    expected = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
-    expected *= int(ds.get("NumberOfFrames", 1) or 1) * bits // 8
+    expected = int(get_expected_length(ds, unit="bytes"))
     if len(ds.PixelData) < expected:
         raise DicomError(f"{path}: truncated pixel data ({len(ds.PixelData)} of {expected} bytes)")
 
