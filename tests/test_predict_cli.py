@@ -23,15 +23,28 @@ import pandas as pd
 import pytest
 
 from analysis.inference.predictor import Prediction
+from analysis.reports.film_tree import NOT_AN_IMAGE, find_films
 from analysis.reports.films import KEPT_BGR, REMOVED_BGR, annotate
-from analysis.reports.predict_run import NOT_AN_IMAGE, find_films, predict_films, prediction_table
+from analysis.reports.predict_run import predict_films, prediction_table
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.layout import PRED_COLUMNS
 from tests.conftest import REPO_ROOT, subprocess_env
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
 SOURCE_PX = 256  # the synthetic DICOMs' size
-COLUMNS = ["patientId", "file", "conf", "x", "y", "width", "height", "png_scale", "annotated", "error"]
+COLUMNS = [
+    "patientId",
+    "file",
+    "transfer_syntax",
+    "conf",
+    "x",
+    "y",
+    "width",
+    "height",
+    "png_scale",
+    "annotated",
+    "error",
+]
 
 
 def run_analysis(*args, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -69,9 +82,9 @@ def test_table_has_every_image_and_the_gate_removed_boxes_scaled_like_the_kept()
                       failed={"d": "not a DICOM"})  # fmt: skip
     table = prediction_table(
         pred, {k: f"{k}.dcm" for k in "abcd"}, classifier=True, gated=True, box_scale=0.5,
-        annotated={"a": ("images/a.png", 2.0)}, ignored={"notes.txt": "notes.txt"},
+        annotated={"a": ("images/a.png", 2.0)}, ignored={"notes.txt": NOT_AN_IMAGE},
     )  # fmt: skip
-    assert list(table.columns) == [*COLUMNS[:2], "p_opacity", "gate_removed", *COLUMNS[2:]]
+    assert list(table.columns) == [*COLUMNS[:3], "p_opacity", "gate_removed", *COLUMNS[3:]]
     assert list(table["patientId"]) == ["a", "a", "b", "c", "d", "notes.txt"]
     assert list(table["conf"].fillna(-1)) == [0.9, 0.7, 0.8, -1, -1, -1]
     assert list(table["gate_removed"].astype(object).fillna("na")) == [False, False, True, "na", "na", "na"]
@@ -101,13 +114,13 @@ def test_input_mistakes_are_one_line(tmp_path: Path) -> None:
     films.mkdir()
     (films / "a.dcm").write_bytes(b"garbage")
     (films / "notes.txt").write_text("x")
-    found, others = find_films(films)
-    assert list(found) == ["a"] and others == [films / "notes.txt"]
+    tree = find_films(films)
+    assert list(tree.films) == ["a"] and tree.skipped == {"notes.txt": NOT_AN_IMAGE}
     with pytest.raises(UserError, match="inside --images"):
         predict_films(tmp_path / "run", films, films / "out", progress=False)
     with pytest.raises(UserError, match="no such file or folder"):
         predict_films(tmp_path / "run", tmp_path / "nowhere", tmp_path / "out", progress=False)
-    with pytest.raises(UserError, match=r"not a \.dcm or \.png image"):
+    with pytest.raises(UserError, match="not a DICOM or PNG film"):
         predict_films(tmp_path / "run", films / "notes.txt", tmp_path / "out", progress=False)
     done = run_analysis("predict", tmp_path / "run", "--images", films, "--out", tmp_path / "out")
     assert done.returncode == 2 and "kaggle.json: no tuned conf/scale (no such file)" in done.stderr
@@ -233,7 +246,7 @@ def test_predict_writes_every_output_where_the_help_says(project, predicted) -> 
     good = sorted(p.stem for p in films.glob("*.dcm") if p.stem != "broken-film")
     assert sorted(p.name for p in out.iterdir()) == ["images", "predictions.csv", "report.html", "report.md"]
     assert sorted(p.stem for p in (out / "images").iterdir()) == good
-    assert "broken-film" in done.stdout and "notes.txt: not a .dcm or .png file" in done.stdout
+    assert "broken-film" in done.stdout and f"notes.txt: {NOT_AN_IMAGE}" in done.stdout
     assert "predict" in done.stderr and "draw" in done.stderr  # the progress bars
     table = pd.read_csv(out / "predictions.csv", dtype={"patientId": str}, keep_default_na=False,
                         na_values=[""])  # fmt: skip
@@ -412,3 +425,67 @@ def test_a_gated_setting_gives_every_film_its_p_opacity_and_draws_removed_boxes_
                         "--images", films, "--out", theirs, "--quiet")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "mine_soft.csv").read_bytes() == theirs.read_bytes()
+
+
+def _pacs_tree(root: Path, dicoms: list[Path]) -> Path:
+    """A folder as an archive exports it: films named IM0000N in series folders (no extension; the same
+    name in two series), a DICOMDIR, an empty file, a dangling link, a symlink loop and a text file."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+
+    tree = root / "export"
+    for series, films in (("study1/series1", dicoms[:2]), ("study1/series2", dicoms[2:3])):
+        (tree / series).mkdir(parents=True)
+        for k, film in enumerate(films, 1):
+            shutil.copyfile(film, tree / series / f"IM{k:05d}")
+    index = pydicom.Dataset()
+    index.file_meta = FileMetaDataset()
+    index.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+    index.file_meta.MediaStorageSOPInstanceUID = "1.2.3"
+    index.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    index.FileSetID = "EXPORT"
+    index.save_as(tree / "DICOMDIR", enforce_file_format=True)
+    (tree / "empty.dcm").write_bytes(b"")
+    (tree / "gone").symlink_to(tree / "nowhere")
+    (tree / "study1" / "loop").symlink_to(tree / "study1")
+    (tree / "readme.txt").write_text("exported films\n")
+    return tree
+
+
+def test_a_pacs_tree_is_read_by_content(test_films: Path, tmp_path: Path) -> None:
+    films = sorted(test_films.glob("*.dcm"))
+    tree = find_films(_pacs_tree(tmp_path, films))
+    assert sorted(tree.films) == ["IM00002", "study1__series1__IM00001", "study1__series2__IM00001"]
+    assert tree.files["IM00002"] == "study1/series1/IM00002"
+    assert set(tree.syntax.values()) == {"JPEG Baseline (Process 1)"}
+    assert tree.skipped == {
+        "DICOMDIR": "DICOMDIR: the folder's index, not a film (its films are read from the tree itself)",
+        "empty.dcm": "empty file (0 bytes): not predicted",
+        "gone": "unreadable: No such file or directory",
+        "readme.txt": NOT_AN_IMAGE,
+        "study1/loop/": "symlink loop: this folder was read already",
+    }
+
+
+@pytest.mark.slow
+def test_predict_on_a_pacs_tree_names_every_file(project, tmp_path: Path) -> None:
+    tree = _pacs_tree(tmp_path, project["tests"][:3])
+    out = tmp_path / "out"
+    done = run_analysis("predict", project["tuned"], "--images", tree, "--out", out, "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "3 film(s):" in done.stdout and "5 other file(s) skipped" in done.stdout
+    table = pd.read_csv(out / "predictions.csv", dtype={"patientId": str}, keep_default_na=False)
+    films = table[table["transfer_syntax"] != ""]
+    assert set(films["file"]) == {
+        "study1/series1/IM00001",
+        "study1/series1/IM00002",
+        "study1/series2/IM00001",
+    }
+    assert (films["error"] == "").all() and (films["transfer_syntax"] == "JPEG Baseline (Process 1)").all()
+    skipped = table[table["transfer_syntax"] == ""]
+    assert set(skipped["file"]) == {"DICOMDIR", "empty.dcm", "gone", "readme.txt", "study1/loop/"}
+    assert sorted(p.name for p in (out / "images").iterdir()) == [
+        "IM00002.png", "study1__series1__IM00001.png", "study1__series2__IM00001.png"]  # fmt: skip
+    assert not (out / ".films").exists()  # the staging links are gone
+    html = (out / "report.html").read_text()
+    assert "Files skipped, by reason" in html and "symlink loop" in html

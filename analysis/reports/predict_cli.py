@@ -86,10 +86,11 @@ def main(args: argparse.Namespace) -> int:
     print(f"setting: {result.setting.describe()}")
     for name, why in result.failed.items():
         print(f"warning: {name}: {why}")
-    for path in result.ignored:
-        print(f"warning: {path}: not a .dcm or .png file, skipped")
+    for path, reason in result.ignored.items():
+        print(f"note: {path}: {reason}")
     print(
-        f"{result.n_images} image(s): {result.n_with_boxes} with boxes, {len(result.failed)} unreadable; "
+        f"{result.n_images} film(s): {result.n_with_boxes} with boxes, {len(result.failed)} unreadable; "
+        f"{len(result.ignored)} other file(s) skipped; "
         f"{result.paths['predictions']}, {len(result.annotated)} PNG(s) in {result.out / ANNOTATED_DIR}"
     )
     if "submission" in result.paths:

@@ -7,7 +7,9 @@ It writes into ``out``:
 
 - ``predictions.csv`` (:func:`prediction_table`): one row per box (kept boxes, then the boxes the gate
   removed), one row with empty box columns for an image without any, one row with ``error`` for a file
-  that could not be read or is no ``.dcm`` / ``.png``: every file appears;
+  that could not be read or was skipped (no film, an empty file, a DICOMDIR: the reason says): every file
+  of the tree appears, with its path relative to ``images`` and its transfer syntax
+  (:mod:`analysis.reports.film_tree` finds films by content, not by name);
 - ``images/<patientId>.png``: each film with its boxes (:func:`analysis.reports.films.annotate`), longer
   side ``size`` px; a box of ``predictions.csv`` is drawn at ``(x, y, width, height) * png_scale``;
 - ``report.html`` (self-contained: the pictures embedded, opens from disk) and ``report.md``: the setting
@@ -20,6 +22,7 @@ It writes into ``out``:
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +33,8 @@ import pandas as pd
 from analysis.inference.predictor import Prediction, Predictor
 from analysis.inference.submit import png_scales_for
 from analysis.record.setting import TunedSetting
-from analysis.scoring.submission import image_ids, select_boxes, validate_submission, write_submission
+from analysis.reports.film_tree import STAGING_DIR, find_films, stage
+from analysis.scoring.submission import select_boxes, validate_submission, write_submission
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.io import write_csv_atomic
 from rsna_yolo.core.layout import BOX_COLUMNS
@@ -38,8 +42,6 @@ from rsna_yolo.core.runs import ANNOTATED_DIR
 
 PREDICTIONS_CSV = "predictions.csv"
 """Subfolder of ``out`` holding one annotated PNG per readable image, ``<patientId>.png``."""
-IMAGE_SUFFIXES = (".dcm", ".png")
-NOT_AN_IMAGE = "not a .dcm or .png file: not predicted"
 DEFAULT_CARDS = 100
 """Films shown as cards in ``report.html`` (the most confident first): every card embeds its PNG (0.3-0.6 MB
 at 640 px), so a page of a whole test set (3,000 films) would be gigabytes; ``predictions.csv`` and
@@ -50,14 +52,15 @@ at 640 px), so a page of a whole test set (3,000 films) would be gigabytes; ``pr
 class FilmPredictions:
     """What :func:`predict_films` wrote: ``paths`` (``predictions``, ``html``, ``markdown``, ``submission``
     when asked), ``table`` (the ``predictions.csv`` frame), ``annotated`` (patientId -> PNG), ``failed``
-    (patientId -> why it could not be read), ``ignored`` (files that are no image) and the setting used."""
+    (patientId -> why it could not be read), ``ignored`` (file relative to ``images`` -> why it was skipped)
+    and the setting used."""
 
     out: Path
     paths: dict[str, Path]
     table: pd.DataFrame
     annotated: dict[str, Path]
     failed: dict[str, str]
-    ignored: list[Path]
+    ignored: dict[str, str]
     setting: TunedSetting
     n_images: int
 
@@ -73,28 +76,6 @@ def _kept(table: pd.DataFrame) -> pd.Series:
     return table["conf"].notna() & ~removed
 
 
-def find_films(images: str | Path) -> tuple[dict[str, Path], list[Path]]:
-    """``(patientId -> path of every .dcm / .png, [other files])`` of a file or a folder (recursively, in
-    :func:`~analysis.scoring.submission.image_ids`' order; hidden files are left out of the others);
-    :class:`UserError` when there is no image."""
-    path = Path(images)
-    if path.is_file():
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise UserError(f"{path}: not a .dcm or .png image")
-        return {path.stem: path}, []
-    if not path.exists():
-        raise UserError(f"{path}: no such file or folder")
-    films = image_ids(path)
-    others = [
-        p
-        for p in sorted(path.rglob("*"))
-        if p.is_file()
-        and p.suffix.lower() not in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(path).parts)
-    ]
-    return films, others
-
-
 def prediction_table(
     prediction: Prediction,
     files: Mapping[str, str],
@@ -105,19 +86,20 @@ def prediction_table(
     annotated: Mapping[str, tuple[str, float]] | None = None,
     errors: Mapping[str, str] | None = None,
     ignored: Mapping[str, str] | None = None,
+    syntax: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """The ``predictions.csv`` frame: ``patientId, file, [p_opacity], [gate_removed], conf, x, y, width,
-    height, png_scale, annotated, error``.
+    """The ``predictions.csv`` frame: ``patientId, file, transfer_syntax, [p_opacity], [gate_removed], conf,
+    x, y, width, height, png_scale, annotated, error``.
 
-    Per image of ``prediction.ids`` (``files``: patientId -> its file as given): its kept boxes
-    (``prediction.boxes``, most confident first), then with ``gated`` the boxes the gate removed
-    (``prediction.removed`` scaled by ``box_scale`` like the kept ones, ``gate_removed`` True), or one row
-    with empty box columns when it has neither. ``p_opacity`` (with ``classifier``) is the image's
-    P(Lung Opacity); ``annotated`` maps patientId -> ``(PNG path relative to out, png_scale)``: a box is
-    drawn on that PNG at ``(x, y, width, height) * png_scale``. ``error`` says why an image has no
-    prediction (``prediction.failed``, then ``errors``); ``ignored`` (name -> file) adds one row per file
-    that is no image."""
-    annotated, errors, ignored = annotated or {}, dict(errors or {}), ignored or {}
+    Per image of ``prediction.ids`` (``files``: patientId -> its file as found, relative to the folder):
+    its kept boxes (``prediction.boxes``, most confident first), then with ``gated`` the boxes the gate
+    removed (``prediction.removed`` scaled by ``box_scale`` like the kept ones, ``gate_removed`` True), or
+    one row with empty box columns when it has neither; ``syntax`` gives each film's transfer syntax.
+    ``p_opacity`` (with ``classifier``) is the image's P(Lung Opacity); ``annotated`` maps patientId ->
+    ``(PNG path relative to out, png_scale)``: a box is drawn on that PNG at ``(x, y, width, height) *
+    png_scale``. ``error`` says why an image has no prediction (``prediction.failed``, then ``errors``);
+    ``ignored`` (file -> reason) adds one row per file that was skipped."""
+    annotated, errors, ignored, syntax = annotated or {}, dict(errors or {}), ignored or {}, syntax or {}
     errors = {**errors, **prediction.failed}
     kept = prediction.boxes.assign(gate_removed=False)
     removed = select_boxes(prediction.removed, box_scale=box_scale).assign(gate_removed=True)
@@ -129,7 +111,8 @@ def prediction_table(
     rows: list[dict] = []
     for pid in prediction.ids:
         png, png_scale = annotated.get(pid, ("", np.nan))
-        base = {"patientId": pid, "file": files.get(pid, pid), "p_opacity": prediction.p_opacity.get(pid)}
+        base = {"patientId": pid, "file": files.get(pid, pid), "transfer_syntax": syntax.get(pid, ""),
+                "p_opacity": prediction.p_opacity.get(pid)}  # fmt: skip
         base.update(png_scale=png_scale, annotated=png, error=errors.get(pid, ""))
         group = by_id.get(pid)
         if group is None or pid in prediction.failed:
@@ -138,9 +121,9 @@ def prediction_table(
         for box in group.itertuples(index=False):
             rows.append({**base, "gate_removed": bool(box.gate_removed), "conf": box.conf,
                          **{c: getattr(box, c) for c in BOX_COLUMNS}})  # fmt: skip
-    for name, file in ignored.items():
-        rows.append({"patientId": name, "file": file, "gate_removed": pd.NA, "error": NOT_AN_IMAGE})
-    columns = ["patientId", "file"] + (["p_opacity"] if classifier else [])
+    for file, reason in ignored.items():
+        rows.append({"patientId": Path(file).name, "file": file, "gate_removed": pd.NA, "error": reason})
+    columns = ["patientId", "file", "transfer_syntax"] + (["p_opacity"] if classifier else [])
     columns += (["gate_removed"] if gated else []) + ["conf", *BOX_COLUMNS, "png_scale", "annotated", "error"]
     table = pd.DataFrame(rows).reindex(columns=columns)
     if gated:
@@ -148,8 +131,49 @@ def prediction_table(
     for col in ["conf", *BOX_COLUMNS, "png_scale"] + (["p_opacity"] if classifier else []):
         table[col] = table[col].astype(float)
     table["error"] = table["error"].fillna("")
+    table["transfer_syntax"] = table["transfer_syntax"].fillna("")
     table["annotated"] = table["annotated"].fillna("")
     return table
+
+
+def _draw(
+    prediction: Prediction,
+    staged: Mapping[str, Path],
+    setting: TunedSetting,
+    out: Path,
+    size: int,
+    png_scales,
+    progress: bool,
+) -> tuple[dict[str, tuple[str, float]], dict[str, str]]:
+    """``images/<id>.png`` for every readable film, its kept boxes red and the gate's removed boxes dashed
+    grey: ``({id: (PNG relative to out, png_scale)}, {id: why it could not be drawn})``."""
+    from tqdm import tqdm
+
+    from analysis.reports.films import annotate, load_film, write_png
+
+    removed = select_boxes(prediction.removed, box_scale=setting.box_scale)
+    annotated: dict[str, tuple[str, float]] = {}
+    draw_errors: dict[str, str] = {}
+    readable = [pid for pid in staged if pid not in prediction.failed]
+    boxes_of = {pid: g for pid, g in prediction.boxes.groupby("patientId", sort=False)}  # grouped once
+    removed_of = {pid: g for pid, g in removed.groupby("patientId", sort=False)} if setting.gate else {}
+    for pid in tqdm(readable, desc="draw", unit="img", disable=not progress):
+        try:
+            gray, png_scale = load_film(staged[pid], size, png_scales)
+        except Exception as exc:  # read once already: only a file changed meanwhile gets here
+            draw_errors[pid] = f"could not draw: {exc}"
+            continue
+        mine = boxes_of.get(pid, prediction.boxes.iloc[:0]).sort_values("conf", ascending=False)
+        gone = removed_of.get(pid, removed.iloc[:0])
+        xywh = mine[list(BOX_COLUMNS)].to_numpy(float)
+        picture = annotate(
+            gray, png_scale, xywh, mine["conf"].tolist(), gone[list(BOX_COLUMNS)].to_numpy(float),
+            _title(pid, prediction),
+        )  # fmt: skip
+        name = f"{ANNOTATED_DIR}/{pid}.png"
+        write_png(out / name, picture)
+        annotated[pid] = (name, png_scale)
+    return annotated, draw_errors
 
 
 def _check_out(out: Path, images: Path) -> None:
@@ -183,9 +207,7 @@ def predict_films(
     given). PNGs of a converted dataset are mapped back
     to the source frame with its ``manifest.csv`` (or ``png_scales_from``). A file that cannot be read is
     listed, never fatal. ``echo`` receives notes."""
-    from tqdm import tqdm
-
-    from analysis.reports.films import DRAW_SIZE, annotate, load_film, write_png
+    from analysis.reports.films import DRAW_SIZE
 
     size = int(size or DRAW_SIZE)
     if size < 32:
@@ -193,48 +215,30 @@ def predict_films(
     if cards < 1:
         raise UserError(f"--cards must be at least 1 (got {cards})")
     images, out = Path(images), Path(out)
-    films, others = find_films(images)
+    tree = find_films(images)
+    films = tree.films
     _check_out(out, images)
     predictor = Predictor.from_run(run, batch=batch, device=device, workers=workers)
     setting = predictor.setting
     png_scales = png_scales_for(images if images.is_dir() else images.parent, films, png_scales_from, echo)
-    prediction = predictor.predict(
-        list(films.values()), png_scales=png_scales, all_probabilities=bool(setting.classifiers),
-        progress=progress,
-    )  # fmt: skip
-    top = images if images.is_dir() else images.parent
-    files = {pid: p.relative_to(top).as_posix() for pid, p in films.items()}
-    removed = select_boxes(prediction.removed, box_scale=setting.box_scale)
-    annotated: dict[str, tuple[str, float]] = {}
-    draw_errors: dict[str, str] = {}
-    readable = [pid for pid in films if pid not in prediction.failed]
-    boxes_of = {pid: g for pid, g in prediction.boxes.groupby("patientId", sort=False)}  # grouped once
-    removed_of = {pid: g for pid, g in removed.groupby("patientId", sort=False)} if setting.gate else {}
-    for pid in tqdm(readable, desc="draw", unit="img", disable=not progress):
-        try:
-            gray, png_scale = load_film(films[pid], size, png_scales)
-        except Exception as exc:  # read once already: only a file changed meanwhile gets here
-            draw_errors[pid] = f"could not draw: {exc}"
-            continue
-        mine = boxes_of.get(pid, prediction.boxes.iloc[:0]).sort_values("conf", ascending=False)
-        gone = removed_of.get(pid, removed.iloc[:0])
-        xywh = mine[list(BOX_COLUMNS)].to_numpy(float)
-        title = _title(pid, prediction)
-        picture = annotate(
-            gray, png_scale, xywh, mine["conf"].tolist(), gone[list(BOX_COLUMNS)].to_numpy(float), title
-        )
-        name = f"{ANNOTATED_DIR}/{pid}.png"
-        write_png(out / name, picture)
-        annotated[pid] = (name, png_scale)
-    ignored = {p.relative_to(top).as_posix(): p.relative_to(top).as_posix() for p in others}
+    staged = stage(films, tree.syntax, out)  # one path per film id, named by it
+    try:
+        prediction = predictor.predict(
+            list(staged.values()), png_scales=png_scales, all_probabilities=bool(setting.classifiers),
+            progress=progress,
+        )  # fmt: skip
+        annotated, draw_errors = _draw(prediction, staged, setting, out, size, png_scales, progress)
+    finally:
+        shutil.rmtree(out / STAGING_DIR, ignore_errors=True)
     table = prediction_table(
-        prediction, files, classifier=bool(setting.classifiers), gated=bool(setting.gate),
-        box_scale=setting.box_scale, annotated=annotated, errors=draw_errors, ignored=ignored,
+        prediction, tree.files, classifier=bool(setting.classifiers), gated=bool(setting.gate),
+        box_scale=setting.box_scale, annotated=annotated, errors=draw_errors, ignored=tree.skipped,
+        syntax=tree.syntax,
     )  # fmt: skip
     paths = {"predictions": write_csv_atomic(table, out / PREDICTIONS_CSV)}
     failed = {**draw_errors, **prediction.failed}
     result = FilmPredictions(out, paths, table, {k: out / v for k, (v, _) in annotated.items()}, failed,
-                             others, setting, len(films))  # fmt: skip
+                             tree.skipped, setting, len(films))  # fmt: skip
     paths.update(_write_report(result, images, prediction, cards))
     if submission is not None:
         write_submission(submission, list(films), prediction.boxes)
@@ -290,7 +294,7 @@ def _write_report(
         tuned = f" Tuned on {setting.info.get('n_images')} images of {setting.info.get('split')}: Kaggle mAP "
         tuned += f"{score:.4f}" + (f" (held out {heldout:.4f})" if heldout is not None else "") + "."
     report.text(f"Setting: {setting.describe()}.{tuned}")
-    images_rows = table[table["error"] != NOT_AN_IMAGE]
+    images_rows = table[~table["file"].isin(list(result.ignored))]
     kept = _kept(images_rows)
     gone = images_rows["conf"].notna() & ~kept
     has_kept = images_rows[kept]["patientId"].nunique()
@@ -301,7 +305,7 @@ def _write_report(
         "without boxes": readable - has_kept,
         "boxes": int(kept.sum()),
         "could not be read": len(result.failed),
-        "not an image (skipped)": len(result.ignored),
+        "skipped (no film)": len(result.ignored),
     }
     if setting.gate:
         counts["images whose boxes the gate removed (some or all)"] = images_rows[gone]["patientId"].nunique()
@@ -313,10 +317,20 @@ def _write_report(
     if setting.gate:
         legend += "; dashed grey: boxes above the threshold that the classifier's gate removed"
     report.text(legend + ". Most confident image first. Every box is in predictions.csv (source pixels).")
-    problems = table.loc[table["error"] != "", ["file", "error"]].drop_duplicates()
-    if len(problems):
-        report.heading("Files that could not be read")
-        report.table(problems.rename(columns={"error": "reason"}))
+    unread = images_rows.loc[images_rows["error"] != "", ["file", "error"]].drop_duplicates()
+    if len(unread):
+        report.heading("Films that could not be read")
+        report.table(unread.rename(columns={"error": "reason"}))
+    if result.ignored:
+        report.heading("Files skipped, by reason")
+        by_reason: dict[str, list[str]] = {}
+        for file, reason in result.ignored.items():
+            by_reason.setdefault(reason, []).append(file)
+        report.table(pd.DataFrame({
+            "reason": list(by_reason),
+            "files": [len(v) for v in by_reason.values()],
+            "examples": [", ".join(v[:5]) + (" ..." if len(v) > 5 else "") for v in by_reason.values()],
+        }))  # fmt: skip
     report.heading("Images, most confident first")
     order = _card_order(images_rows, [i for i in prediction.ids if i in result.annotated])
     if len(order) > cards:
