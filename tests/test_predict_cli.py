@@ -489,3 +489,49 @@ def test_predict_on_a_pacs_tree_names_every_file(project, tmp_path: Path) -> Non
     assert not (out / ".films").exists()  # the staging links are gone
     html = (out / "report.html").read_text()
     assert "Files skipped, by reason" in html and "symlink loop" in html
+
+
+@pytest.mark.slow
+def test_dicom_answers_reference_each_film_and_draw_its_boxes(project, tmp_path: Path) -> None:
+    """--dicom: one presentation state per film, referencing it by its UIDs, whose rectangles are the boxes
+    of predictions.csv in the film's own pixels; valid by dciodvfy (dicom3tools) where it is installed."""
+    import pydicom
+
+    from analysis.reports.presentation import box_of
+
+    films = tmp_path / "films"
+    films.mkdir()
+    for p in project["tests"]:
+        shutil.copyfile(p, films / p.name)
+    out = tmp_path / "out"
+    done = run_analysis("predict", project["tuned"], "--images", films, "--out", out, "--dicom", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert f"presentation states: {len(project['tests'])} in {out / 'dicom'}" in done.stdout
+    table = pd.read_csv(
+        out / "predictions.csv", dtype={"patientId": str}, keep_default_na=False, na_values=[""]
+    )
+    drawn = 0
+    for path in project["tests"]:
+        film, pr = pydicom.dcmread(path), pydicom.dcmread(out / "dicom" / f"{path.stem}_pr.dcm")
+        assert pr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.11.1"  # Grayscale Softcopy Presentation State
+        assert pr.StudyInstanceUID == film.StudyInstanceUID
+        series = pr.ReferencedSeriesSequence[0]
+        assert series.SeriesInstanceUID == film.SeriesInstanceUID
+        assert series.ReferencedImageSequence[0].ReferencedSOPInstanceUID == film.SOPInstanceUID
+        rows = table[(table["patientId"] == path.stem) & table["conf"].notna()]
+        expected = np.array(sorted(map(tuple, rows[["x", "y", "width", "height"]].to_numpy())))
+        annotations = pr.get("GraphicAnnotationSequence", [])
+        objects = [g for a in annotations for g in a.GraphicObjectSequence]
+        texts = [t.UnformattedTextValue for a in annotations for t in a.get("TextObjectSequence", [])]
+        found = np.array(sorted(box_of(g.GraphicData) for g in objects))
+        assert found.shape == expected.shape and np.allclose(found, expected, atol=1e-3)  # FL: float32
+        assert len(texts) == len(rows) and all(t.startswith("opacity 0.") for t in texts)
+        assert all(g.GraphicAnnotationUnits == "PIXEL" and g.NumberOfGraphicPoints == 5 for g in objects)
+        drawn += len(objects)
+    assert drawn >= 1
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (Debian's dicom3tools; .ci/run installs it) absent: objects not validated")
+    for pr_file in sorted((out / "dicom").glob("*_pr.dcm")):
+        check = subprocess.run(["dciodvfy", str(pr_file)], capture_output=True, text=True)
+        errors = [line for line in (check.stdout + check.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, (pr_file.name, errors)

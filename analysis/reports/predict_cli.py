@@ -42,6 +42,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--out", type=Path, required=True, metavar="DIR", help="output folder (not inside --images)"
     )
     parser.add_argument(
+        "--dicom",
+        action="store_true",
+        help="also write dicom/<patientId>_pr.dcm for every DICOM film: a Grayscale Softcopy Presentation "
+        "State that draws the kept boxes and their confidence on the film in a radiology viewer",
+    )
+    parser.add_argument(
         "--submission",
         type=Path,
         metavar="FILE",
@@ -76,6 +82,7 @@ def main(args: argparse.Namespace) -> int:
         args.images,
         args.out,
         submission=args.submission,
+        dicom=args.dicom,
         size=args.size,
         cards=args.cards,
         png_scales_from=args.scales_from,
@@ -93,6 +100,8 @@ def main(args: argparse.Namespace) -> int:
         f"{len(result.ignored)} other file(s) skipped; "
         f"{result.paths['predictions']}, {len(result.annotated)} PNG(s) in {result.out / ANNOTATED_DIR}"
     )
+    if "dicom" in result.paths:
+        print(f"presentation states: {len(result.presentation_states)} in {result.paths['dicom']}")
     if "submission" in result.paths:
         print(f"submission: {result.paths['submission']} (validated)")
     print(f"report: {result.paths['html']}")

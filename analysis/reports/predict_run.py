@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,8 @@ from rsna_yolo.core.layout import BOX_COLUMNS
 from rsna_yolo.core.runs import ANNOTATED_DIR
 
 PREDICTIONS_CSV = "predictions.csv"
+DICOM_DIR = "dicom"
+"""With ``--dicom``: one presentation state per DICOM film, ``<patientId>_pr.dcm``."""
 """Subfolder of ``out`` holding one annotated PNG per readable image, ``<patientId>.png``."""
 DEFAULT_CARDS = 100
 """Films shown as cards in ``report.html`` (the most confident first): every card embeds its PNG (0.3-0.6 MB
@@ -63,6 +65,7 @@ class FilmPredictions:
     ignored: dict[str, str]
     setting: TunedSetting
     n_images: int
+    presentation_states: dict[str, Path] = field(default_factory=dict)
 
     @property
     def n_with_boxes(self) -> int:
@@ -191,6 +194,7 @@ def predict_films(
     out: str | Path,
     *,
     submission: str | Path | None = None,
+    dicom: bool = False,
     size: int | None = None,
     cards: int = DEFAULT_CARDS,
     png_scales_from: str | Path | None = None,
@@ -204,9 +208,10 @@ def predict_films(
     ``kaggle*.json``) was tuned, and write ``predictions.csv``, ``images/<patientId>.png`` (longer side
     ``size``, default :data:`~analysis.reports.films.DRAW_SIZE`), ``report.html`` and ``report.md`` (the
     ``cards`` most confident films as cards) into ``out`` (and the Kaggle CSV to ``submission`` when
-    given). PNGs of a converted dataset are mapped back
-    to the source frame with its ``manifest.csv`` (or ``png_scales_from``). A file that cannot be read is
-    listed, never fatal. ``echo`` receives notes."""
+    given). With ``dicom``, ``dicom/<patientId>_pr.dcm``: a presentation state per DICOM film that draws
+    its kept boxes on the film in a radiology viewer (:mod:`analysis.reports.presentation`). PNGs of a
+    converted dataset are mapped back to the source frame with its ``manifest.csv`` (or
+    ``png_scales_from``). A file that cannot be read is listed, never fatal. ``echo`` receives notes."""
     from analysis.reports.films import DRAW_SIZE
 
     size = int(size or DRAW_SIZE)
@@ -240,6 +245,16 @@ def predict_films(
     result = FilmPredictions(out, paths, table, {k: out / v for k, (v, _) in annotated.items()}, failed,
                              tree.skipped, setting, len(films))  # fmt: skip
     paths.update(_write_report(result, images, prediction, cards))
+    if dicom:
+        from analysis.reports.presentation import write_presentation_states
+
+        readable = {p: films[p] for p in films if p not in prediction.failed and tree.syntax.get(p) != "PNG"}
+        written, missing = write_presentation_states(readable, prediction.boxes, out / DICOM_DIR,
+                                                     description=setting.describe())  # fmt: skip
+        for pid, why in missing.items():
+            echo(f"note: {tree.files[pid]}: {why}")
+        paths["dicom"] = out / DICOM_DIR
+        result.presentation_states.update(written)
     if submission is not None:
         write_submission(submission, list(films), prediction.boxes)
         validate_submission(submission, films)
