@@ -28,6 +28,7 @@ def smallest(name: str, out: Path) -> list[str]:
         "gating_bench.py": "--patients 24 --imgsz 128 --det-epochs 1 --cls-epochs 1 --tries basic "
         "--ensemble 1",
         "cpu_determinism.py": "--patients 8 --epochs 1 --imgsz 64 --settings default,onednn_avx2",
+        "predict_memory.py": "--sizes 4 --train-patients 12 --dicom-size 64",
     }[name].split()
     if name in {"convert_bench.py", "metric_bench.py"}:  # these write only to a temporary folder they remove
         return args
@@ -42,6 +43,7 @@ PRINTS = {
     "train_bench.py": "python -m train / yolo",
     "gating_bench.py": "ceiling",
     "cpu_determinism.py": "onednn_avx2",
+    "predict_memory.py": "x smallest",
 }
 
 
@@ -63,5 +65,5 @@ def test_benchmark_runs_into_a_fresh_folder(name: str, tmp_path: Path):
     )
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-1500:]}\n{proc.stderr[-3000:]}"
     assert PRINTS[name] in proc.stdout, proc.stdout[-2000:]
-    if name in {"real_size.py", "cpu_determinism.py"}:  # their last line is one JSON object
+    if name in {"real_size.py", "cpu_determinism.py", "predict_memory.py"}:  # the last line is JSON
         assert isinstance(json.loads(proc.stdout.strip().splitlines()[-1]), dict)
