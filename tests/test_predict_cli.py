@@ -247,7 +247,7 @@ def test_predict_writes_every_output_where_the_help_says(project, predicted) -> 
     assert sorted(p.name for p in out.iterdir()) == ["images", "predictions.csv", "report.html", "report.md"]
     assert sorted(p.stem for p in (out / "images").iterdir()) == good
     assert "broken-film" in done.stdout and f"notes.txt: {NOT_AN_IMAGE}" in done.stdout
-    assert "predict" in done.stderr and "draw" in done.stderr  # the progress bars
+    assert "predict" in done.stderr  # the progress bar (films predicted and drawn)
     table = pd.read_csv(out / "predictions.csv", dtype={"patientId": str}, keep_default_na=False,
                         na_values=[""])  # fmt: skip
     assert list(table.columns) == COLUMNS  # no classifier in this setting: no p_opacity, no gate_removed
@@ -535,3 +535,29 @@ def test_dicom_answers_reference_each_film_and_draw_its_boxes(project, tmp_path:
         check = subprocess.run(["dciodvfy", str(pr_file)], capture_output=True, text=True)
         errors = [line for line in (check.stdout + check.stderr).splitlines() if line.startswith("Error")]
         assert not errors, (pr_file.name, errors)
+
+
+@pytest.mark.slow
+def test_predict_reads_each_film_once(project, tmp_path: Path, monkeypatch) -> None:
+    """The detector and the picture share one decode of each film (and a chunk at a time: CHUNK_BATCHES)."""
+    import rsna_yolo.core.dicom as dicom
+    from analysis.reports import predict_run
+
+    decoded: list[str] = []
+    real = dicom.read_dicom
+
+    def counting(path, *, headers_only: bool = False):
+        if not headers_only:
+            decoded.append(Path(path).name)
+        return real(path, headers_only=headers_only)
+
+    monkeypatch.setattr(dicom, "read_dicom", counting)
+    monkeypatch.setattr(predict_run, "CHUNK_BATCHES", 1)  # batch 2: three chunks for five films
+    films = tmp_path / "films"
+    films.mkdir()
+    for p in project["tests"]:
+        shutil.copyfile(p, films / p.name)
+    result = predict_films(project["tuned"], films, tmp_path / "out", batch=2, progress=False,
+                           echo=lambda *a: None)  # fmt: skip
+    assert sorted(decoded) == sorted(p.name for p in project["tests"])  # once each, not twice
+    assert len(result.annotated) == len(project["tests"]) and not result.failed

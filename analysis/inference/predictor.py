@@ -23,7 +23,7 @@ then the threshold and box scale (:func:`analysis.scoring.submission.select_boxe
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -50,6 +50,23 @@ class Prediction:
     removed: pd.DataFrame
     p_opacity: dict[str, float]
     failed: dict[str, str]
+
+    @staticmethod
+    def merge(parts: Sequence[Prediction]) -> Prediction:
+        """The predictions of consecutive chunks as one (frames concatenated in order)."""
+
+        def frames(name: str) -> pd.DataFrame:
+            found = [getattr(p, name) for p in parts if len(getattr(p, name))]
+            return pd.concat(found, ignore_index=True) if found else getattr(parts[0], name).iloc[:0]
+
+        return Prediction(
+            ids=[i for p in parts for i in p.ids],
+            raw=frames("raw"),
+            boxes=frames("boxes"),
+            removed=frames("removed"),
+            p_opacity={k: v for p in parts for k, v in p.p_opacity.items()},
+            failed={k: v for p in parts for k, v in p.failed.items()},
+        )
 
 
 class Predictor:
@@ -104,10 +121,39 @@ class Predictor:
         png_scales: Mapping[str, float] | None = None,
         all_probabilities: bool = False,
         progress: bool = True,
+        chunk: int | None = None,
+        on_chunk: Callable[[Prediction], object] | None = None,
     ) -> Prediction:
         """Predict ``images`` (patientId = file stem) exactly as tuned. The classifier sees the images with
-        a box (the others have nothing to gate), or every image with ``all_probabilities``."""
+        a box (the others have nothing to gate), or every image with ``all_probabilities``.
+
+        ``chunk``: predict that many images at a time, each read from disk once for the detector, the
+        classifier and ``on_chunk`` (called with each chunk's :class:`Prediction` while its films are still
+        decoded: :func:`analysis.inference.predict.decoded_once`), memory bounded by the chunk. A multiple of
+        ``batch`` keeps the detector's batches those of one pass over all images."""
         images = [Path(p) for p in images]
+        if chunk is None or not images:
+            prediction = self._predict(images, png_scales, all_probabilities, progress)
+            if on_chunk is not None:
+                on_chunk(prediction)
+            return prediction
+        from tqdm import tqdm
+
+        from analysis.inference.predict import decoded_once
+
+        parts = []
+        with tqdm(total=len(images), desc="predict", unit="img", disable=not progress) as bar:
+            for start in range(0, len(images), max(1, int(chunk))):
+                part = images[start : start + max(1, int(chunk))]
+                with decoded_once():
+                    parts.append(self._predict(part, png_scales, all_probabilities, False))
+                    if on_chunk is not None:
+                        on_chunk(parts[-1])
+                bar.update(len(part))
+        return Prediction.merge(parts)
+
+    def _predict(self, images: list[Path], png_scales, all_probabilities: bool, progress: bool) -> Prediction:
+        """:meth:`predict` of one chunk."""
         raw = self.raw(images, png_scales=png_scales, progress=progress)
         failed = dict(raw.attrs.get("failed", {}))
         p_opacity: dict[str, float] = {}

@@ -41,6 +41,9 @@ from rsna_yolo.core.layout import BOX_COLUMNS
 from rsna_yolo.core.runs import ANNOTATED_DIR
 
 PREDICTIONS_CSV = "predictions.csv"
+CHUNK_BATCHES = 8
+"""``analysis predict`` predicts and draws this many batches of films at a time, each film read from disk once
+for the detector, the classifier and its picture (memory bounded by the chunk, not the folder)."""
 DICOM_DIR = "dicom"
 """With ``--dicom``: one presentation state per DICOM film, ``<patientId>_pr.dcm``."""
 """Subfolder of ``out`` holding one annotated PNG per readable image, ``<patientId>.png``."""
@@ -146,21 +149,19 @@ def _draw(
     out: Path,
     size: int,
     png_scales,
-    progress: bool,
 ) -> tuple[dict[str, tuple[str, float]], dict[str, str]]:
-    """``images/<id>.png`` for every readable film, its kept boxes red and the gate's removed boxes dashed
-    grey: ``({id: (PNG relative to out, png_scale)}, {id: why it could not be drawn})``."""
-    from tqdm import tqdm
-
+    """``images/<id>.png`` for every readable film of ``prediction``, its kept boxes red and the gate's
+    removed boxes dashed grey: ``({id: (PNG relative to out, png_scale)}, {id: why it could not be
+    drawn})``."""
     from analysis.reports.films import annotate, load_film, write_png
 
     removed = select_boxes(prediction.removed, box_scale=setting.box_scale)
     annotated: dict[str, tuple[str, float]] = {}
     draw_errors: dict[str, str] = {}
-    readable = [pid for pid in staged if pid not in prediction.failed]
+    readable = [pid for pid in prediction.ids if pid not in prediction.failed]
     boxes_of = {pid: g for pid, g in prediction.boxes.groupby("patientId", sort=False)}  # grouped once
     removed_of = {pid: g for pid, g in removed.groupby("patientId", sort=False)} if setting.gate else {}
-    for pid in tqdm(readable, desc="draw", unit="img", disable=not progress):
+    for pid in readable:
         try:
             gray, png_scale = load_film(staged[pid], size, png_scales)
         except Exception as exc:  # read once already: only a file changed meanwhile gets here
@@ -227,12 +228,19 @@ def predict_films(
     setting = predictor.setting
     png_scales = png_scales_for(images if images.is_dir() else images.parent, films, png_scales_from, echo)
     staged = stage(films, tree.syntax, out)  # one path per film id, named by it
+    annotated: dict[str, tuple[str, float]] = {}
+    draw_errors: dict[str, str] = {}
+
+    def draw(part: Prediction) -> None:  # each chunk drawn while its films are still decoded
+        drawn, errors = _draw(part, staged, setting, out, size, png_scales)
+        annotated.update(drawn)
+        draw_errors.update(errors)
+
     try:
         prediction = predictor.predict(
             list(staged.values()), png_scales=png_scales, all_probabilities=bool(setting.classifiers),
-            progress=progress,
+            progress=progress, chunk=CHUNK_BATCHES * batch, on_chunk=draw,
         )  # fmt: skip
-        annotated, draw_errors = _draw(prediction, staged, setting, out, size, png_scales, progress)
     finally:
         shutil.rmtree(out / STAGING_DIR, ignore_errors=True)
     table = prediction_table(
