@@ -70,14 +70,13 @@ def predict_probs(
     is the flipped copy with ``tta``. Unreadable images are listed in ``frame.attrs["failed"]``.
     """
     from tqdm import tqdm
-    from ultralytics import YOLO
 
-    from analysis.inference.predict import iter_loaded, load_image, resolve_imgsz
+    from analysis.inference.predict import iter_loaded, load_image, load_model, resolve_imgsz
 
     weights = [weights] if isinstance(weights, (str, Path)) else list(weights)
     if not weights:
         raise UserError("no classifier weights given")
-    models = [YOLO(str(w)) for w in weights]
+    models = [load_model(w) for w in weights]
     names = models[0].names
     for w, m in zip(weights, models, strict=True):
         if m.task != "classify":

@@ -77,6 +77,25 @@ def manifest_png_scales(manifest: pd.DataFrame) -> dict[str, float]:
     return dict(zip(manifest["patientId"].astype(str), manifest["scale"].astype(float), strict=True))
 
 
+_MODELS: dict[tuple[str, int, int], object] = {}
+MODELS_KEPT = 8
+"""Loaded models kept for the next call (by path, size and modification time): a chunked prediction
+(:meth:`analysis.inference.Predictor.predict`) would otherwise load every model again for each chunk."""
+
+
+def load_model(weights: str | Path):
+    """``YOLO(weights)``, loaded once while the file is unchanged (the :data:`MODELS_KEPT` last ones kept)."""
+    from ultralytics import YOLO
+
+    stat = Path(weights).stat()
+    key = (str(Path(weights).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _MODELS:
+        while len(_MODELS) >= MODELS_KEPT:
+            _MODELS.pop(next(iter(_MODELS)))
+        _MODELS[key] = YOLO(str(weights))
+    return _MODELS[key]
+
+
 _DECODED: dict[Path, np.ndarray] | None = None
 """Inside :func:`decoded_once`: each film read so far, as stored (a DICOM's 8-bit source frame, a PNG as
 written), by path."""
@@ -263,10 +282,9 @@ def predict_images(
     Unreadable images are skipped and listed in ``frame.attrs["failed"]`` (patientId -> reason).
     """
     from tqdm import tqdm
-    from ultralytics import YOLO
 
     weights = [weights] if isinstance(weights, (str, Path)) else list(weights)
-    models = [YOLO(str(w)) for w in weights]
+    models = [load_model(w) for w in weights]
     sizes = model_sizes(models, imgsz)  # read from the loaded models: no checkpoint loaded twice
     imgsz = max(sizes)
     images = [Path(p) for p in images]
