@@ -71,7 +71,8 @@ def predict_probs(
     """
     from tqdm import tqdm
 
-    from analysis.inference.predict import iter_loaded, load_image, load_model, resolve_imgsz
+    from analysis.inference.predict import iter_loaded, load_model, resolve_imgsz
+    from rsna_yolo.core.films import load_image
 
     weights = [weights] if isinstance(weights, (str, Path)) else list(weights)
     if not weights:

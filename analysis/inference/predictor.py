@@ -129,7 +129,7 @@ class Predictor:
 
         ``chunk``: predict that many images at a time, each read from disk once for the detector, the
         classifier and ``on_chunk`` (called with each chunk's :class:`Prediction` while its films are still
-        decoded: :func:`analysis.inference.predict.decoded_once`), memory bounded by the chunk. A multiple of
+        decoded: :func:`rsna_yolo.core.films.decoded_once`), memory bounded by the chunk. A multiple of
         ``batch`` keeps the detector's batches those of one pass over all images."""
         images = [Path(p) for p in images]
         if chunk is None or not images:
@@ -139,7 +139,7 @@ class Predictor:
             return prediction
         from tqdm import tqdm
 
-        from analysis.inference.predict import decoded_once
+        from rsna_yolo.core.films import decoded_once
 
         parts = []
         with tqdm(total=len(images), desc="predict", unit="img", disable=not progress) as bar:

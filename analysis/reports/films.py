@@ -34,9 +34,9 @@ def load_film(
     path: str | Path, size: int = DRAW_SIZE, png_scales: Mapping[str, float] | None = None
 ) -> tuple[np.ndarray, float]:
     """``(gray (h, w) uint8 with max(h, w) == size, png_scale)`` of a DICOM (decoded like the converter,
-    :func:`analysis.inference.predict.load_image`) or a PNG (its source frame from ``png_scales``, the
+    :func:`rsna_yolo.core.films.load_image`) or a PNG (its source frame from ``png_scales``, the
     manifest's PNG scale, else ``NATIVE_SIZE`` px on its longer side). Raises when it cannot be read."""
-    from analysis.inference.predict import load_image
+    from rsna_yolo.core.films import load_image
 
     img, png_scale = load_image(Path(path), size, png_scales)  # a DICOM comes resized to ``size`` already
     if Path(path).suffix.lower() == ".dcm":
