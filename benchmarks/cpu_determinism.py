@@ -28,12 +28,15 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks._steps import run_logged  # noqa: E402
+
+PROG = "cpu_determinism"
 
 SETTINGS = {
     "default": {},
@@ -41,17 +44,6 @@ SETTINGS = {
     "onednn_aten_avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
 }
 CAP_VARS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
-
-
-def run(cmd: list[str], log: Path, env: dict[str, str]) -> float:
-    """Run ``cmd`` in the repository with its output in ``log``; wall seconds. One line on failure."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with open(log, "w") as fh:
-        proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    if proc.returncode:
-        raise SystemExit(f"cpu_determinism: {' '.join(cmd[1:4])} failed (exit {proc.returncode}); see {log}")
-    return time.perf_counter() - start
 
 
 def dataset_fingerprint(ds: Path) -> str:
@@ -108,12 +100,12 @@ def main() -> int:
     base_env |= {"WANDB_MODE": "disabled", "PYTHONHASHSEED": "0"}
     kaggle, ds = out / "kaggle", out / "ds"
     if not (kaggle / "stage_2_train_labels.csv").is_file():
-        run([sys.executable, "-m", "convert", "synth", "--out", str(kaggle), "--patients", str(a.patients),
-             "--test-patients", "2", "--seed", "3", "--imgsz", "256"],
-            out / "synth.log", base_env)  # fmt: skip
+        synth = ["convert", "synth", "--out", kaggle, "--patients", a.patients, "--test-patients", 2,
+                 "--seed", 3, "--imgsz", 256]  # fmt: skip
+        run_logged([sys.executable, "-m", *synth], out / "synth.log", prog=PROG, env=base_env)
     if not (ds / "data.yaml").is_file():
-        run([sys.executable, "-m", "convert", "rsna", "--src", str(kaggle), "--out", str(ds), "--imgsz",
-             str(a.imgsz), "--no-progress"], out / "convert.log", base_env)  # fmt: skip
+        convert = ["convert", "rsna", "--src", kaggle, "--out", ds, "--imgsz", a.imgsz, "--no-progress"]
+        run_logged([sys.executable, "-m", *convert], out / "convert.log", prog=PROG, env=base_env)
     import torch
 
     print(
@@ -128,7 +120,7 @@ def main() -> int:
         cmd = [sys.executable, "-m", "train", f"data={ds / 'data.yaml'}", f"model={a.model}",
                f"epochs={a.epochs}", f"imgsz={a.imgsz}", "batch=8", "workers=0", "plots=False", "device=cpu",
                "wandb=False", "exist_ok=True", f"project={out / 'runs'}", f"name={name}"]  # fmt: skip
-        seconds = run(cmd, out / f"train_{name}.log", env)
+        seconds, _ = run_logged(cmd, out / f"train_{name}.log", prog=PROG, env=env)
         results[name] = {"env": SETTINGS[name], "seconds": round(seconds, 1), "losses": train_losses(run_dir)}
     base = results["default"]
     print(

@@ -19,35 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
+from benchmarks._steps import run_logged  # noqa: E402
 
-def run(cmd: list[str], log: Path) -> float:
-    """Run ``cmd`` in the repository with its output in ``log``; wall seconds. One line on failure."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with open(log, "w") as fh:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
-    if proc.returncode:
-        raise SystemExit(f"predict_memory: {' '.join(cmd[1:4])} failed (exit {proc.returncode}); see {log}")
-    return time.perf_counter() - start
-
-
-def measured(cmd: list[str], log: Path) -> tuple[float, float]:
-    """``(wall seconds, peak RSS in MB)`` of ``cmd`` run as one child process (``wait4``'s own rusage)."""
-    start = time.perf_counter()
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"predict_memory: predict failed (exit {proc.returncode}); see {log}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024  # Linux: kilobytes
+PROG = "predict_memory"
 
 
 def main() -> int:
@@ -63,17 +43,21 @@ def main() -> int:
     out = a.out.resolve()
     kaggle, ds, run_dir = out / "kaggle", out / "ds", out / "runs" / "tiny"
     py = sys.executable
-    if not (kaggle / "stage_2_train_labels.csv").is_file():
-        run([py, "-m", "convert", "synth", "--out", str(kaggle), "--patients", str(a.train_patients),
-             "--test-patients", str(max(sizes)), "--seed", "0", "--imgsz", str(a.dicom_size)],
-            out / "synth.log")  # fmt: skip
-    if not (ds / "data.yaml").is_file():
-        run([py, "-m", "convert", "rsna", "--src", str(kaggle), "--out", str(ds), "--imgsz", str(a.imgsz),
-             "--no-progress"], out / "convert.log")  # fmt: skip
-    if not (run_dir / "kaggle.json").is_file():
-        run([py, "-m", "train", f"data={ds / 'data.yaml'}", "model=yolov8n.yaml", "epochs=1",
-             f"imgsz={a.imgsz}", "batch=8", "workers=0", "plots=False", "device=cpu", "wandb=False",
-             "exist_ok=True", f"project={out / 'runs'}", "name=tiny"], out / "train.log")  # fmt: skip
+    steps = [  # (what the step leaves behind, the command, its log)
+        (kaggle / "stage_2_train_labels.csv",
+         ["convert", "synth", "--out", kaggle, "--patients", a.train_patients, "--test-patients", max(sizes),
+          "--seed", 0, "--imgsz", a.dicom_size], "synth.log"),
+        (ds / "data.yaml",
+         ["convert", "rsna", "--src", kaggle, "--out", ds, "--imgsz", a.imgsz, "--no-progress"],
+         "convert.log"),
+        (run_dir / "kaggle.json",
+         ["train", f"data={ds / 'data.yaml'}", "model=yolov8n.yaml", "epochs=1", f"imgsz={a.imgsz}",
+          "batch=8", "workers=0", "plots=False", "device=cpu", "wandb=False", "exist_ok=True",
+          f"project={out / 'runs'}", "name=tiny"], "train.log"),
+    ]  # fmt: skip
+    for done, cmd, log in steps:  # reused when present
+        if not done.is_file():
+            run_logged([py, "-m", *cmd], out / log, prog=PROG)
     films = sorted((kaggle / "stage_2_test_images").glob("*.dcm"))
     print(f"rsna-yolo predict on synthetic {a.dicom_size}-px DICOMs, a tiny yolov8n at {a.imgsz} px, "
           f"annotated PNGs at {a.draw} px; {os.cpu_count()} cores")  # fmt: skip
@@ -87,7 +71,7 @@ def main() -> int:
         pred = out / f"predicted{n}"
         cmd = [py, "-m", "analysis", "predict", str(run_dir), "--images", str(folder), "--out", str(pred),
                "--size", str(a.draw), "--cards", "10", "--quiet"]  # fmt: skip
-        seconds, peak = measured(cmd, out / f"predict{n}.log")
+        seconds, peak = run_logged(cmd, out / f"predict{n}.log", prog=PROG)
         results[n] = {"films": n, "seconds": round(seconds, 1), "films_per_s": round(n / seconds, 1),
                       "peak_rss_mb": round(peak, 1)}  # fmt: skip
     base = results[sizes[0]]["peak_rss_mb"]

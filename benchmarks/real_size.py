@@ -53,6 +53,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._steps import run_logged  # noqa: E402
 from rsna_yolo import offline  # noqa: E402,F401  (before anything imports ultralytics)
 
 TEST_PATIENTS = 3000
@@ -78,18 +79,9 @@ POST_TRAINING = tuple(s for s in STEPS if s != "submit_batched")
 ``ensemble_boxes`` (what it did before), shown beside it."""
 
 
-def run(cmd: list[str], log: Path | None = None) -> float:
-    """Run ``cmd`` (output to ``log``, whose folder is made), return its wall seconds. A failure stops the
-    benchmark with one line naming the command's log."""
-    print("$", " ".join(map(str, cmd)), flush=True)
-    start = time.perf_counter()
-    if log:
-        log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") if log else open(os.devnull, "w") as fh:
-        proc = subprocess.run(list(map(str, cmd)), cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
-    if proc.returncode:
-        raise SystemExit(f"real_size: {cmd[2]} {cmd[3]} failed (exit {proc.returncode}); see {log}")
-    return time.perf_counter() - start
+def step(cmd: list, log: Path) -> float:
+    """One setup command of the benchmark (printed, logged): its wall seconds."""
+    return run_logged(cmd, log, prog="real_size", echo=True)[0]
 
 
 def build_dataset(work: Path, n: int, a) -> dict:
@@ -98,7 +90,7 @@ def build_dataset(work: Path, n: int, a) -> dict:
     kaggle, ds = d / "kaggle", d / "ds"
     times = {}
     if not (kaggle / "stage_2_train_labels.csv").is_file():
-        times["synth_s"] = run(
+        times["synth_s"] = step(
             [
                 sys.executable,
                 "-m",
@@ -120,7 +112,7 @@ def build_dataset(work: Path, n: int, a) -> dict:
             d / "synth.log",
         )
     if not (ds / "report.json").is_file():
-        times["convert_s"] = run(
+        times["convert_s"] = step(
             [
                 sys.executable,
                 "-m",
