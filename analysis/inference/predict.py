@@ -65,11 +65,6 @@ def model_sizes(weights: Sequence, imgsz: int | Sequence[int] | None = None) -> 
     return [int(x) for x in imgsz]
 
 
-def size_record(sizes: Sequence[int]) -> int | list[int]:
-    """How ``kaggle.json`` and cache keys record inference sizes: one number when all are equal."""
-    return int(sizes[0]) if len(set(sizes)) == 1 else [int(x) for x in sizes]
-
-
 def manifest_png_scales(manifest: pd.DataFrame) -> dict[str, float]:
     """patientId -> PNG scale (PNG pixels per source pixel: the ``scale`` column) of ``manifest.csv`` rows,
     the ``png_scales`` of :func:`predict_images`."""

@@ -22,8 +22,6 @@ from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.layout import MANIFEST_CSV, read_manifest
 from rsna_yolo.core.runs import OOF, expand_weights
 
-"""The threshold without a tuned run (Ultralytics' default)."""
-
 
 @dataclass(frozen=True)
 class SubmitSummary:
@@ -173,11 +171,8 @@ def make_submission(
     check_settings(conf, box_scale)
     images = image_ids(images_dir)
     png_scales = png_scales_for(Path(images_dir), images, png_scales_from, echo)
-    if tuned is not None:
-        setting = tuned.for_weights(weight_files, tta=tta, imgsz=imgsz)
-    else:
-        sizes = None if imgsz is None else (int(imgsz),) * len(weight_files)
-        setting = TunedSetting(weights=tuple(weight_files), sizes=sizes, tta=tta)
+    untuned = TunedSetting(weights=())  # the defaults: no sizes, no fusion of its own
+    setting = (tuned or untuned).for_weights(weight_files, tta=tta, imgsz=imgsz)
     setting = replace(
         setting, conf=conf, box_scale=box_scale, gate=gating,
         classifiers=tuple(w for w, _ in expand_weights(classifier)), classifier_tta=classifier_tta,

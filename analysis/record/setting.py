@@ -45,6 +45,11 @@ def fold_set_fusion() -> dict[str, Any]:
     return dict(DEFAULTS.oof_fusion)
 
 
+def size_record(sizes: Sequence[int]) -> int | list[int]:
+    """How ``kaggle.json`` and cache keys record inference sizes: one number when all are equal."""
+    return int(sizes[0]) if len(set(sizes)) == 1 else [int(x) for x in sizes]
+
+
 def file_sha1(path: str | Path) -> str:
     """SHA-1 of a file's content (what identifies weights in a cache key or a tuned setting)."""
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()
@@ -113,7 +118,7 @@ class TunedSetting:
             weights = [str(w) for w in self.weights]
             setting["weights"] = weights[0] if len(weights) == 1 else weights
             if self.sizes is not None:
-                setting["imgsz"] = self.sizes[0] if len(set(self.sizes)) == 1 else list(self.sizes)
+                setting["imgsz"] = size_record(self.sizes)
             setting["tta"] = bool(self.tta)
             if self.wbf is not None:
                 setting["wbf"] = {k: self.wbf[k] for k in ("iou_thr", "skip_box_thr", "conf_type")}

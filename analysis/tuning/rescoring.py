@@ -106,9 +106,9 @@ def predict_split(
     when the ``signature`` recorded in ``out_dir/kaggle.json`` matches. Returns ``(frame, signature,
     reused)``. ``imgsz``: the size for every model, one per model, else each one's own
     (:func:`analysis.inference.predict.model_sizes`)."""
-    from analysis.inference.predict import model_sizes, size_record
+    from analysis.inference.predict import model_sizes
     from analysis.inference.predictor import Predictor
-    from analysis.record.setting import TunedSetting
+    from analysis.record.setting import TunedSetting, size_record
 
     images, png_scales = split_images(root, manifest, split)
     sizes = model_sizes(weights, imgsz)  # no checkpoint is loaded when rescore passes them resolved
