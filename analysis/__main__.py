@@ -1,4 +1,4 @@
-"""``python -m analysis {score,rescore,submit,predict,validate,eda,compare,show,ablation}``."""
+"""``python -m analysis {score,rescore,submit,predict,export,validate,eda,compare,show,ablation}``."""
 
 import sys
 
@@ -17,6 +17,10 @@ COMMANDS = {
     "predict": (
         "analysis.reports.predict_cli",
         "predict your own DICOMs/PNGs as a run was tuned: predictions.csv, annotated PNGs, report.html",
+    ),
+    "export": (
+        "analysis.inference.export_cli",
+        "export a tuned setting's models for ONNX Runtime or OpenVINO (then --backend onnx|openvino)",
     ),
     "validate": ("analysis.inference.validate_cli", "check a submission CSV against the test image folder"),
     "eda": ("analysis.reports.eda_cli", "exploratory report (markdown, HTML, PNG figures) of a dataset"),

@@ -4,6 +4,7 @@
     rsna-yolo train [key=value ...] | resume | folds | sweep   = python -m rsna_yolo.train ...
     rsna-yolo analysis score|rescore|submit|predict|show|... = python -m analysis ...
     rsna-yolo predict RUN --images FILMS --out DIR    = python -m analysis predict ...
+    rsna-yolo export RUN --format onnx|openvino       = python -m analysis export ...
 
 It works from any folder and writes where each subcommand's ``--help`` says, relative to the current
 folder (``runs/``, ``runs/sweeps``, ``runs/folds``) unless ``project=`` / ``--out`` say otherwise.
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 USAGE = __doc__.split("\n\n")[1]
-STAGES = ("convert", "train", "analysis", "predict")
+STAGES = ("convert", "train", "analysis", "predict", "export")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,10 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rsna_yolo.train.__main__ import main as train_main
 
         return train_main(rest)
-    if stage in ("analysis", "predict"):
+    if stage in ("analysis", "predict", "export"):
         from analysis.__main__ import main as analysis_main
 
-        return analysis_main(rest if stage == "analysis" else ["predict", *rest], prog=f"rsna-yolo {stage}")
+        return analysis_main(rest if stage == "analysis" else [stage, *rest], prog=f"rsna-yolo {stage}")
     if stage == "convert":
         from convert.__main__ import main as convert_main
 

@@ -2,8 +2,8 @@
 
 Import this module before anything imports ``ultralytics`` or ``wandb`` (every package of the
 project does so in its ``__init__``, and ``tests/conftest.py`` does so for the tests). Importing it
-only sets environment variables and, once, copies a font; it imports neither library and opens no
-socket.
+only sets environment variables, hides OpenVINO's telemetry (below) and, once, copies a font; it imports
+neither library and opens no socket.
 
 Ultralytics is offline by default (``RSNA_YOLO_ONLINE`` unset or ``0``):
 
@@ -24,12 +24,18 @@ before
 it starts an online run that this module chose, and falls back to offline. The tests and the synthetic
 demo set ``WANDB_MODE=offline`` themselves. Variables the user set explicitly always win
 (:data:`USER_SET` names them).
+
+OpenVINO (``rsna-yolo export --format openvino``): its model converter and NNCF (INT8) send usage telemetry
+to Google Analytics through ``openvino_telemetry`` unless a consent file in ``~/intel`` says no; both fall
+back to a stub when that package cannot be imported. Offline, this module makes it unimportable
+(``sys.modules["openvino_telemetry"] = None``), which sends nothing and writes nothing in the user's home.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -106,6 +112,7 @@ def configure() -> dict[str, str]:
     default("MPLBACKEND", "Agg")
     if not is_online():
         default("YOLO_OFFLINE", "1")
+        sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]  # import -> ImportError
     default("WANDB_MODE", "online" if wandb_key_configured() else "offline")
     default("WANDB_SILENT", "true")
     _install_font(Path(os.environ["YOLO_CONFIG_DIR"]))

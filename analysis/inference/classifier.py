@@ -61,6 +61,7 @@ def predict_probs(
     tta: bool = False,
     device=None,
     workers: int | None = None,
+    backend: str = "torch",
     progress: bool = True,
 ) -> pd.DataFrame:
     """Class probabilities of every image (PNG or DICOM; patientId = file stem).
@@ -68,6 +69,7 @@ def predict_probs(
     Returns one row per readable image: ``patientId``, ``p_opacity`` and ``p_<class>`` for each class of
     the first model; several ``weights`` (an ensemble) must share their class names and are averaged, as
     is the flipped copy with ``tta``. Unreadable images are listed in ``frame.attrs["failed"]``.
+    ``backend``: ``torch`` or an export of each model (as :func:`analysis.inference.predict.predict_images`).
     """
     from tqdm import tqdm
 
@@ -77,7 +79,15 @@ def predict_probs(
     weights = [weights] if isinstance(weights, (str, Path)) else list(weights)
     if not weights:
         raise UserError("no classifier weights given")
-    models = [load_model(w) for w in weights]
+    if backend == "torch":
+        models = [load_model(w) for w in weights]
+        imgsz = int(imgsz or resolve_imgsz(weights[0], default=224))
+    else:
+        from analysis.inference.export import exported_model
+
+        found = [exported_model(w, backend, imgsz) for w in weights]
+        models = [load_model(path) for path, _ in found]
+        imgsz = int(imgsz or found[0][1])
     names = models[0].names
     for w, m in zip(weights, models, strict=True):
         if m.task != "classify":
@@ -85,7 +95,6 @@ def predict_probs(
         if dict(m.names) != dict(names):
             raise UserError(f"classifier {w}: class names {dict(m.names)} differ from {weights[0]}'s")
     opacity = opacity_index(names, weights[0])
-    imgsz = int(imgsz or resolve_imgsz(weights[0], default=224))
     rows, failed = [], {}
     images = [Path(p) for p in images]
     bar = tqdm(total=len(images), desc="classify", unit="img", disable=not progress)

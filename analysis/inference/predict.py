@@ -202,6 +202,7 @@ def predict_images(
     wbf: Mapping[str, object] | None = None,
     keep_parts: bool = False,
     workers: int | None = None,
+    backend: str = "torch",
     progress: bool = True,
 ) -> pd.DataFrame:
     """Predict every image; boxes in SOURCE pixels (xywh_px), one row per box, :data:`PRED_COLUMNS`, with
@@ -216,14 +217,24 @@ def predict_images(
     "skip_box_thr", "conf_type"}`` as tuned by :func:`analysis.tuning.wbf.tune_wbf`); ``keep_parts`` also
     returns each model's (and flip's) own boxes before fusion in ``frame.attrs["parts"]``
     (:data:`PART_COLUMNS`). ``workers`` threads decode and resize the next batch during inference
-    (:func:`iter_loaded`).
+    (:func:`iter_loaded`). ``backend``: ``torch`` (the weights themselves) or the export of each one at its
+    size that ``rsna-yolo export`` made (:func:`analysis.inference.export.exported_model`: ``onnx``,
+    ``openvino``, ``openvino-int8``).
     Unreadable images are skipped and listed in ``frame.attrs["failed"]`` (patientId -> reason).
     """
     from tqdm import tqdm
 
     weights = [weights] if isinstance(weights, (str, Path)) else list(weights)
-    models = [load_model(w) for w in weights]
-    sizes = model_sizes(models, imgsz)  # read from the loaded models: no checkpoint loaded twice
+    if backend == "torch":
+        models = [load_model(w) for w in weights]
+        sizes = model_sizes(models, imgsz)  # read from the loaded models: no checkpoint loaded twice
+    else:
+        from analysis.inference.export import exported_model
+
+        wanted = [None] * len(weights) if imgsz is None else model_sizes(weights, imgsz)
+        found = [exported_model(w, backend, s) for w, s in zip(weights, wanted, strict=True)]
+        models = [load_model(path) for path, _ in found]
+        sizes = [size for _, size in found]
     imgsz = max(sizes)
     images = [Path(p) for p in images]
     rows: list[tuple] = []

@@ -70,11 +70,27 @@ class Prediction:
 
 
 class Predictor:
-    """Predicts as a :class:`TunedSetting` says (``batch``, ``device``, ``workers``: how, not what)."""
+    """Predicts as a :class:`TunedSetting` says (``batch``, ``device``, ``workers``: how, not what).
 
-    def __init__(self, setting: TunedSetting, *, batch: int = 16, device=None, workers: int | None = None):
+    ``backend``: ``torch`` (the setting's ``.pt`` weights, the default) or the export of every model that
+    ``rsna-yolo export`` made (``onnx``, ``openvino``, ``openvino-int8``: :mod:`analysis.inference.export`),
+    at the same sizes, with the same TTA, fusion, threshold, box scale and gate."""
+
+    def __init__(
+        self,
+        setting: TunedSetting,
+        *,
+        batch: int = 16,
+        device=None,
+        workers: int | None = None,
+        backend: str = "torch",
+    ):
+        from analysis.inference.export import BACKENDS
+
+        if backend not in BACKENDS:
+            raise UserError(f"--backend {backend}: not one of {', '.join(BACKENDS)}")
         self.setting = setting
-        self.batch, self.device, self.workers = batch, device, workers
+        self.batch, self.device, self.workers, self.backend = batch, device, workers, backend
 
     @classmethod
     def from_run(cls, path: str | Path, **kwargs) -> Predictor:
@@ -100,7 +116,7 @@ class Predictor:
             list(s.weights), list(images), imgsz=list(s.sizes) if s.sizes else None,
             floor=s.floor if floor is None else floor, batch=self.batch, tta=s.tta, device=self.device,
             png_scales=png_scales, wbf=s.wbf if s.fused else None, keep_parts=keep_parts,
-            workers=self.workers, progress=progress,
+            workers=self.workers, backend=self.backend, progress=progress,
         )  # fmt: skip
 
     def probabilities(self, images: Sequence[str | Path], *, progress: bool = True) -> pd.DataFrame:
@@ -112,7 +128,7 @@ class Predictor:
             raise UserError("this setting has no classifier")
         return predict_probs(list(self.setting.classifiers), list(images), tta=self.setting.classifier_tta,
                              batch=self.batch, device=self.device, workers=self.workers,
-                             progress=progress)  # fmt: skip
+                             backend=self.backend, progress=progress)  # fmt: skip
 
     def predict(
         self,
@@ -194,4 +210,4 @@ class Predictor:
     def with_setting(self, **changes) -> Predictor:
         """A predictor of the same setting with ``changes`` (fields of :class:`TunedSetting`)."""
         return Predictor(replace(self.setting, **changes), batch=self.batch, device=self.device,
-                         workers=self.workers)  # fmt: skip
+                         workers=self.workers, backend=self.backend)  # fmt: skip

@@ -139,6 +139,7 @@ def make_submission(
     classifier_tta: bool = False,
     gate: float | None = None,
     workers: int | None = None,
+    backend: str = "torch",
     progress: bool = True,
     echo: Callable[[str], object] = print,
 ) -> SubmitSummary:
@@ -154,7 +155,8 @@ def make_submission(
 
     ``classifier`` (run folders or weights, averaged; ``classifier_tta`` adds flips) gates the boxes with
     :func:`analysis.tuning.gating.apply_gate`, the function rescoring tuned the gate with: the gate is
-    ``from_run``'s (:func:`tuned_gate`) unless ``gate`` sets a hard one.
+    ``from_run``'s (:func:`tuned_gate`) unless ``gate`` sets a hard one. ``backend``: ``torch`` or the
+    exports of every model (:class:`Predictor`).
     """
     classifier = list(classifier or [])
     tuned = read_setting(from_run) if from_run else None
@@ -177,7 +179,7 @@ def make_submission(
         setting, conf=conf, box_scale=box_scale, gate=gating,
         classifiers=tuple(w for w, _ in expand_weights(classifier)), classifier_tta=classifier_tta,
     )  # fmt: skip
-    predictor = Predictor(setting, batch=batch, device=device, workers=workers)
+    predictor = Predictor(setting, batch=batch, device=device, workers=workers, backend=backend)
     prediction = predictor.predict(list(images.values()), png_scales=png_scales, progress=progress)
     failed = prediction.failed
     for pid, reason in failed.items():

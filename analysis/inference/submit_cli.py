@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from analysis.inference.export import add_backend_argument
 from analysis.inference.submit import make_submission
 from analysis.record.defaults import DEFAULTS
 
@@ -46,6 +47,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch", type=int, default=16, help="images per inference batch")
     parser.add_argument("--device", help="cpu, 0, ... (default: Ultralytics' choice)")
+    add_backend_argument(parser)
     parser.add_argument(
         "--scales-from",
         type=Path,
@@ -82,6 +84,7 @@ def main(args: argparse.Namespace) -> int:
         classifier=args.classifier,
         classifier_tta=args.classifier_tta,
         gate=args.gate,
+        backend=args.backend,
         progress=not args.quiet,
     )
     print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from analysis.inference.export import add_backend_argument
 from analysis.reports.predict_run import DEFAULT_CARDS, PREDICTIONS_CSV, predict_films
 from rsna_yolo.core.runs import ANNOTATED_DIR
 
@@ -72,6 +73,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch", type=int, default=16, help="images per inference batch")
     parser.add_argument("--device", help="cpu, 0, ... (default: Ultralytics' choice)")
+    add_backend_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -88,6 +90,7 @@ def main(args: argparse.Namespace) -> int:
         png_scales_from=args.scales_from,
         batch=args.batch,
         device=args.device,
+        backend=args.backend,
         progress=not args.quiet,
     )
     print(f"setting: {result.setting.describe()}")

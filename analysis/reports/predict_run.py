@@ -202,6 +202,7 @@ def predict_films(
     batch: int = 16,
     device=None,
     workers: int | None = None,
+    backend: str = "torch",
     progress: bool = True,
     echo: Callable[[str], object] = print,
 ) -> FilmPredictions:
@@ -212,7 +213,8 @@ def predict_films(
     given). With ``dicom``, ``dicom/<patientId>_pr.dcm``: a presentation state per DICOM film that draws
     its kept boxes on the film in a radiology viewer (:mod:`analysis.reports.presentation`). PNGs of a
     converted dataset are mapped back to the source frame with its ``manifest.csv`` (or
-    ``png_scales_from``). A file that cannot be read is listed, never fatal. ``echo`` receives notes."""
+    ``png_scales_from``). A file that cannot be read is listed, never fatal. ``echo`` receives notes.
+    ``backend``: ``torch`` or the models' exports (:class:`~analysis.inference.predictor.Predictor`)."""
     from analysis.reports.films import DRAW_SIZE
 
     size = int(size or DRAW_SIZE)
@@ -224,7 +226,7 @@ def predict_films(
     tree = find_films(images)
     films = tree.films
     _check_out(out, images)
-    predictor = Predictor.from_run(run, batch=batch, device=device, workers=workers)
+    predictor = Predictor.from_run(run, batch=batch, device=device, workers=workers, backend=backend)
     setting = predictor.setting
     png_scales = png_scales_for(images if images.is_dir() else images.parent, films, png_scales_from, echo)
     staged = stage(films, tree.syntax, out)  # one path per film id, named by it

@@ -47,6 +47,9 @@ TRANSFER_JSON = "transfer.json"
 """Where a run's initial weights came from and how many tensors of how many were transferred."""
 OPTIONS_JSON = "train_options.json"
 """``python -m train``'s own keys, saved beside ``args.yaml`` so ``resume`` restores them."""
+EXPORTS_JSON = "exports.json"
+"""``weights/``: what ``rsna-yolo export`` made of the weights beside it: each exported model's format, image
+size, SHA-1 and its source weights' SHA-1 (``analysis.inference.export``)."""
 OOF = "oof"
 """The "split" of a fold set's out-of-fold files (``predictions_oof.csv``, ``classifier_oof.csv``)."""
 
@@ -54,6 +57,19 @@ OOF = "oof"
 def weights_file(run_dir: str | Path, name: str = BEST_PT) -> Path:
     """``run_dir/weights/<name>`` (whether or not it exists)."""
     return Path(run_dir) / WEIGHTS_DIR / name
+
+
+def export_name(weights: str | Path, fmt: str, imgsz: int, *, int8: bool = False) -> str:
+    """The exported copy of ``weights`` (``<stem>.pt``) beside it: ``<stem>_<imgsz>.onnx`` (ONNX), or the
+    folder ``<stem>_<imgsz>[_int8]_openvino_model`` (OpenVINO: ``.xml``, ``.bin`` and ``metadata.yaml``).
+
+    >>> export_name("runs/a/weights/best.pt", "openvino", 256, int8=True)
+    'best_256_int8_openvino_model'
+    """
+    stem = f"{Path(weights).stem}_{int(imgsz)}"
+    if fmt == "onnx":
+        return f"{stem}{'_int8' if int8 else ''}.onnx"
+    return f"{stem}{'_int8' if int8 else ''}_{fmt}_model"
 
 
 def predictions_name(split: str) -> str:
