@@ -270,6 +270,39 @@ def _reason_kind(reason: str) -> str:
     return kind.split(" '")[0] if "'" in kind else kind
 
 
+def refuse_resplit(out: Path, **split) -> None:
+    """:class:`UserError` when ``out`` holds a dataset split otherwise (its ``report.json`` settings: fold
+    count, seed, val fraction): converting into it would re-split its images under the runs trained on it.
+
+    >>> import tempfile
+    >>> settings = '{"settings": {"folds": 5, "seed": 0, "val_fraction": null}}'
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = (Path(d) / REPORT_JSON).write_text(settings)
+    ...     refuse_resplit(Path(d), folds=5, seed=0, val_fraction=None)
+    ...     try:
+    ...         refuse_resplit(Path(d), folds=3, seed=0, val_fraction=None)
+    ...     except UserError as exc:
+    ...         print(str(exc).split(": ")[1].split(";")[0])
+    split with --folds 5 --seed 0, not --folds 3 --seed 0
+    """
+    try:
+        settings = json.loads((out / REPORT_JSON).read_text())["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # a new folder, or one without a finished conversion: nothing to protect
+    before = {key: settings.get(key) for key in split}
+    if before == split:
+        return
+
+    def words(values: dict) -> str:
+        names = {"folds": "--folds", "seed": "--seed", "val_fraction": "--val-fraction"}
+        return " ".join(f"{names[k]} {v}" for k, v in values.items() if v is not None)
+
+    raise UserError(
+        f"--out {out}: split with {words(before)}, not {words(split)}; converting would re-split its images "
+        "(and the runs trained on them): choose another folder, or the same split settings"
+    )
+
+
 def convert_rsna(
     src: str | Path,
     out: str | Path,
@@ -318,6 +351,7 @@ def convert_rsna(
         source.root.is_relative_to(out / d) for d in (IMAGES_DIR, LABELS_DIR, FOLDS_DIR)
     ):
         raise UserError(f"--out {out} must not be --src or hold it in images/, labels/ or folds/")
+    refuse_resplit(out, folds=folds, seed=seed, val_fraction=None if folds else val_fraction)
     labels = read_labels(source.label_csv, source.class_csv)
     jobs, rows, skips = plan(
         source, labels, out, imgsz=imgsz, val_fraction=val_fraction, folds=folds, seed=seed

@@ -4,6 +4,7 @@
     rsna-yolo train [key=value ...] | resume | folds | sweep   = python -m rsna_yolo.train ...
     rsna-yolo analysis score|rescore|submit|predict|show|... = python -m analysis ...
     rsna-yolo predict RUN --images FILMS --out DIR    = python -m analysis predict ...
+    rsna-yolo recipe RECIPE.yaml [--out DIR] [--plan]  the whole recipe, resumable (docs/recipes.md)
     rsna-yolo export RUN --format onnx|openvino       = python -m analysis export ...
 
 It works from any folder and writes where each subcommand's ``--help`` says, relative to the current
@@ -40,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from analysis.__main__ import main as analysis_main
 
         return analysis_main(rest if stage == "analysis" else [stage, *rest], prog=f"rsna-yolo {stage}")
+    if stage == "recipe":
+        from rsna_yolo.recipe.cli import main as recipe_main
+
+        return recipe_main(rest, prog="rsna-yolo recipe")
     if stage == "convert":
         from convert.__main__ import main as convert_main
 

@@ -19,6 +19,7 @@ gate on the out-of-fold predictions: ``kaggle_oof_gated.json``.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -132,10 +133,16 @@ def run_folds(
     *,
     classifier: str | Path | None = None,
     progress: bool = True,
+    restart_killed: bool = False,
 ) -> dict:
     """Train (or finish) every fold, then write the out-of-fold files; returns the ``kaggle_oof.json`` (or
     ``classify_oof.json``) content plus ``set_dir``. ``args`` are ``python -m train``'s Ultralytics arguments
-    (``data`` is set per fold; ``project`` / ``name`` place the set)."""
+    (``data`` is set per fold; ``project`` / ``name`` place the set). ``pretrained=`` a fold set (a folder of
+    ``fold<k>`` runs, e.g. the detector set of the same folds) starts each fold from the same fold of that
+    set, so no fold's model has seen its val images through its starting weights. ``restart_killed``: a fold
+    killed mid-training starts again from its first epoch instead of resuming from ``last.pt`` (Ultralytics'
+    resume does not restore the random state and keeps the EMA in half precision, so a resumed fold ends with
+    other weights than an uninterrupted one; restarting gives the same bytes)."""
     from dataclasses import replace
 
     from rsna_yolo.train.args import TrainOptions
@@ -151,9 +158,14 @@ def run_folds(
     vals = check_partition(dataset, folds)
     set_dir = default_set_dir(dataset, task, args.pop("project", None), args.pop("name", None))
     options = replace(options, wandb_group=options.wandb_group or set_dir.name)
+    per_fold_source = _fold_set_source(args.get("pretrained"), folds)
     for k, fold_yaml in folds.items():
         run_dir = set_dir / fold_name(k)
         status = fold_status(run_dir, task)
+        if status == "killed" and restart_killed:
+            shutil.rmtree(run_dir)
+            status = "new"
+            print(f"fold {k}: killed mid-training; starting it again from its first epoch (restart_killed)")
         data = dataset / CLASSIFY_VIEW / fold_name(k) if task == "classify" else fold_yaml
         if task == "classify" and not (data / "val").is_dir():
             raise UserError(
@@ -167,6 +179,7 @@ def run_folds(
         else:
             fold_args = {
                 **args,
+                **({"pretrained": str(per_fold_source[k])} if per_fold_source else {}),
                 "data": str(data),
                 "project": str(set_dir),
                 "name": fold_name(k),
@@ -176,6 +189,21 @@ def run_folds(
     if task == "classify":
         return _classifier_oof(set_dir, folds, vals)
     return _detector_oof(set_dir, dataset, folds, vals, classifier)
+
+
+def _fold_set_source(pretrained, folds: dict[int, Path]) -> dict[int, Path] | None:
+    """``{k: <set>/fold<k>}`` when ``pretrained=`` names a fold set (a folder holding ``fold0``, no weights of
+    its own), else None; :class:`UserError` when that set lacks one of these folds."""
+    if not isinstance(pretrained, (str, Path)) or isinstance(pretrained, bool):
+        return None
+    path = Path(str(pretrained)).expanduser()
+    if not (path / fold_name(0)).is_dir():
+        return None
+    missing = [fold_name(k) for k in folds if not (path / fold_name(k)).is_dir()]
+    if missing:
+        raise UserError(f"pretrained={pretrained}: a fold set without {', '.join(missing)}; it must hold "
+                        "the same folds as the data")  # fmt: skip
+    return {k: path / fold_name(k) for k in folds}
 
 
 def _finish(run_dir: Path, data: Path, task: str, resume) -> None:
@@ -264,7 +292,9 @@ def _gate_oof(set_dir: Path, classifier_set: Path, gt, oof: pd.DataFrame) -> dic
     setting = TunedSetting(weights=(), conf=best["conf"], box_scale=best["scale"], gate=gate,
                            classifiers=(classifier_set,))  # fmt: skip
     result = setting.to_json(set_dir / KAGGLE_OOF_GATED_JSON, split=OOF, n_images=len(gt.truth),
-                             score=best["score"], score_heldout=tuned.score_heldout)  # fmt: skip
+                             score=best["score"], score_heldout=tuned.score_heldout,
+                             sweep=tuned.table.to_dict(orient="records"), gates=tuned.gates,
+                             breakdown=tuned.breakdown)  # fmt: skip
     print(
         f"out-of-fold, gated by {classifier_set.name}: {best['score']:.4f} "
         f"({best['mode']} gate {best['gate']}; held-out {_fmt(tuned.score_heldout)})"

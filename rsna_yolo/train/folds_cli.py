@@ -29,10 +29,16 @@ def main(argv: list[str], prog: str = PROG) -> int:
         metavar="CLS_SET",
         help="a fold set of classifiers (its folder, holding classifier_oof.csv): tune the gate out of fold",
     )
+    parser.add_argument(
+        "--restart-killed",
+        action="store_true",
+        help="a fold killed mid-training starts again from its first epoch (the same weights as an "
+        "uninterrupted run) instead of resuming from its last.pt (faster, other weights)",
+    )
     ns = parser.parse_intermixed_args(argv)
     from rsna_yolo.train.args import parse_key_values
     from rsna_yolo.train.folds import run_folds
 
     args, options = parse_key_values(ns.overrides)
-    run_folds(ns.folds_dir, args, options, classifier=ns.classifier)
+    run_folds(ns.folds_dir, args, options, classifier=ns.classifier, restart_killed=ns.restart_killed)
     return 0

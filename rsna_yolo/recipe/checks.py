@@ -1,0 +1,106 @@
+"""What is checked before any long step runs: each a one-line :class:`UserError`.
+
+- the data: a Kaggle download's folder holds its two CSVs (and says when there are no test films);
+- the weights: every ``model=`` / ``pretrained=`` is a local file or a built-in YAML (offline: a hub name
+  such as ``yolo11s.pt`` must be in ``weights/`` or given as a path), every ``cfg=`` exists;
+- the GPU: visible when the recipe asks for one (``gpu: true`` or a CUDA ``device``);
+- the disk: room for what the plan says the steps write (the probe's figures, or a coarse rule without one);
+- the data folder: one converted before with another split is never re-split (the converter's own check,
+  run here before the data step).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.recipe.schema import DETECTOR_OF_THIS_RECIPE
+from rsna_yolo.recipe.steps import DATASET_DIR, LABEL_CSVS, REPO, TEST_IMAGES
+
+
+def check_data(recipe: dict) -> list[str]:
+    """The data source; returns notes (e.g. no test films: no submission)."""
+    kaggle = recipe["data"]["kaggle"]
+    if kaggle is None:
+        return [] if recipe["data"]["synthetic"]["test_patients"] else ["no test patients: no submission"]
+    root = Path(kaggle).expanduser()
+    if not root.is_dir():
+        raise UserError(f"data.kaggle: {root}: no such folder (the Kaggle download, unzipped)")
+    missing = [n for n in LABEL_CSVS if not (root / n).is_file()]
+    if missing:
+        raise UserError(f"data.kaggle: {root}: no {missing[0]} (the Kaggle download, stage 2 names)")
+    return [] if (root / TEST_IMAGES).is_dir() else [f"no {TEST_IMAGES} in {root}: no submission"]
+
+
+def check_weights(recipe: dict) -> None:
+    """Every model, hyperparameter file and pretrained source is here, offline."""
+    from rsna_yolo.train.args import resolve_model
+
+    for section in ("detector", "classifier"):
+        part = recipe[section]
+        if part is None:
+            continue
+        try:
+            resolve_model(part["model"])
+        except UserError as exc:
+            raise UserError(f"{section}.model: {exc}") from None
+        if part["cfg"] and not _exists(part["cfg"]):
+            raise UserError(f"{section}.cfg: {part['cfg']}: no such file")
+        pretrained = part["pretrained"]
+        if (
+            pretrained
+            and pretrained != DETECTOR_OF_THIS_RECIPE
+            and not Path(pretrained).expanduser().exists()
+        ):
+            raise UserError(f"{section}.pretrained: {pretrained}: no such weights file or run folder")
+
+
+def _exists(value: str) -> bool:
+    path = Path(value).expanduser()
+    return path.is_file() or (REPO / path).is_file()
+
+
+def wants_gpu(recipe: dict) -> bool:
+    """``gpu: true``, or a ``device`` that is not the CPU."""
+    device = recipe["device"]
+    return bool(recipe["gpu"] or (device is not None and str(device).lower() not in ("cpu", "mps")))
+
+
+def check_gpu(recipe: dict) -> None:
+    device = recipe["device"]
+    if not wants_gpu(recipe):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UserError(
+            f"the recipe asks for a GPU (gpu: {recipe['gpu']}, device: {device}) and this machine "
+            "shows none to PyTorch; --set device=cpu gpu=false to run on the CPU"
+        )
+
+
+def check_disk(out: Path, needed_bytes: float) -> None:
+    """Room on the output folder's disk for ``needed_bytes`` (with a 10% margin)."""
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if needed_bytes * 1.1 > free:
+        raise UserError(
+            f"--out {out}: {free / 1e9:.1f} GB free on its disk, the recipe writes about "
+            f"{needed_bytes / 1e9:.1f} GB; choose another folder or free some space"
+        )
+
+
+def check_split(recipe: dict, out: Path) -> None:
+    from convert.rsna import refuse_resplit
+
+    conv = recipe["convert"]
+    folds = conv["folds"] if conv["folds"] > 1 else 0
+    refuse_resplit(
+        out / DATASET_DIR,
+        folds=folds,
+        seed=conv["seed"],
+        val_fraction=None if folds else conv["val_fraction"],
+    )

@@ -1,0 +1,122 @@
+"""A recipe is checked before anything runs (one line naming the key), ``--plan`` trains nothing and names
+every step with its estimate, ``--hours`` scales the epochs; a converted folder is never re-split."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rsna_yolo.core.cli import UserError
+from rsna_yolo.recipe.plan import fit_hours
+from rsna_yolo.recipe.schema import load_recipe
+from rsna_yolo.recipe.steps import build_steps
+from tests.conftest import REPO_ROOT, subprocess_env
+
+RECIPES = REPO_ROOT / "yolo_configs" / "recipes"
+TINY = RECIPES / "tiny.yaml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "sets", "message"),
+    [
+        (
+            "detector: {epoch: 3}\ndata: {synthetic: {}}",
+            [],
+            "unknown key detector.epoch (did you mean detector.epochs?)",
+        ),
+        (
+            "detector: {epochs: three}\ndata: {synthetic: {}}",
+            [],
+            "detector.epochs must be an integer, got 'three'",
+        ),
+        (
+            "data: {synthetic: {difficulty: medium}}",
+            [],
+            "data.synthetic.difficulty must be one of easy, hard",
+        ),
+        ("data: {}", [], "give exactly one of data.kaggle"),
+        (
+            "data: {synthetic: {}}\ndetector: {args: {epochs: 3}}",
+            [],
+            "detector.args.epochs: set by the recipe",
+        ),
+        ("data: {synthetic: {}}", ["convert.folds=0"], "convert.folds must be 1"),
+        ("data: {synthetic: {}}", ["tuning.tta=true"], "tuning.tta with convert.folds 5"),
+        ("data: {synthetic: {}}", ["detector.epochs"], "--set detector.epochs: expected key=value"),
+        ("data: {synthetic: {}}", ["detector.epochz=3"], "unknown key detector.epochz"),
+        ("[1, 2]", [], "a recipe is a mapping of keys"),
+    ],
+)
+def test_bad_recipe_is_one_line_naming_the_key(tmp_path: Path, text: str, sets, message: str) -> None:
+    with pytest.raises(UserError) as err:
+        load_recipe(write(tmp_path, text), sets)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_files_are_refused_before_anything_runs(tmp_path: Path) -> None:
+    cases = [
+        (
+            ["--set", "detector.model=yolo11s.pt"],
+            "detector.model: model=yolo11s.pt: pretrained weights are not",
+        ),
+        (["--set", "classifier.pretrained=nowhere.pt"], "classifier.pretrained: nowhere.pt: no such"),
+        (["--set", "data.synthetic=null", "--set", f"data.kaggle={tmp_path}"], "stage_2_train_labels.csv"),
+        (["--set", "device=0"], "asks for a GPU"),
+    ]
+    for extra, message in cases:
+        out = tmp_path / "out"
+        cmd = [sys.executable, "-m", "rsna_yolo", "recipe", str(TINY), "--out", str(out), *extra]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr and done.stderr.count("\n") == 1, done.stderr
+        assert not out.exists()  # nothing written
+
+
+def test_every_shipped_recipe_is_valid_and_names_its_steps(tmp_path: Path) -> None:
+    for path in sorted(RECIPES.glob("*.yaml")):
+        sets = ["data.kaggle=/data/rsna"] if "kaggle" in yaml.safe_load(path.read_text())["data"] else []
+        recipe = load_recipe(path, sets)
+        names = [s.name for s in build_steps(recipe, tmp_path / path.stem)]
+        assert names[-2:] == ["submit", "report"] and "detector" in names, path.name
+
+
+def test_plan_trains_nothing_and_names_every_step(tmp_path: Path) -> None:
+    out = tmp_path / "plan"
+    cmd = [sys.executable, "-m", "rsna_yolo", "recipe", str(TINY), "--out", str(out), "--plan"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    steps = [s.name for s in build_steps(load_recipe(TINY), out)]
+    for i, name in enumerate(steps, 1):
+        assert f"[{i}/{len(steps)}] {name}: ~" in done.stdout, name
+    assert "nothing was trained (--plan)" in done.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["plan.json"]  # no data, no runs, no record, no probe
+    plan = json.loads((out / "plan.json").read_text())
+    assert [r["step"] for r in plan["steps"]] == steps
+    assert all(r["seconds"] > 0 for r in plan["steps"] if r["step"] not in ("report",))
+    # --hours on the same probe: a budget below the plan scales the epochs down, and says so.
+    recipe = load_recipe(TINY, ["detector.epochs=40", "classifier.epochs=40"])
+    fitted, changed = fit_hours(recipe, out, plan["probe"], hours=plan["total_seconds"] / 3600)
+    assert fitted["detector"]["epochs"] < 40 and any(c.startswith("detector.epochs 40 -> ") for c in changed)
+
+
+def test_a_converted_folder_is_never_resplit(tmp_path: Path) -> None:
+    from convert.rsna import convert_rsna
+    from convert.synth import generate
+
+    generate(tmp_path / "kaggle", patients=12, test_patients=0, seed=0, imgsz=128)
+    quiet = {"workers": 1, "progress": False, "echo": lambda *a: None, "imgsz": 64}
+    convert_rsna(tmp_path / "kaggle", tmp_path / "ds", folds=3, **quiet)
+    convert_rsna(tmp_path / "kaggle", tmp_path / "ds", folds=3, **quiet)  # the same split: fine
+    with pytest.raises(UserError, match=r"split with --folds 3 --seed 0, not --folds 2 --seed 0"):
+        convert_rsna(tmp_path / "kaggle", tmp_path / "ds", folds=2, **quiet)
