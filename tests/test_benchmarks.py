@@ -16,7 +16,9 @@ from conftest import REPO_ROOT, subprocess_env
 
 # every benchmark; _steps.py holds what they share and is none
 ALL = sorted(p.name for p in (REPO_ROOT / "benchmarks").glob("*.py") if not p.name.startswith("_"))
-TRAINING = ("cpu_determinism.py", "gating_bench.py", "train_bench.py")  # in test_benchmarks_training.py
+# these train (in test_benchmarks_training.py)
+TRAINING = ("cpu_determinism.py", "gating_bench.py", "train_bench.py", "cpu_inference.py", "int8_score.py")
+JSON_LAST = {"real_size.py", "cpu_determinism.py", "predict_memory.py", "cpu_inference.py", "int8_score.py"}
 BENCHMARKS = [n for n in ALL if n not in TRAINING]
 
 
@@ -32,6 +34,8 @@ def smallest(name: str, out: Path) -> list[str]:
         "--ensemble 1",
         "cpu_determinism.py": "--patients 8 --epochs 1 --imgsz 64 --settings default,onednn_avx2",
         "predict_memory.py": "--sizes 4 --train-patients 12 --dicom-size 64",
+        "int8_score.py": "--patients 12 --dicom-size 64 --imgsz 64 --epochs 1",
+        "cpu_inference.py": "--films 4 --train-patients 8 --dicom-size 64 --imgsz 64 --backends torch,onnx",
     }[name].split()
     if name in {"convert_bench.py", "metric_bench.py"}:  # these write only to a temporary folder they remove
         return args
@@ -47,6 +51,8 @@ PRINTS = {
     "gating_bench.py": "ceiling",
     "cpu_determinism.py": "onednn_avx2",
     "predict_memory.py": "x smallest",
+    "cpu_inference.py": "decoding alone",
+    "int8_score.py": "openvino-int8",
 }
 
 
@@ -68,7 +74,7 @@ def run_benchmark(name: str, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-1500:]}\n{proc.stderr[-3000:]}"
     assert PRINTS[name] in proc.stdout, proc.stdout[-2000:]
-    if name in {"real_size.py", "cpu_determinism.py", "predict_memory.py"}:  # the last line is JSON
+    if name in JSON_LAST:
         assert isinstance(json.loads(proc.stdout.strip().splitlines()[-1]), dict)
 
 

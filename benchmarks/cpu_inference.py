@@ -1,0 +1,184 @@
+"""Test DICOMs to a submission on the CPU with each backend (PyTorch, ONNX Runtime, OpenVINO), against PyTorch
+in the same run.
+
+Steps, in ``--out`` (reused when present): a synthetic Kaggle download with ``--train-patients`` labelled
+patients and ``--films`` test films (``--dicom-size`` px JPEG-Baseline DICOMs, 1024 like the challenge's), a
+detector trained on it (``python -m train``, ``--model`` from its YAML, ``--epochs`` at ``--imgsz``; its
+``kaggle.json`` is the tuned setting), its exports (``python -m analysis export RUN --format onnx|openvino``,
+``--int8`` adds OpenVINO INT8). Then per backend:
+
+- end to end: ``python -m analysis submit --weights RUN --from-run RUN --images FILMS --backend B`` in a
+  child process of its own: its seconds, the same command's on one film (start-up: the libraries and the
+  model), films/s without the start-up, peak resident memory of that process (``ru_maxrss``), the ratio of
+  films/s to PyTorch's, and how many rows of the submission differ from PyTorch's;
+- model only: in this process, every film decoded once beforehand, the model's ``predict`` (letterbox,
+  inference, decoding and NMS) on batches of ``--batch``: films/s and ratio to PyTorch.
+
+``torch`` is PyTorch as every command runs it: importing Ultralytics sets ``OMP_NUM_THREADS=1`` when it is
+unset, so PyTorch computes on one thread, while ONNX Runtime and OpenVINO use every core.
+``torch-threads`` is PyTorch again with ``OMP_NUM_THREADS`` set to the machine's cores (the child's
+environment; ``torch.set_num_threads`` for the model-only figure), to tell the thread count from the
+runtime.
+
+Decoding (each film read and resized once, one thread) is timed too, as a share of PyTorch's end-to-end
+time. The last line is JSON. A model this briefly trained finds little: the timing and memory mean something,
+the boxes do not (their equality is tested in ``tests/test_export.py``).
+
+    python benchmarks/cpu_inference.py --out /tmp/cpu_inference [--films 1000] [--imgsz 256] [--int8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks._steps import run_logged  # noqa: E402
+
+PROG = "cpu_inference"
+
+
+def model_only(run_dir: Path, films: list[Path], imgsz: int, batch: int, backends: list[str]) -> dict:
+    """Films/s of each backend's model on films decoded beforehand (and the decode's own seconds)."""
+    from analysis.inference.export import exported_model
+    from analysis.inference.predict import _predict_batch, load_model
+    from rsna_yolo.core.films import load_image
+    from rsna_yolo.core.runs import run_weights
+
+    start = time.perf_counter()
+    arrays = [load_image(f, imgsz)[0] for f in films]
+    decode = time.perf_counter() - start
+    weights = run_weights(run_dir)
+    out = {"decode_s": decode}
+    import torch
+
+    one_thread = torch.get_num_threads()  # Ultralytics' OMP_NUM_THREADS=1
+    for backend in backends:
+        torch.set_num_threads(os.cpu_count() if backend == "torch-threads" else one_thread)
+        path, _ = exported_model(weights, backend.removesuffix("-threads"), imgsz)
+        model = load_model(path)
+        _predict_batch([model], arrays[:batch], sizes=[imgsz], conf=0.01, tta=False, device="cpu")  # warm
+        start = time.perf_counter()
+        for k in range(0, len(arrays), batch):
+            _predict_batch([model], arrays[k : k + batch], sizes=[imgsz], conf=0.01, tta=False, device="cpu")
+        out[backend] = time.perf_counter() - start
+    torch.set_num_threads(one_thread)
+    return out
+
+
+def differing_rows(a: Path, b: Path) -> tuple[int, int]:
+    """Rows of submission ``b`` whose prediction string is not ``a``'s: ``(any difference, beyond the
+    tolerance)``; the tolerance is another box count, a confidence off by more than 0.02 or a corner by more
+    than 2 px (the strings round confidences to 4 decimals, so a difference in the last one is common)."""
+    import numpy as np
+    import pandas as pd
+
+    x, y = (pd.read_csv(p, dtype=str).fillna("").set_index("patientId")["PredictionString"] for p in (a, b))
+    y = y.reindex(x.index).fillna("")
+    differ = x[x != y].index
+    beyond = 0
+    for pid in differ:
+        u, v = (np.array(s[pid].split(), float).reshape(-1, 5) for s in (x, y))
+        if (
+            u.shape != v.shape
+            or np.abs(u[:, 0] - v[:, 0]).max() > 0.02
+            or np.abs(u[:, 1:] - v[:, 1:]).max() > 2
+        ):
+            beyond += 1
+    return len(differ), beyond
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=REPO / "runs" / "cpu_inference", help="work folder")
+    p.add_argument("--films", type=int, default=1000, help="test DICOMs to predict")
+    p.add_argument("--train-patients", type=int, default=40)
+    p.add_argument("--dicom-size", type=int, default=1024, help="synthetic film size (px)")
+    p.add_argument("--imgsz", type=int, default=256, help="training and inference size")
+    p.add_argument("--model", default="yolov8n.yaml")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch", type=int, default=16, help="images per inference batch")
+    p.add_argument(
+        "--backends", default="torch,torch-threads,onnx,openvino", help="comma-separated; torch always runs"
+    )
+    p.add_argument("--int8", action="store_true", help="also OpenVINO INT8 (calibrated on the training set)")
+    a = p.parse_args()
+    out = a.out.resolve()
+    kaggle, ds, run_dir = out / "kaggle", out / "ds", out / "runs" / "det"
+    backends = ["torch", *(b for b in a.backends.split(",") if b and b != "torch")]
+    backends += ["openvino-int8"] if a.int8 else []
+    py = sys.executable
+    steps = [  # (what the step leaves behind, the command, its log)
+        (kaggle / "stage_2_train_labels.csv",
+         ["convert", "synth", "--out", kaggle, "--patients", a.train_patients, "--test-patients", a.films,
+          "--seed", 0, "--imgsz", a.dicom_size], "synth.log"),
+        (ds / "data.yaml",
+         ["convert", "rsna", "--src", kaggle, "--out", ds, "--imgsz", a.imgsz, "--no-progress"],
+         "convert.log"),
+        (run_dir / "kaggle.json",
+         ["train", f"data={ds / 'data.yaml'}", f"model={a.model}", f"epochs={a.epochs}", f"imgsz={a.imgsz}",
+          "batch=8", "workers=0", "plots=False", "device=cpu", "wandb=False", "exist_ok=True",
+          f"project={out / 'runs'}", "name=det"], "train.log"),
+    ]  # fmt: skip
+    for done, cmd, log in steps:  # reused when present
+        if not done.is_file():
+            run_logged([py, "-m", *cmd], out / log, prog=PROG)
+    for backend in [b for b in backends if b.startswith(("onnx", "openvino"))]:
+        fmt, extra = backend.removesuffix("-int8"), (["--int8"] if backend.endswith("-int8") else [])
+        run_logged([py, "-m", "analysis", "export", run_dir, "--format", fmt, *extra],
+                   out / f"export_{fmt}{''.join(extra)}.log", prog=PROG)  # fmt: skip
+    films = sorted((kaggle / "stage_2_test_images").glob("*.dcm"))[: a.films]
+    folder, one = out / f"films{len(films)}", out / "one_film"
+    for place, chosen in ((folder, films), (one, films[:1])):
+        if not place.is_dir():
+            place.mkdir(parents=True)
+            for film in chosen:
+                (place / film.name).symlink_to(film)
+    print(f"test DICOMs ({len(films)}, {a.dicom_size} px) to a submission: {a.model} at {a.imgsz} px, batch "
+          f"{a.batch}; {os.cpu_count()} cores")  # fmt: skip
+    results: dict[str, dict] = {}
+    for backend in backends:
+        sub = out / f"submission_{backend}.csv"
+        cmd = [py, "-m", "analysis", "submit", "--weights", run_dir, "--from-run", run_dir,
+               "--images", folder, "--out", sub,
+               "--batch", a.batch, "--backend", backend.removesuffix("-threads"), "--quiet",
+               "--device", "cpu"]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": str(os.cpu_count())} if backend == "torch-threads" else None
+        seconds, peak = run_logged(cmd, out / f"submit_{backend}.log", prog=PROG, env=env)
+        start_up, _ = run_logged([*cmd[:9], one, "--out", out / f"one_{backend}.csv", *cmd[12:]],
+                                 out / f"start_{backend}.log", prog=PROG, env=env)  # fmt: skip
+        differ, beyond = differing_rows(out / "submission_torch.csv", sub)
+        net = seconds - start_up  # at a few films the start-up's own spread can exceed it: no rate then
+        results[backend] = {"seconds": round(seconds, 1), "start_up_s": round(start_up, 1),
+                            "films_per_s": round(len(films) / net, 1) if net > 0 else None,
+                            "peak_rss_mb": round(peak, 1), "rows_differing": differ,
+                            "rows_beyond_tolerance": beyond}  # fmt: skip
+    timing = model_only(run_dir, films, a.imgsz, a.batch, backends)
+    base = results["torch"]["films_per_s"]
+    print(f"  {'backend':<14} {'seconds':>8} {'start-up':>8} {'films/s':>8} {'x torch':>8} {'peak MB':>8} "
+          f"{'rows differ':>11} {'beyond tol':>10} {'model films/s':>13} {'x torch':>8}")  # fmt: skip
+    for backend, r in results.items():
+        r["ratio"] = round(r["films_per_s"] / base, 2) if base and r["films_per_s"] else None
+        r["model_films_per_s"] = round(len(films) / timing[backend], 1)
+        r["model_ratio"] = round(timing["torch"] / timing[backend], 2)
+        rate = "-" if r["films_per_s"] is None else f"{r['films_per_s']:.1f}"
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        print(f"  {backend:<14} {r['seconds']:8.1f} {r['start_up_s']:8.1f} {rate:>8} {ratio:>8} "
+              f"{r['peak_rss_mb']:8.1f} {r['rows_differing']:11d} {r['rows_beyond_tolerance']:10d} "
+              f"{r['model_films_per_s']:13.1f} {r['model_ratio']:8.2f}")  # fmt: skip
+    net = results["torch"]["seconds"] - results["torch"]["start_up_s"]
+    share = timing["decode_s"] / max(net, 1e-9)
+    print(f"  decoding alone (one thread): {timing['decode_s']:.1f} s, {share:.0%} of PyTorch's time without "
+          f"start-up")  # fmt: skip
+    print(json.dumps({"films": len(films), "decode_s": round(timing["decode_s"], 2), **results}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
