@@ -11,8 +11,9 @@ UV_VERSION = $(shell sed -n 's/^uv==\([^ ;]*\).*/\1/p' $(LOCK))
 # the build machines' local disk), uv is given the same places; the lock's hashes still decide what installs.
 UV_SOURCES = $(shell $(PYTHON) scripts/pip_sources.py)
 DEMO   ?= demo
-# `make demo DATA=/path/to/kaggle/download` runs the same pipeline on the real data.
+# `make demo DATA=/path/to/kaggle/download` runs the same steps on the real data (yolo_configs/recipes/real.yaml).
 DATA   ?=
+DEMO_RECIPE = $(if $(DATA),yolo_configs/recipes/real.yaml --set data.kaggle=$(DATA),yolo_configs/recipes/demo.yaml)
 
 .PHONY: venv lock test demo lint format bench clean
 
@@ -48,8 +49,9 @@ test: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
+# The demo is a recipe (docs/recipes.md): rerun after an interruption, it keeps what finished.
 demo: $(STAMP)
-	PY=$(PY) bash scripts/demo.sh $(DEMO) $(DATA)
+	$(PY) -m rsna_yolo recipe $(DEMO_RECIPE) --out $(DEMO)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

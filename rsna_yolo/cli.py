@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 USAGE = __doc__.split("\n\n")[1]
-STAGES = ("convert", "train", "analysis", "predict", "export")
+STAGES = ("convert", "train", "analysis", "predict", "export", "recipe")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

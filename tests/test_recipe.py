@@ -82,34 +82,22 @@ def test_rerun_redoes_nothing(tiny, tmp_path: Path) -> None:
     shutil.copytree(out, copy, symlinks=True)
     before = record(copy)
     printed = recipe(copy).stdout
-    assert printed.count("done before, kept") == len(STEPS) - 1  # the report is rewritten from the record
+    assert printed.count("done before, kept") == len(STEPS)
     after = record(copy)
-    for name in STEPS[:-1]:
+    for name in STEPS:
         assert after["steps"][name] == before["steps"][name], name
 
 
-def test_one_changed_key_reruns_exactly_the_steps_using_it(tiny, tmp_path: Path) -> None:
-    out, _ = tiny
-    copy = tmp_path / "run"
-    shutil.copytree(out, copy, symlinks=True)
-    printed = recipe(copy, "--set", "classifier.epochs=2").stdout
-    kept = [n for n in STEPS if f"] {n}: done before, kept" in printed]
-    rerun = [n for n in STEPS if f"] {n}: changed" in printed]
-    assert kept == ["data", "convert", "detector"]
-    assert rerun == ["classifier", "gate", "submit", "report"]
-    assert "classifier: changed (was epochs=1; now epochs=2)" in printed
-    args = (copy / "runs" / "cls" / "fold0" / "args.yaml").read_text()
-    assert "epochs: 2" in args
-
-
-def test_kill_9_mid_training_then_rerun_gives_the_same_bytes(tiny, tmp_path: Path) -> None:
-    out, _ = tiny
-    killed = tmp_path / "run"
-    killed.mkdir()
-    cmd = [sys.executable, "-m", "rsna_yolo", "recipe", str(TINY), "--out", str(killed)]
-    proc = subprocess.Popen(cmd, env=subprocess_env(), cwd=tmp_path, start_new_session=True,
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory) -> tuple[Path, dict, str]:
+    """tiny.yaml killed with SIGKILL (the recipe and its steps) while the detector's second fold trains,
+    then the same command again: the folder, the record the kill left, what the rerun printed."""
+    root = tmp_path_factory.mktemp("killed")
+    out = root / "run"
+    cmd = [sys.executable, "-m", "rsna_yolo", "recipe", str(TINY), "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=subprocess_env(), cwd=root, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    fold0 = killed / "runs" / "det" / "fold0" / "kaggle.json"
+    fold0 = out / "runs" / "det" / "fold0" / "kaggle.json"
     deadline = time.monotonic() + 240
     while not fold0.is_file() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -117,11 +105,34 @@ def test_kill_9_mid_training_then_rerun_gives_the_same_bytes(tiny, tmp_path: Pat
     time.sleep(2.0)  # fold 1 of the detector is training
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    rec = record(killed)
-    assert rec["steps"]["detector"]["status"] == "running" and "classifier" not in rec["steps"]
-    assert not (killed / "submission.csv").exists()
-    printed = recipe(killed).stdout
+    after_kill = record(out)
+    return out, after_kill, recipe(out).stdout
+
+
+def test_kill_9_mid_training_then_rerun_gives_the_same_bytes(tiny, killed) -> None:
+    (out, _), (again, after_kill, printed) = tiny, killed
+    assert after_kill["steps"]["detector"]["status"] == "running" and "classifier" not in after_kill["steps"]
     assert "detector: interrupted (running): finishing it" in printed
-    assert "fold 0 of 2: done" in (killed / "logs" / "detector.log").read_text()
+    assert "fold 0 of 2: done" in (again / "logs" / "detector.log").read_text()
     for name in ANSWERS:
-        assert (killed / name).read_bytes() == (out / name).read_bytes(), name
+        assert (again / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_one_changed_key_reruns_exactly_the_steps_using_it(killed) -> None:
+    """(After the test above: this one changes the folder.)"""
+    out = killed[0]
+    printed = recipe(out, "--set", "classifier.epochs=2").stdout
+    kept = [n for n in STEPS if f"] {n}: done before, kept" in printed]
+    rerun = [n for n in STEPS if f"] {n}: changed" in printed]
+    assert kept == ["data", "convert", "detector"]
+    assert rerun == ["classifier", "gate", "submit", "report"]
+    assert "classifier: changed (was epochs=1; now epochs=2)" in printed
+    assert "epochs: 2" in (out / "runs" / "cls" / "fold0" / "args.yaml").read_text()
+    # Flip TTA switched on: a step of its own (flips tuned out of fold), then the gate and the submission.
+    printed = recipe(out, "--set", "classifier.epochs=2", "--set", "tuning.tta=true").stdout
+    assert [n for n in STEPS if f"] {n}: done before, kept" in printed] == ["data", "convert", "detector",
+                                                                           "classifier"]  # fmt: skip
+    assert "] tta: flip TTA and its fusion, tuned out of fold" in printed
+    tuned = json.loads((out / "runs" / "det" / "kaggle_oof_tta_gated.json").read_text())
+    assert tuned["tta"] is True and tuned["wbf"]["conf_type"] == "max" and "gate" in tuned
+    assert "--tta" in record(out)["steps"]["submit"]["command"]

@@ -52,7 +52,7 @@ def write(tmp_path: Path, text: str) -> Path:
             "detector.args.epochs: set by the recipe",
         ),
         ("data: {synthetic: {}}", ["convert.folds=0"], "convert.folds must be 1"),
-        ("data: {synthetic: {}}", ["tuning.tta=true"], "tuning.tta with convert.folds 5"),
+        ("data: {synthetic: {}}", ["tuning.tta=yes please"], "tuning.tta must be true/false"),
         ("data: {synthetic: {}}", ["detector.epochs"], "--set detector.epochs: expected key=value"),
         ("data: {synthetic: {}}", ["detector.epochz=3"], "unknown key detector.epochz"),
         ("[1, 2]", [], "a recipe is a mapping of keys"),

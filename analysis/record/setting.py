@@ -119,6 +119,7 @@ class TunedSetting:
             setting["weights"] = weights[0] if len(weights) == 1 else weights
             if self.sizes is not None:
                 setting["imgsz"] = size_record(self.sizes)
+        if not fold_set or self.tta:  # a fold set tuned with flip TTA keeps its TTA and tuned fusion
             setting["tta"] = bool(self.tta)
             if self.wbf is not None:
                 setting["wbf"] = {k: self.wbf[k] for k in ("iou_thr", "skip_box_thr", "conf_type")}
@@ -162,7 +163,9 @@ class TunedSetting:
         sizes = self.sizes if sizes is None and same else sizes
         wbf = None
         if fused:
-            wbf = fold_set_fusion() if self.info.get("split") == OOF else self.wbf
+            # a fold set: the fusion tuned out of fold with flip TTA (scale-preserving, conf_type max), else
+            # the fold-set fusion
+            wbf = (self.wbf or fold_set_fusion()) if self.info.get("split") == OOF else self.wbf
         return TunedSetting(weights=tuple(weights), sizes=sizes, tta=tta, wbf=wbf, source=self.source)
 
     @classmethod
@@ -247,11 +250,14 @@ class TunedSetting:
             if not source or not Path(str(source)).exists():
                 raise UserError(f"{file}: the gate's classifier {source} is missing")
             classifiers = [w for w, _ in expand_weights([source])]
+        tta = bool(data.get("tta", False))
+        tuned_wbf = dict(data["wbf"]) if tta and isinstance(data.get("wbf"), dict) else None
         return cls(
             weights=tuple(weights),
             conf=conf,
             box_scale=box_scale,
-            wbf=fold_set_fusion() if len(weights) > 1 else None,
+            tta=tta,
+            wbf=tuned_wbf or (fold_set_fusion() if len(weights) > 1 else None),
             gate=dict(gate) if gate else None,
             classifiers=tuple(classifiers),
             source=file,

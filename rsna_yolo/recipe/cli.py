@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
 
 def run(ns: argparse.Namespace, echo=print) -> int:
     from rsna_yolo.recipe import checks, plan
-    from rsna_yolo.recipe.report import write_report
+    from rsna_yolo.recipe.report import worth_lines, write_report
     from rsna_yolo.recipe.runner import Runner, read_record
     from rsna_yolo.recipe.schema import load_recipe
     from rsna_yolo.recipe.steps import RECIPE_JSON, build_steps, check_layout
@@ -112,6 +112,8 @@ def run(ns: argparse.Namespace, echo=print) -> int:
     runner = Runner(steps, out, meta, echo=echo, report=lambda o: write_report(o, steps, recipe))
     runner.run()
     echo(f"recipe {recipe['name']}: done; {out / 'report.html'} and {out / RECIPE_JSON}")
+    for line in worth_lines(out, recipe):
+        echo(line)
     if recipe["data"]["synthetic"] is not None:
         echo("SYNTHETIC data: these scores say nothing about real X-rays.")
     return 0

@@ -21,6 +21,8 @@ import json
 import math
 import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -45,22 +47,36 @@ PROBE_TRAIN, PROBE_TEST, PROBE_EPOCHS = 64, 16, 2
 EPOCH_FLOOR = 0.5
 """``--hours``: epochs are scaled down to no less than this share of the recipe's before folds are cut."""
 GPU_MEM = re.compile(r"\s(\d+(?:\.\d+)?)G\s")
+SPEED = re.compile(
+    r"Speed: ([\d.]+)ms preprocess, ([\d.]+)ms inference, [\d.]+ms loss, ([\d.]+)ms postprocess"
+)
+
+
+def _infer_seconds(log: Path) -> float | None:
+    """Seconds per image of Ultralytics' last validation (pre-processing, inference, post-processing)."""
+    try:
+        found = SPEED.findall(log.read_text(errors="replace"))
+    except OSError:
+        return None
+    return sum(float(v) for v in found[-1]) / 1000 if found else None
 
 
 def _probe_recipe(recipe: dict, probe: Path) -> dict:
+    """The recipe at the probe's size: at most 64 + 16 films, each model one run (not K folds) of 2 epochs on
+    a split whose val share is a fold's (1/K), so a training epoch has the full run's mix of train and val."""
     small = json.loads(json.dumps(recipe))
     syn = small["data"]["synthetic"]
     if syn is not None:  # never more than the recipe's own films
         syn.update(
             patients=min(PROBE_TRAIN, syn["patients"]), test_patients=min(PROBE_TEST, syn["test_patients"])
         )
-
     else:
-        small["data"] = {
-            "kaggle": str(_link_sample(Path(recipe["data"]["kaggle"]).expanduser(), probe)),
-            "synthetic": None,
-        }
-    small["convert"]["folds"] = min(recipe["convert"]["folds"], 2)
+        root = Path(recipe["data"]["kaggle"]).expanduser()
+        small["data"] = {"kaggle": str(_link_sample(root, probe)), "synthetic": None}
+    folds = recipe["convert"]["folds"]
+    small["convert"].update(
+        folds=1, val_fraction=1 / folds if folds > 1 else recipe["convert"]["val_fraction"]
+    )
     for section in ("detector", "classifier"):
         if small[section] is not None:
             small[section]["epochs"] = PROBE_EPOCHS
@@ -119,7 +135,7 @@ def probe(recipe: dict, out: Path, echo=print) -> dict[str, Any]:
     root.mkdir(parents=True)
     small = _probe_recipe(recipe, root)
     steps = {s.name: s for s in build_steps(small, root)}
-    found: dict[str, Any] = {}
+    found: dict[str, Any] = {"startup": _startup_seconds()}
     started = time.perf_counter()
     for name, step in steps.items():
         if step.argv is None:
@@ -143,6 +159,7 @@ def probe(recipe: dict, out: Path, echo=print) -> dict[str, Any]:
                 folds=folds,
                 weights_bytes=_size(run) / folds,
                 gpu_mb=_gpu_mb(root / "logs" / f"{name}.log"),
+                infer=_infer_seconds(root / "logs" / f"{name}.log"),
             )
     found["film_bytes"] = (
         _size(root / KAGGLE_DIR / "stage_2_train_images") / max(_films(root), 1)
@@ -155,6 +172,15 @@ def probe(recipe: dict, out: Path, echo=print) -> dict[str, Any]:
     shutil.rmtree(root, ignore_errors=True)
     found["seconds"] = time.perf_counter() - started
     return found
+
+
+def _startup_seconds() -> float:
+    """Seconds for a step's process to start and import PyTorch and Ultralytics (paid once per step: a fold
+    set trains its folds in one process)."""
+    code = "import rsna_yolo.offline, torch, ultralytics"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=False, capture_output=True)
+    return time.perf_counter() - start
 
 
 def _films(root: Path) -> int:
@@ -186,68 +212,59 @@ def counts(recipe: dict) -> dict[str, int]:
 
 
 def estimate(recipe: dict, out: Path, found: dict) -> list[dict[str, Any]]:
-    """Each step's estimate at the recipe's full size: seconds, bytes written, peak MB (and GPU MB)."""
+    """Each step's estimate at the recipe's full size: seconds, bytes written, peak MB (and GPU MB).
+
+    Conversion and generation scale with the films. A training run: its fixed cost (start-up, the model, the
+    final rescoring of its val images at the probe's inference speed) plus the epochs at the probe's seconds
+    per image. Tuning steps predict every labelled film once more (flip TTA: twice) at that speed; the
+    submission predicts each test film with every model (and flip), plus the probe submission's fixed cost."""
     n = counts(recipe)
     folds = recipe["convert"]["folds"]
+    runs = max(folds, 1)
+    val_share = 1 / folds if folds > 1 else recipe["convert"]["val_fraction"]
     pt, pv = found["converted"]["train"], found["converted"]["val"]
     probe_films = found["probe_train"] + found["probe_test"]
+    det, cls = found.get("detector") or {}, found.get("classifier") or {}
+    det_infer, cls_infer = det.get("infer") or 0.0, cls.get("infer") or 0.0
+    tta = recipe["tuning"]["tta"]
+    per_test_film = runs * (det_infer * (2 if tta else 1) + cls_infer)
+    decode = (found.get("convert") or {}).get("seconds", 0.0) / max(probe_films, 1)
     rows = []
     for step in build_steps(recipe, out):
+        probe_step = found.get(step.name) or {}
         est: dict[str, Any] = {
             "step": step.name,
             "command": step.command(out),
             "seconds": 0.0,
             "bytes": 0.0,
-            "peak_mb": None,
-            "gpu_mb": None,
+            "peak_mb": probe_step.get("peak_mb"),
+            "gpu_mb": probe_step.get("gpu_mb"),
         }
-        probe_step = found.get(step.name) or {}
         if step.name in ("data", "convert"):
-            scale = (n["train"] + n["test"]) / probe_films
-            est["seconds"] = probe_step["seconds"] * scale
-            est["bytes"] = (
-                (found["film_bytes"] or 0) * (n["train"] + n["test"])
-                if step.name == "data"
-                else (found["png_bytes"] * (n["train"] + n["test"]))
-            )
+            films = n["train"] + n["test"]
+            est["seconds"] = probe_step["seconds"] * films / max(probe_films, 1)
+            est["bytes"] = films * ((found["film_bytes"] or 0) if step.name == "data" else found["png_bytes"])
         elif step.name in ("detector", "classifier"):
-            est.update(
-                _train_estimate(
-                    probe_step,
-                    recipe[step.name]["epochs"],
-                    folds,
-                    n["train"],
-                    pt,
-                    pv,
-                    recipe["convert"]["val_fraction"],
-                )
-            )
-        elif step.name in ("gate", "tta"):
-            est["seconds"] = 0.0  # tuning on saved predictions (set below from the submit rate)
+            per_image = probe_step["epoch"] / max(pt + pv, 1)  # the probe's epoch: pt trained, pv validated
+            infer = probe_step.get("infer") or 0.0
+            fixed = probe_step["fixed"] - pv * infer + n["train"] * val_share * infer
+            epochs = recipe[step.name]["epochs"]
+            startup = found["startup"]  # paid once: a fold set trains its folds in one process
+            est["seconds"] = startup + runs * (max(fixed - startup, 0.0) + epochs * per_image * n["train"])
+            est["bytes"] = probe_step["weights_bytes"] * runs
+        elif step.name == "tta":  # every labelled film predicted with flips, then the fusion tuned
+            films = n["train"] if folds > 1 else n["train"] * val_share
+            est["seconds"] = found["startup"] + films * (2 * det_infer + decode) + 5 * runs
+        elif step.name == "gate" and folds > 1:  # tuning on the saved out-of-fold files: no inference
+            est["seconds"] = found["startup"] + 1.0 + 0.01 * n["train"] * (2 if tta else 1)
+        elif step.name == "gate":  # one split: the classifier predicts the val images, then the tuning
+            probe_gate = (found.get("gate") or {}).get("seconds", 10.0)
+            est["seconds"] = probe_gate + max(n["train"] * val_share - pv, 0) * cls_infer
         elif step.name == "submit":
-            est["seconds"] = probe_step["seconds"] * max(n["test"], 1) / max(found["probe_test"], 1)
-        est["peak_mb"] = est["peak_mb"] or probe_step.get("peak_mb")
+            fixed = probe_step["seconds"] - found["probe_test"] * (per_test_film + decode)
+            est["seconds"] = max(fixed, 0.0) + n["test"] * (per_test_film + decode)
         rows.append(est)
-    submit = next((r for r in rows if r["step"] == "submit"), None)
-    for row in rows:
-        if row["step"] in ("gate", "tta") and submit:
-            per_film = submit["seconds"] / max(n["test"], 1)
-            row["seconds"] = per_film * n["train"] * (2 if row["step"] == "tta" else 1) / max(folds, 1) + 5
     return rows
-
-
-def _train_estimate(found: dict, epochs: int, folds: int, n_train: int, pt: int, pv: int, vf: float) -> dict:
-    """``folds`` runs (1: one split), each ``epochs`` epochs over its train images plus its fixed cost."""
-    per_image = found["epoch"] / max(pt + pv, 1)  # the probe's epoch trained pt images and validated pv
-    runs = max(folds, 1)
-    images = n_train  # train + val of each run together: all labelled films
-    seconds = runs * (found["fixed"] + epochs * per_image * images)
-    return {
-        "seconds": seconds,
-        "bytes": found["weights_bytes"] * runs,
-        "peak_mb": found["peak_mb"],
-        "gpu_mb": found.get("gpu_mb"),
-    }
 
 
 def fit_hours(recipe: dict, out: Path, found: dict, hours: float) -> tuple[dict, list[str]]:

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from rsna_yolo.recipe.steps import PLAN_JSON, RECIPE_JSON, SUBMISSION_CSV
+from rsna_yolo.core.runs import (
+    KAGGLE_JSON,
+    KAGGLE_OOF_GATED_JSON,
+    KAGGLE_OOF_JSON,
+    KAGGLE_OOF_TTA_GATED_JSON,
+    KAGGLE_OOF_TTA_JSON,
+    rescore_dir,
+)
+from rsna_yolo.recipe.steps import DETECTOR_RUN, PLAN_JSON, RECIPE_JSON, SUBMISSION_CSV
 
 WORST = 12
 
@@ -104,6 +112,10 @@ def write_report(out: Path, steps, recipe: dict) -> Path:
             "The best score for each gate: an image's boxes are dropped when the "
             "classifier's P(opacity) is below it",
         )
+    worth = worth_table(out, recipe)
+    if worth is not None:
+        report.heading("What each part is worth")
+        report.table(worth, caption=WORTH_CAPTION)
     worst = _worst_films(steps)
     if worst is not None:
         report.heading("The worst films")
@@ -149,3 +161,62 @@ def _worst_films(steps) -> pd.DataFrame | None:
     frame["true boxes"] = frame["patientId"].map(lambda p: len(gt.truth.get(p, ())))
     frame["predicted boxes"] = frame["patientId"].map(n_pred).fillna(0).astype(int)
     return frame.sort_values(["score", "patientId"]).head(WORST).reset_index(drop=True)
+
+
+WORTH_CAPTION = (
+    "Held out: tuned on one half of the images (by patientId), scored on the other, both ways averaged; "
+    "tuned: the best setting on all of them. Each row adds one part to the row above it (the gate rows to "
+    "the fold ensemble without and with flip TTA); cost: the seconds of the steps the part adds."
+)
+
+
+def worth_table(out: Path, recipe: dict) -> pd.DataFrame | None:
+    """The recipe's parts one at a time, held-out score first: a single detector (fold 0 on its own val
+    images), the fold ensemble out of fold, + flip TTA (fused as the fold set is), + its fusion (WBF) tuned,
+    + the gate, all of it. Rows whose files the recipe did not make are left out; None for one split."""
+    if recipe["convert"]["folds"] < 2:
+        return None
+    det = out / DETECTOR_RUN
+    steps = (_read(out / RECIPE_JSON) or {}).get("steps", {})
+
+    def cost(*names: str) -> float | None:
+        seconds = [steps.get(n, {}).get("seconds") for n in names]
+        return None if any(v is None for v in seconds) else round(sum(seconds), 1)
+
+    tta = _read(det / KAGGLE_OOF_TTA_JSON)
+    rows = [
+        ("one detector (fold 0, on its val images)", _read(rescore_dir(det / "fold0") / KAGGLE_JSON), None),
+        ("fold ensemble, out of fold", _read(det / KAGGLE_OOF_JSON), cost("detector")),
+        ("+ flip TTA (the fold set's fusion)", (tta or {}).get("default_fusion"), cost("tta")),
+        ("+ its fusion (WBF) tuned", tta, None),
+        ("fold ensemble + the gate", _read(det / KAGGLE_OOF_GATED_JSON), cost("classifier", "gate")),
+        ("all of it: flip TTA, WBF tuned, the gate", _read(det / KAGGLE_OOF_TTA_GATED_JSON), None),
+    ]
+    table, previous = [], None
+    for name, rec, seconds in rows:
+        if not rec:
+            continue
+        held = rec.get("score_heldout")
+        base = table[1]["held out"] if name == "fold ensemble + the gate" and len(table) > 1 else previous
+        table.append({"part": name, "held out": held, "tuned": rec.get("score"),
+                      "held-out change": None if base is None or held is None else held - base,
+                      "cost (s)": seconds})  # fmt: skip
+        previous = held
+    return pd.DataFrame(table) if len(table) > 1 else None
+
+
+def worth_lines(out: Path, recipe: dict) -> list[str]:
+    """:func:`worth_table` as printed lines (empty for one split)."""
+    table = worth_table(out, recipe)
+    if table is None:
+        return []
+    lines = [f"{'part':<44} {'held out':>8} {'tuned':>7} {'change':>7} {'cost s':>8}"]
+    for row in table.itertuples(index=False):
+        change = "" if pd.isna(row[3]) else f"{row[3]:+.4f}"
+        spent = "" if pd.isna(row[4]) else f"{row[4]:.0f}"
+        lines.append(f"{row[0]:<44} {_num(row[1]):>8} {_num(row[2]):>7} {change:>7} {spent:>8}")
+    return lines
+
+
+def _num(value) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{value:.4f}"

@@ -103,9 +103,9 @@ def _remove(paths) -> None:
             path.unlink()
 
 
-def _changed(step: Step, before: dict) -> str:
+def _changed(step: Step, before: dict, out: Path) -> str:
     """What changed since the recorded run of ``step``: the words of its command, else its inputs."""
-    old, new = before.get("argv_words") or [], _words(step)
+    old, new = before.get("argv_words") or [], _words(step, out)
     gone, added = [w for w in old if w not in new], [w for w in new if w not in old]
     if gone or added:
         return "; ".join(
@@ -118,8 +118,9 @@ def _changed(step: Step, before: dict) -> str:
     return f"{', '.join(upstream)} changed" if upstream else "an input file changed"
 
 
-def _words(step: Step) -> list[str]:
-    return list(step.argv or [step.title])
+def _words(step: Step, out: Path | None = None) -> list[str]:
+    words = list(step.argv or [step.title])
+    return words if out is None else [w.replace(str(out), "$OUT") for w in words]
 
 
 class Runner:
@@ -154,7 +155,7 @@ class Runner:
             self.echo(f"{tag} {step.name}: done before, kept ({step.title})")
             return
         if before and before.get("key") != step.key:
-            self.echo(f"{tag} {step.name}: changed ({_changed(step, before)}): running it again")
+            self.echo(f"{tag} {step.name}: changed ({_changed(step, before, self.out)}): running it again")
             _remove(step.outputs)
         elif before.get("status") == "done":
             self.echo(f"{tag} {step.name}: its outputs are gone: running it again")
@@ -169,7 +170,7 @@ class Runner:
         entry = {
             "title": step.title,
             "command": step.command(self.out),
-            "argv_words": _words(step),
+            "argv_words": _words(step, self.out),
             "key": step.key,
             "after": step.after_keys,
             "status": "running",

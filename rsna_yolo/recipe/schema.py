@@ -227,9 +227,4 @@ def check_recipe(recipe: dict, source: str) -> dict:
         raise UserError(f"{source}: convert.folds must be 1 (one train/val split) or at least 2, got {folds}")
     if not 0.0 < recipe["convert"]["val_fraction"] < 1.0:
         raise UserError(f"{source}: convert.val_fraction must be between 0 and 1")
-    if recipe["tuning"]["tta"] and folds > 1:
-        raise UserError(
-            f"{source}: tuning.tta with convert.folds {folds}: flip TTA is not tuned out of fold "
-            "yet (the fold set's fusion is fixed); use folds 1 or tta false"
-        )
     return recipe

@@ -3,7 +3,7 @@
 Every step but the report is a command a person could type (``rsna-yolo convert ...``, ``rsna-yolo train
 folds ...``, ``rsna-yolo analysis submit ...``): the recipe runs that command and nothing else, so there is no
 second implementation of any step. A step's **key** hashes its command (with the output folder written as
-``$OUT``, so a moved folder keeps its keys), the content of the files it reads from outside the recipe (model
+``$OUT``), the content of the files it reads from outside the recipe (model
 and hyperparameter YAMLs, pretrained weights, a download's CSVs) and the keys of the steps it reads from; so a
 changed recipe key changes exactly the steps that use it and the steps after them.
 
@@ -34,6 +34,8 @@ from rsna_yolo.core.runs import (
     KAGGLE_JSON,
     KAGGLE_OOF_GATED_JSON,
     KAGGLE_OOF_JSON,
+    KAGGLE_OOF_TTA_GATED_JSON,
+    KAGGLE_OOF_TTA_JSON,
     rescore_dir,
 )
 from rsna_yolo.recipe.schema import DETECTOR_OF_THIS_RECIPE
@@ -214,15 +216,17 @@ def build_steps(recipe: dict, out: Path) -> list[Step]:
     det, cls = recipe["detector"], recipe["classifier"]
     det_run, cls_run = out / DETECTOR_RUN, out / CLASSIFIER_RUN
     steps.append(_train_step("detector", det, det_run, dataset, folds, conv["imgsz"], device, "detect"))
+    tta = recipe["tuning"]["tta"]
+    if tta:
+        steps.append(_tta_step(steps[-1], det_run, dataset, folds, device))
     if cls is not None:
         step = _train_step("classifier", cls, cls_run, dataset, folds, conv["imgsz"], device, "classify")
         if cls["pretrained"] == DETECTOR_OF_THIS_RECIPE:
             step.argv.append(f"pretrained={det_run}")  # a fold set: fold k from the detector's fold k
             step.after = (*step.after, "detector")
         steps.append(step)
-        steps.append(_gate_step(steps[-2], det_run, cls_run, dataset, folds, recipe["tuning"]["tta"], device))
-    elif recipe["tuning"]["tta"]:
-        steps.append(_tta_step(det_run, dataset, device))
+        det_step = next(s for s in steps if s.name == "detector")
+        steps.append(_gate_step(det_step, det_run, cls_run, dataset, folds, tta, device))
     steps.append(_submit_step(recipe, steps, out, src, det_run, cls_run, folds, device))
     steps.append(
         Step(
@@ -285,9 +289,13 @@ def _train_step(name, section, run: Path, dataset: Path, folds: int, conv_imgsz:
 
 def _gate_step(det_step: Step, det_run, cls_run, dataset, folds, tta, device) -> Step:
     if folds > 1:  # run_folds again: every fold is done, so it only tunes the gate on the out-of-fold files
-        argv = [*det_step.argv, "--classifier", str(cls_run)]
-        score = det_run / KAGGLE_OOF_GATED_JSON
-        outputs = (score,)
+        argv = [*det_step.argv, "--classifier", str(cls_run), *(["--tta"] if tta else [])]
+        score = det_run / (KAGGLE_OOF_TTA_GATED_JSON if tta else KAGGLE_OOF_GATED_JSON)
+        outputs = tuple(
+            det_run / n
+            for n in (KAGGLE_OOF_GATED_JSON, KAGGLE_OOF_TTA_GATED_JSON)
+            if tta or n == KAGGLE_OOF_GATED_JSON
+        )
     else:
         argv = [
             "analysis",
@@ -304,37 +312,38 @@ def _gate_step(det_step: Step, det_run, cls_run, dataset, folds, tta, device) ->
         ]
         gated = rescore_dir(det_run, *(["tta"] if tta else []), "gated")
         score, outputs = gated / KAGGLE_JSON, (gated,)
+    where = " out of fold" if folds > 1 else " on val"
     return Step(
         "gate",
-        "the classifier's gate, tuned" + (" out of fold" if folds > 1 else " on val"),
+        "the classifier's gate, tuned" + (" with flip TTA" if tta else "") + where,
         argv,
-        after=("detector", "classifier"),
+        after=("detector", *(["tta"] if tta else []), "classifier"),
         outputs=outputs,
         score=score,
     )
 
 
-def _tta_step(det_run, dataset, device) -> Step:
-    tuned = rescore_dir(det_run, "tta")
-    argv = [
-        "analysis",
-        "rescore",
-        str(det_run),
-        "--data",
-        str(dataset / "data.yaml"),
-        "--tta",
-        "--no-val",
-        "--quiet",
-        *_device(device),
-    ]
-    return Step(
-        "tta",
-        "flip TTA, tuned on val",
-        argv,
-        after=("detector",),
-        outputs=(tuned,),
-        score=tuned / KAGGLE_JSON,
-    )
+def _tta_step(det_step: Step, det_run, dataset, folds, device) -> Step:
+    if folds > 1:  # run_folds again with --tta: each fold's val with flips, the fusion tuned out of fold
+        argv = [*det_step.argv, "--tta"]
+        score = det_run / KAGGLE_OOF_TTA_JSON
+        outputs = (score,)
+        title = "flip TTA and its fusion, tuned out of fold"
+    else:
+        tuned = rescore_dir(det_run, "tta")
+        argv = [
+            "analysis",
+            "rescore",
+            str(det_run),
+            "--data",
+            str(dataset / "data.yaml"),
+            "--tta",
+            "--no-val",
+            "--quiet",
+            *_device(device),
+        ]
+        score, outputs, title = tuned / KAGGLE_JSON, (tuned,), "flip TTA and its fusion, tuned on val"
+    return Step("tta", title, argv, after=("detector",), outputs=outputs, score=score)
 
 
 def _device(device) -> list[str]:
@@ -342,7 +351,7 @@ def _device(device) -> list[str]:
 
 
 def _submit_step(recipe, steps, out, src, det_run, cls_run, folds, device) -> Step:
-    tuned = next((s for s in reversed(steps) if s.name in ("gate", "tta")), None)
+    tuned = next((s for s in reversed(steps) if s.name in ("gate", "tta")), None)  # the last tuning
     from_run = tuned.score if tuned else det_run / (KAGGLE_OOF_JSON if folds > 1 else KAGGLE_JSON)
     test = src / TEST_IMAGES
     argv = [

@@ -134,6 +134,7 @@ def run_folds(
     classifier: str | Path | None = None,
     progress: bool = True,
     restart_killed: bool = False,
+    tta: bool = False,
 ) -> dict:
     """Train (or finish) every fold, then write the out-of-fold files; returns the ``kaggle_oof.json`` (or
     ``classify_oof.json``) content plus ``set_dir``. ``args`` are ``python -m train``'s Ultralytics arguments
@@ -187,8 +188,14 @@ def run_folds(
             }
             train(fold_args, options)
     if task == "classify":
+        if tta:
+            raise UserError("--tta is for detector fold sets (a classifier's flip TTA: analysis rescore "
+                            "--classifier-tta)")  # fmt: skip
         return _classifier_oof(set_dir, folds, vals)
-    return _detector_oof(set_dir, dataset, folds, vals, classifier)
+    result = _detector_oof(set_dir, dataset, folds, vals, classifier)
+    if tta:
+        result["tta"] = _tta_oof(set_dir, dataset, folds, classifier)
+    return result
 
 
 def _fold_set_source(pretrained, folds: dict[int, Path]) -> dict[int, Path] | None:
@@ -299,6 +306,71 @@ def _gate_oof(set_dir: Path, classifier_set: Path, gt, oof: pd.DataFrame) -> dic
         f"out-of-fold, gated by {classifier_set.name}: {best['score']:.4f} "
         f"({best['mode']} gate {best['gate']}; held-out {_fmt(tuned.score_heldout)})"
     )
+    return result
+
+
+def _tta_oof(set_dir: Path, dataset: Path, folds: dict[int, Path], classifier) -> dict:
+    """Flip TTA tuned out of fold: each fold predicts its own val images with flips (``fold<k>/kaggle_tta``,
+    its predictions reused when unchanged), every image's two sets of boxes are fused and the threshold tuned
+    over all of them: first with the fold-set fusion (``oof_fusion``), then with every ``iou_thr`` x
+    ``skip_box_thr`` of the WBF grid, keeping the confidence type ``max``, the one whose scale does not depend
+    on how many sets are fused (at test time each film has 2 x K of them, one pair per fold). Writes
+    ``kaggle_oof_tta.json`` (the tuned fusion; the fold-set fusion's score as ``default_fusion``) and, with
+    a classifier fold set, ``kaggle_oof_tta_gated.json``."""
+    from analysis.inference import TunedSetting
+    from analysis.tuning import (
+        DEFAULTS,
+        fuse_parts,
+        read_p_opacity,
+        read_truth,
+        rescore,
+        tune,
+        tune_gate,
+        tune_wbf,
+    )
+    from rsna_yolo.core.runs import KAGGLE_OOF_TTA_GATED_JSON, KAGGLE_OOF_TTA_JSON, parts_name, rescore_dir
+
+    frames = []
+    for k, fold_yaml in folds.items():
+        run_dir = set_dir / fold_name(k)
+        out = rescore_dir(run_dir, "tta")
+        rescore(run_dir, fold_yaml, split="val", tta=True, out_dir=out, ultralytics_val=False, progress=False)
+        frames.append(pd.read_csv(out / parts_name("val"), dtype={"patientId": str}))
+    parts = pd.concat(frames, ignore_index=True)
+    gt = read_truth(dataset / DATA_YAML)
+    default = tune(gt, fuse_parts(parts, n_parts=2, **DEFAULTS.oof_fusion))
+    grid = {**DEFAULTS.wbf_grid, "conf_type": ("max",)}
+    wbf, wbf_table, fused = tune_wbf(gt.truth, parts, grid=grid, n_parts=2)
+    tuned = tune(gt, fused)
+    fusion = {k: wbf[k] for k in ("iou_thr", "skip_box_thr", "conf_type")}
+    best = tuned.best
+    setting = TunedSetting(weights=(), conf=best["conf"], box_scale=best["scale"], tta=True, wbf=fusion)
+    result = setting.to_json(
+        set_dir / KAGGLE_OOF_TTA_JSON, split=OOF, data=str(dataset / DATA_YAML), n_images=len(gt.truth),
+        score=best["score"], score_heldout=tuned.score_heldout,
+        default_fusion={**DEFAULTS.oof_fusion, "score": default.best["score"],
+                        "score_heldout": default.score_heldout},
+        sweep=tuned.table.to_dict(orient="records"), wbf_sweep=wbf_table.to_dict(orient="records"),
+        breakdown=tuned.breakdown,
+    )  # fmt: skip
+    print(f"out of fold with flip TTA: {default.best['score']:.4f} (held-out {_fmt(default.score_heldout)}) "
+          f"fused as the fold set is, {best['score']:.4f} (held-out {_fmt(tuned.score_heldout)}) with the "
+          f"fusion tuned (iou_thr {fusion['iou_thr']}, skip_box_thr {fusion['skip_box_thr']}) -> "
+          f"{set_dir / KAGGLE_OOF_TTA_JSON}")  # fmt: skip
+    if classifier is not None:
+        probs = read_p_opacity(Path(classifier) / classifier_predictions_name(OOF))
+        gated = tune_gate(gt, fused, probs)
+        g = gated.best
+        gate = {"mode": g["mode"], "gate": g["gate"]}
+        setting = TunedSetting(weights=(), conf=g["conf"], box_scale=g["scale"], tta=True, wbf=fusion,
+                               gate=gate, classifiers=(Path(classifier),))  # fmt: skip
+        result["gated"] = setting.to_json(
+            set_dir / KAGGLE_OOF_TTA_GATED_JSON, split=OOF, n_images=len(gt.truth), score=g["score"],
+            score_heldout=gated.score_heldout, sweep=gated.table.to_dict(orient="records"), gates=gated.gates,
+            breakdown=gated.breakdown,
+        )  # fmt: skip
+        print(f"out of fold with flip TTA, gated: {g['score']:.4f} ({g['mode']} gate {g['gate']}; held-out "
+              f"{_fmt(gated.score_heldout)}) -> {set_dir / KAGGLE_OOF_TTA_GATED_JSON}")  # fmt: skip
     return result
 
 

@@ -35,10 +35,18 @@ def main(argv: list[str], prog: str = PROG) -> int:
         help="a fold killed mid-training starts again from its first epoch (the same weights as an "
         "uninterrupted run) instead of resuming from its last.pt (faster, other weights)",
     )
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="also predict each fold's val images with flip TTA and tune the fusion and the threshold out "
+        "of fold (kaggle_oof_tta.json; with --classifier, kaggle_oof_tta_gated.json)",
+    )
     ns = parser.parse_intermixed_args(argv)
     from rsna_yolo.train.args import parse_key_values
     from rsna_yolo.train.folds import run_folds
 
     args, options = parse_key_values(ns.overrides)
-    run_folds(ns.folds_dir, args, options, classifier=ns.classifier, restart_killed=ns.restart_killed)
+    run_folds(
+        ns.folds_dir, args, options, classifier=ns.classifier, restart_killed=ns.restart_killed, tta=ns.tta
+    )
     return 0
