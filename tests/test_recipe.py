@@ -136,3 +136,10 @@ def test_one_changed_key_reruns_exactly_the_steps_using_it(killed) -> None:
     tuned = json.loads((out / "runs" / "det" / "kaggle_oof_tta_gated.json").read_text())
     assert tuned["tta"] is True and tuned["wbf"]["conf_type"] == "max" and "gate" in tuned
     assert "--tta" in record(out)["steps"]["submit"]["command"]
+    # The submission predicted with that fusion: the record read back gives it, not the fold set's default.
+    from analysis.inference import TunedSetting
+
+    setting = TunedSetting.from_run(out / "runs" / "det" / "kaggle_oof_tta_gated.json")
+    assert setting.tta and dict(setting.wbf) == tuned["wbf"] and len(setting.weights) == 2
+    weights = list(setting.weights)
+    assert dict(setting.for_weights(weights, tta=True, imgsz=None).wbf) == tuned["wbf"]

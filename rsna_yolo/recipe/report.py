@@ -12,14 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rsna_yolo.core.runs import (
-    KAGGLE_JSON,
-    KAGGLE_OOF_GATED_JSON,
-    KAGGLE_OOF_JSON,
-    KAGGLE_OOF_TTA_GATED_JSON,
-    KAGGLE_OOF_TTA_JSON,
-    rescore_dir,
-)
+from rsna_yolo.core import runs as names
 from rsna_yolo.recipe.steps import DETECTOR_RUN, PLAN_JSON, RECIPE_JSON, SUBMISSION_CSV
 
 WORST = 12
@@ -183,14 +176,14 @@ def worth_table(out: Path, recipe: dict) -> pd.DataFrame | None:
         seconds = [steps.get(n, {}).get("seconds") for n in names]
         return None if any(v is None for v in seconds) else round(sum(seconds), 1)
 
-    tta = _read(det / KAGGLE_OOF_TTA_JSON)
+    tta = _read(det / names.KAGGLE_OOF_TTA_JSON)
     rows = [
-        ("one detector (fold 0, on its val images)", _read(rescore_dir(det / "fold0") / KAGGLE_JSON), None),
-        ("fold ensemble, out of fold", _read(det / KAGGLE_OOF_JSON), cost("detector")),
+        ("one detector (fold 0, on its val images)", _read(det / "fold0" / names.KAGGLE_JSON), None),
+        ("fold ensemble, out of fold", _read(det / names.KAGGLE_OOF_JSON), cost("detector")),
         ("+ flip TTA (the fold set's fusion)", (tta or {}).get("default_fusion"), cost("tta")),
         ("+ its fusion (WBF) tuned", tta, None),
-        ("fold ensemble + the gate", _read(det / KAGGLE_OOF_GATED_JSON), cost("classifier", "gate")),
-        ("all of it: flip TTA, WBF tuned, the gate", _read(det / KAGGLE_OOF_TTA_GATED_JSON), None),
+        ("fold ensemble + the gate", _read(det / names.KAGGLE_OOF_GATED_JSON), cost("classifier", "gate")),
+        ("all of it: flip TTA, WBF tuned, the gate", _read(det / names.KAGGLE_OOF_TTA_GATED_JSON), None),
     ]
     table, previous = [], None
     for name, rec, seconds in rows:

@@ -126,6 +126,15 @@ def _train_words(section: dict, imgsz: int, device) -> list[str]:
     return words
 
 
+def _options(**values) -> list[str]:
+    """``--name value`` words, in order (``test_patients`` -> ``--test-patients``).
+
+    >>> _options(out="d", test_patients=3)
+    ['--out', 'd', '--test-patients', '3']
+    """
+    return [word for key, value in values.items() for word in (f"--{key.replace('_', '-')}", str(value))]
+
+
 def _yaml_word(value) -> str:
     if value is None:
         return "None"
@@ -162,18 +171,14 @@ def build_steps(recipe: dict, out: Path) -> list[Step]:
                 [
                     "convert",
                     "synth",
-                    "--out",
-                    str(src),
-                    "--patients",
-                    str(syn["patients"]),
-                    "--test-patients",
-                    str(syn["test_patients"]),
-                    "--difficulty",
-                    syn["difficulty"],
-                    "--imgsz",
-                    str(syn["imgsz"]),
-                    "--seed",
-                    str(syn["seed"]),
+                    *_options(
+                        out=src,
+                        patients=syn["patients"],
+                        test_patients=syn["test_patients"],
+                        difficulty=syn["difficulty"],
+                        imgsz=syn["imgsz"],
+                        seed=syn["seed"],
+                    ),
                     "--overwrite",
                 ],
                 outputs=(src,),
@@ -196,15 +201,9 @@ def build_steps(recipe: dict, out: Path) -> list[Step]:
             [
                 "convert",
                 "rsna",
-                "--src",
-                str(src),
-                "--out",
-                str(dataset),
-                "--imgsz",
-                str(conv["imgsz"]),
+                *_options(src=src, out=dataset, imgsz=conv["imgsz"]),
                 *split,
-                "--seed",
-                str(conv["seed"]),
+                *_options(seed=conv["seed"]),
                 *classify,
                 "--no-progress",
             ],
@@ -297,19 +296,8 @@ def _gate_step(det_step: Step, det_run, cls_run, dataset, folds, tta, device) ->
             if tta or n == KAGGLE_OOF_GATED_JSON
         )
     else:
-        argv = [
-            "analysis",
-            "rescore",
-            str(det_run),
-            "--data",
-            str(dataset / "data.yaml"),
-            "--classifier",
-            str(cls_run),
-            "--no-val",
-            "--quiet",
-            *(["--tta"] if tta else []),
-            *_device(device),
-        ]
+        extra = ["--classifier", str(cls_run), *(["--tta"] if tta else [])]
+        argv = _rescore_argv(det_run, dataset, device, extra)
         gated = rescore_dir(det_run, *(["tta"] if tta else []), "gated")
         score, outputs = gated / KAGGLE_JSON, (gated,)
     where = " out of fold" if folds > 1 else " on val"
@@ -331,19 +319,25 @@ def _tta_step(det_step: Step, det_run, dataset, folds, device) -> Step:
         title = "flip TTA and its fusion, tuned out of fold"
     else:
         tuned = rescore_dir(det_run, "tta")
-        argv = [
-            "analysis",
-            "rescore",
-            str(det_run),
-            "--data",
-            str(dataset / "data.yaml"),
-            "--tta",
-            "--no-val",
-            "--quiet",
-            *_device(device),
-        ]
+        argv = _rescore_argv(det_run, dataset, device, ["--tta"])
         score, outputs, title = tuned / KAGGLE_JSON, (tuned,), "flip TTA and its fusion, tuned on val"
     return Step("tta", title, argv, after=("detector",), outputs=outputs, score=score)
+
+
+def _rescore_argv(det_run: Path, dataset: Path, device, extra: list[str]) -> list[str]:
+    """``analysis rescore`` of one run on its val split (one train/val split), without Ultralytics' mAPs."""
+    data = str(dataset / "data.yaml")
+    return [
+        "analysis",
+        "rescore",
+        str(det_run),
+        "--data",
+        data,
+        *extra,
+        "--no-val",
+        "--quiet",
+        *_device(device),
+    ]
 
 
 def _device(device) -> list[str]:
