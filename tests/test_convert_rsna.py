@@ -333,9 +333,16 @@ def test_rerun_reuses_and_cleans_up(synthetic: Path, tmp_path: Path):
     png = cv2.imread(str(out / "images" / "train" / f"{pid}.png"), cv2.IMREAD_UNCHANGED)
     assert png.shape == (64, 32) and (png == 7).all()
 
-    # Other settings: a new seed moves patients between splits, a new imgsz redoes every image;
-    # nothing stale stays.
-    report = convert(synthetic, out, imgsz=96, seed=9, workers=2)
+    # Another split (a new seed) is refused: it would move patients between splits under the runs trained
+    # on them; nothing is touched.
+    before = {p: p.read_bytes() for p in files_under(out)}
+    with pytest.raises(
+        UserError, match=r"split with --folds 0 --seed 0 --val-fraction 0.2, not --folds 0 --seed 9"
+    ):
+        convert(synthetic, out, imgsz=64, seed=9, workers=2)
+    assert {p: p.read_bytes() for p in files_under(out)} == before
+    # A new imgsz redoes every image; nothing stale stays.
+    report = convert(synthetic, out, imgsz=96, workers=2)
     assert report["check"] == {"ok": True, "problems": []}
     manifest = read_manifest(out)
     pngs = {p.relative_to(out).as_posix() for p in (out / "images").rglob("*.png")}
