@@ -120,3 +120,19 @@ def test_a_converted_folder_is_never_resplit(tmp_path: Path) -> None:
     convert_rsna(tmp_path / "kaggle", tmp_path / "ds", folds=3, **quiet)  # the same split: fine
     with pytest.raises(UserError, match=r"split with --folds 3 --seed 0, not --folds 2 --seed 0"):
         convert_rsna(tmp_path / "kaggle", tmp_path / "ds", folds=2, **quiet)
+
+
+def test_no_room_on_the_disk_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    from rsna_yolo.recipe.checks import check_disk, coarse_bytes
+    from rsna_yolo.recipe.plan import counts
+
+    recipe = load_recipe(TINY)
+    films = counts(recipe)
+    need = coarse_bytes(recipe, films["train"] + films["test"])
+    assert 1e6 < need < 5e9  # films, PNGs and four training runs
+    check_disk(tmp_path / "new" / "out", need)  # a folder not made yet: its disk is the parent's
+    with pytest.raises(
+        UserError, match=r"--out .*GB free on its disk, the recipe writes about 1000000000\.0 GB"
+    ):
+        check_disk(tmp_path / "out", 1e18)
+    assert not (tmp_path / "out").exists()

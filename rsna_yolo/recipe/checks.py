@@ -93,6 +93,24 @@ def check_disk(out: Path, needed_bytes: float) -> None:
         )
 
 
+RUN_BYTES = 150e6
+"""A training run's folder (its weights three times over, plots, logs): the coarse rule's allowance."""
+DICOM_BYTES_PER_PIXEL = 0.15
+"""A synthetic JPEG-Baseline film's bytes per pixel (the generator's 1024-px films are about 150 KB)."""
+
+
+def coarse_bytes(recipe: dict, films: int) -> float:
+    """What a recipe writes, without a probe: the synthetic films, the PNGs (the converter's own rule,
+    :data:`convert.jobs.PNG_BYTES_PER_PIXEL`), and every training run."""
+    from convert.jobs import PNG_BYTES_PER_PIXEL
+
+    syn = recipe["data"]["synthetic"]
+    dicoms = films * syn["imgsz"] ** 2 * DICOM_BYTES_PER_PIXEL if syn else 0.0
+    pngs = films * recipe["convert"]["imgsz"] ** 2 * PNG_BYTES_PER_PIXEL
+    runs = max(recipe["convert"]["folds"], 1) * (1 + (recipe["classifier"] is not None)) * RUN_BYTES
+    return dicoms + pngs + runs
+
+
 def check_split(recipe: dict, out: Path) -> None:
     from convert.rsna import refuse_resplit
 

@@ -106,6 +106,12 @@ def run(ns: argparse.Namespace, echo=print) -> int:
                     "to run it: the same command without --plan (with --hours, or the changes above as --set)"
                 )
             return 0
+    if not (
+        out / RECIPE_JSON
+    ).is_file():  # a first run: room for all of it (the plan's figure if one was made)
+        planned = plan.read_plan(out)
+        films = plan.counts(recipe)
+        checks.check_disk(out, planned or checks.coarse_bytes(recipe, films["train"] + films["test"]))
     steps = build_steps(recipe, out)
     check_layout(steps)
     meta = {"recipe": recipe["name"], "file": str(ns.recipe), "sets": list(ns.sets), "settings": recipe}

@@ -309,6 +309,15 @@ def fit_hours(recipe: dict, out: Path, found: dict, hours: float) -> tuple[dict,
     return fitted, changed
 
 
+def read_plan(out: Path) -> float | None:
+    """The bytes the last ``--plan`` of ``out`` said the steps write (None without one)."""
+    try:
+        steps = json.loads((out / PLAN_JSON).read_text())["steps"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return sum(r["bytes"] for r in steps)
+
+
 def write_plan(out: Path, rows: list[dict], found: dict, changed: list[str]) -> Path:
     path = out / PLAN_JSON
     write_json_atomic(
