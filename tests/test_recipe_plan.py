@@ -73,6 +73,7 @@ def test_bad_files_are_refused_before_anything_runs(tmp_path: Path) -> None:
         (["--set", "classifier.pretrained=nowhere.pt"], "classifier.pretrained: nowhere.pt: no such"),
         (["--set", "data.synthetic=null", "--set", f"data.kaggle={tmp_path}"], "stage_2_train_labels.csv"),
         (["--set", "device=0"], "asks for a GPU"),
+        (["--set", "sweep.file=nowhere.yaml"], "sweep.file: nowhere.yaml: no such sweep file"),
     ]
     for extra, message in cases:
         out = tmp_path / "out"
@@ -136,3 +137,23 @@ def test_no_room_on_the_disk_is_refused_before_anything_runs(tmp_path: Path) -> 
     ):
         check_disk(tmp_path / "out", 1e18)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_step_feeds_its_best_arguments_to_the_detector_folds(tmp_path: Path) -> None:
+    """study.yaml's shape at tiny's size: a 2-trial sweep, then the folds train the best trial's arguments
+    (args_from=, the recipe's own words after them); no classifier: the submission is tuned out of fold."""
+    out = tmp_path / "run"
+    sets = ["sweep.trials=2", "sweep.epochs=1", "classifier=null", "data.synthetic.test_patients=2"]
+    cmd = [sys.executable, "-m", "rsna_yolo", "recipe", str(TINY), "--out", str(out)]
+    cmd += [w for s in sets for w in ("--set", s)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    order = json.loads((out / "recipe.json").read_text())["order"]
+    assert order == ["data", "convert", "sweep", "detector", "submit", "report"]
+    best = dict(w.split("=", 1) for w in (out / "sweep" / "best_args.txt").read_text().split())
+    trained = yaml.safe_load((out / "runs" / "det" / "fold1" / "args.yaml").read_text())
+    assert float(best["lr0"]) == pytest.approx(trained["lr0"]) and float(best["box"]) == pytest.approx(
+        trained["box"]
+    )
+    assert best["epochs"] == "1" and trained["epochs"] == 1 and trained["imgsz"] == 64
+    assert "--from-run" in done.stdout and "kaggle_oof.json" in done.stdout

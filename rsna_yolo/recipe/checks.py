@@ -56,6 +56,12 @@ def check_weights(recipe: dict) -> None:
             raise UserError(f"{section}.pretrained: {pretrained}: no such weights file or run folder")
 
 
+def check_sweep(recipe: dict) -> None:
+    sweep = recipe["sweep"]
+    if sweep is not None and not _exists(sweep["file"]):
+        raise UserError(f"sweep.file: {sweep['file']}: no such sweep file (see yolo_configs/sweeps/)")
+
+
 def _exists(value: str) -> bool:
     path = Path(value).expanduser()
     return path.is_file() or (REPO / path).is_file()

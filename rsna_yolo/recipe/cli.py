@@ -81,6 +81,7 @@ def run(ns: argparse.Namespace, echo=print) -> int:
     out = (ns.out or Path(DEFAULT_OUT) / recipe["name"]).expanduser().resolve()
     notes = checks.check_data(recipe)
     checks.check_weights(recipe)
+    checks.check_sweep(recipe)
     checks.check_gpu(recipe)
     record = read_record(out)
     if "convert" not in record["steps"]:  # a data folder this recipe did not write: never re-split it

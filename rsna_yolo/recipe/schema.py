@@ -34,6 +34,7 @@ CLASSIFIER = {
     "pretrained": None,
     "args": {},
 }
+SWEEP = {"file": "yolo_configs/sweeps/study.yaml", "trials": 6, "epochs": 8}
 SYNTHETIC = {"patients": 300, "test_patients": 40, "difficulty": "easy", "imgsz": 1024, "seed": 0}
 DEFAULTS: dict[str, Any] = {
     "name": None,
@@ -41,13 +42,14 @@ DEFAULTS: dict[str, Any] = {
     "convert": {"imgsz": 640, "folds": 5, "seed": 0, "val_fraction": 0.2},
     "detector": DETECTOR,
     "classifier": None,
+    "sweep": None,
     "tuning": {"tta": False},
     "device": None,
     "gpu": False,
 }
 """Every key a recipe may hold, with its default. ``None`` as a default means "optional" (its type is then
-the one in :data:`TYPES`). ``classifier`` and ``data.synthetic``, when given, are merged over
-:data:`CLASSIFIER` and :data:`SYNTHETIC`."""
+the one in :data:`TYPES`). ``classifier``, ``sweep`` and ``data.synthetic``, when given, are merged over
+:data:`CLASSIFIER`, :data:`SWEEP` and :data:`SYNTHETIC`."""
 
 TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,),
@@ -60,7 +62,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "device": (str, int),
 }
 """Types of the keys whose default is None."""
-SECTIONS = {"classifier": CLASSIFIER, "data.synthetic": SYNTHETIC}
+SECTIONS = {"classifier": CLASSIFIER, "data.synthetic": SYNTHETIC, "sweep": SWEEP}
 CHOICES = {"data.synthetic.difficulty": ("easy", "hard")}
 POSITIVE = {
     "convert.imgsz",

@@ -11,6 +11,7 @@ The output folder (``--out DIR``):
 
     DIR/kaggle/          the synthetic download (data.synthetic only)
     DIR/dataset/         the converted YOLO dataset (folds/, classify/)
+    DIR/sweep/           the sweep's trials and best_args.txt (with a sweep)
     DIR/runs/det/        the detector: a fold set (fold0 ...) or one run
     DIR/runs/cls/        the classifier, the same way
     DIR/submission.csv   the Kaggle submission of the test films
@@ -39,6 +40,7 @@ from rsna_yolo.core.runs import (
     rescore_dir,
 )
 from rsna_yolo.recipe.schema import DETECTOR_OF_THIS_RECIPE
+from rsna_yolo.train.sweep import BEST_ARGS
 
 KAGGLE_DIR = "kaggle"
 DATASET_DIR = "dataset"
@@ -49,6 +51,7 @@ REPORT_HTML = "report.html"
 RECIPE_JSON = "recipe.json"
 PLAN_JSON = "plan.json"
 LOGS_DIR = "logs"
+SWEEP_DIR = "sweep"
 TEST_IMAGES = "stage_2_test_images"
 LABEL_CSVS = ("stage_2_train_labels.csv", "stage_2_detailed_class_info.csv")
 REPO = Path(__file__).resolve().parents[2]
@@ -214,7 +217,13 @@ def build_steps(recipe: dict, out: Path) -> list[Step]:
     )
     det, cls = recipe["detector"], recipe["classifier"]
     det_run, cls_run = out / DETECTOR_RUN, out / CLASSIFIER_RUN
-    steps.append(_train_step("detector", det, det_run, dataset, folds, conv["imgsz"], device, "detect"))
+    detector = _train_step("detector", det, det_run, dataset, folds, conv["imgsz"], device, "detect")
+    if recipe["sweep"] is not None:  # the best trial's arguments first: the detector's own words win
+        steps.append(_sweep_step(recipe["sweep"], det, out / SWEEP_DIR, dataset, conv["imgsz"], device))
+        first = detector.argv.index(next(w for w in detector.argv if w.startswith("model=")))
+        detector.argv.insert(first, f"args_from={out / SWEEP_DIR / BEST_ARGS}")
+        detector.after = (*detector.after, "sweep")
+    steps.append(detector)
     tta = recipe["tuning"]["tta"]
     if tta:
         steps.append(_tta_step(steps[-1], det_run, dataset, folds, device))
@@ -309,6 +318,17 @@ def _gate_step(det_step: Step, det_run, cls_run, dataset, folds, tta, device) ->
         outputs=outputs,
         score=score,
     )
+
+
+def _sweep_step(sweep: dict, det: dict, out: Path, dataset: Path, conv_imgsz: int, device) -> Step:
+    """A local Bayesian sweep (``train sweep``) on the dataset's split (fold 0's, with folds) with the
+    detector's model, size, hyperparameter file and arguments, each trial ``sweep.epochs`` epochs."""
+    words = _train_words({**det, "epochs": sweep["epochs"]}, det["imgsz"] or conv_imgsz, device)
+    options = _options(data=dataset / "data.yaml", count=sweep["trials"], out=out)
+    argv = ["train", "sweep", str(_local_file(sweep["file"]) or sweep["file"]), *options, *words]
+    title = f"a sweep of {sweep['file']}: {sweep['trials']} trials of {sweep['epochs']} epochs"
+    inputs = tuple(p for p in (_local_file(sweep["file"]),) if p)
+    return Step("sweep", title, argv, after=("convert",), outputs=(out,), inputs=inputs)
 
 
 def _tta_step(det_step: Step, det_run, dataset, folds, device) -> Step:

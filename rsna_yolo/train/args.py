@@ -103,7 +103,7 @@ def key_value_pairs(argv: list[str]) -> list[tuple[str, Any]]:
     from ultralytics.cfg import merge_equals_args, parse_key_value_pair
 
     try:
-        tokens = merge_equals_args(list(argv))
+        tokens = expand_args_from(merge_equals_args(list(argv)))
     except SyntaxError as exc:
         raise UserError(str(exc).strip()) from None
     pairs = []
@@ -118,6 +118,37 @@ def key_value_pairs(argv: list[str]) -> list[tuple[str, Any]]:
         except AssertionError as exc:
             raise UserError(f"'{token}': {exc}") from None
     return pairs
+
+
+ARGS_FROM = "args_from"
+"""``args_from=FILE``: the ``key=value`` words of FILE in its place (a sweep's ``best_args.txt``); later words
+win, so ``args_from=SWEEP/best_args.txt epochs=30`` trains the best trial's arguments for 30 epochs."""
+
+
+def expand_args_from(tokens: list[str]) -> list[str]:
+    """``args_from=FILE`` tokens replaced by the words of FILE (one level: FILE may not name another).
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile("w", suffix=".txt") as fh:
+    ...     _ = fh.write("lr0=0.01 mosaic=0.5\\n")
+    ...     fh.flush()
+    ...     expand_args_from(["model=m.yaml", f"args_from={fh.name}", "epochs=3"])
+    ['model=m.yaml', 'lr0=0.01', 'mosaic=0.5', 'epochs=3']
+    """
+    out: list[str] = []
+    for token in tokens:
+        key, sep, value = token.removeprefix("--").partition("=")
+        if not sep or key != ARGS_FROM:
+            out.append(token)
+            continue
+        try:
+            words = Path(value).expanduser().read_text().split()
+        except OSError as exc:
+            raise UserError(f"{ARGS_FROM}={value}: cannot read it ({exc.strerror or exc})") from None
+        if any(w.removeprefix("--").startswith(f"{ARGS_FROM}=") for w in words):
+            raise UserError(f"{ARGS_FROM}={value}: it names {ARGS_FROM}= itself; give its words instead")
+        out.extend(words)
+    return out
 
 
 def split_values(pairs: list[tuple[str, Any]]) -> tuple[dict[str, Any], TrainOptions]:
