@@ -39,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._steps import run_logged  # noqa: E402
+from benchmarks._steps import differing_rows, run_logged  # noqa: E402
 
 PROG = "cpu_inference"
 
@@ -70,28 +70,6 @@ def model_only(run_dir: Path, films: list[Path], imgsz: int, batch: int, backend
         out[backend] = time.perf_counter() - start
     torch.set_num_threads(one_thread)
     return out
-
-
-def differing_rows(a: Path, b: Path) -> tuple[int, int]:
-    """Rows of submission ``b`` whose prediction string is not ``a``'s: ``(any difference, beyond the
-    tolerance)``; the tolerance is another box count, a confidence off by more than 0.02 or a corner by more
-    than 2 px (the strings round confidences to 4 decimals, so a difference in the last one is common)."""
-    import numpy as np
-    import pandas as pd
-
-    x, y = (pd.read_csv(p, dtype=str).fillna("").set_index("patientId")["PredictionString"] for p in (a, b))
-    y = y.reindex(x.index).fillna("")
-    differ = x[x != y].index
-    beyond = 0
-    for pid in differ:
-        u, v = (np.array(s[pid].split(), float).reshape(-1, 5) for s in (x, y))
-        if (
-            u.shape != v.shape
-            or np.abs(u[:, 0] - v[:, 0]).max() > 0.02
-            or np.abs(u[:, 1:] - v[:, 1:]).max() > 2
-        ):
-            beyond += 1
-    return len(differ), beyond
 
 
 def main() -> int:
@@ -176,7 +154,10 @@ def main() -> int:
     share = timing["decode_s"] / max(net, 1e-9)
     print(f"  decoding alone (one thread): {timing['decode_s']:.1f} s, {share:.0%} of PyTorch's time without "
           f"start-up")  # fmt: skip
-    print(json.dumps({"films": len(films), "decode_s": round(timing["decode_s"], 2), **results}))
+    load = os.getloadavg()[1]  # over the last 5 minutes: other work on the cores moves these figures
+    print(f"  load average over the last 5 minutes: {load:.2f} on {os.cpu_count()} cores")
+    print(json.dumps({"films": len(films), "decode_s": round(timing["decode_s"], 2), "load_5min": load,
+                      **results}))  # fmt: skip
     return 0
 
 
