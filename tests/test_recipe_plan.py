@@ -85,8 +85,10 @@ def test_bad_files_are_refused_before_anything_runs(tmp_path: Path) -> None:
 
 
 def test_every_shipped_recipe_is_valid_and_names_its_steps(tmp_path: Path) -> None:
+    (tmp_path / "rsna" / "stage_2_test_images").mkdir(parents=True)
     for path in sorted(RECIPES.glob("*.yaml")):
-        sets = ["data.kaggle=/data/rsna"] if "kaggle" in yaml.safe_load(path.read_text())["data"] else []
+        kaggle = "kaggle" in yaml.safe_load(path.read_text())["data"]
+        sets = [f"data.kaggle={tmp_path / 'rsna'}"] if kaggle else []
         recipe = load_recipe(path, sets)
         names = [s.name for s in build_steps(recipe, tmp_path / path.stem)]
         assert names[-2:] == ["submit", "report"] and "detector" in names, path.name
@@ -157,3 +159,33 @@ def test_a_sweep_step_feeds_its_best_arguments_to_the_detector_folds(tmp_path: P
     )
     assert best["epochs"] == "1" and trained["epochs"] == 1 and trained["imgsz"] == 64
     assert "--from-run" in done.stdout and "kaggle_oof.json" in done.stdout
+
+
+def test_plan_of_the_real_download_probes_its_films(tmp_path: Path, sample_dir: Path) -> None:
+    """real.yaml on the real sample (complete CSVs, 12 JPEG-Baseline DICOMs, no test folder), sized down:
+    the probe links the download's films, the counts come from its CSVs, and without test films there is no
+    submit step (said in one line)."""
+    out = tmp_path / "plan"
+    sets = [f"data.kaggle={sample_dir}", "detector.model=yolov8n.yaml", "detector.cfg=null",
+            "convert.imgsz=64", "classifier=null", "device=cpu", "detector.args={workers: 0, wandb: false}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "rsna_yolo",
+        "recipe",
+        str(RECIPES / "real.yaml"),
+        "--out",
+        str(out),
+        "--plan",
+    ]
+    cmd += [w for s in sets for w in ("--set", s)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "no stage_2_test_images in" in done.stdout and "no submit step" in done.stdout
+    assert "(12 + 0 films, each model 2 epochs)" in done.stdout
+    plan = json.loads((out / "plan.json").read_text())
+    assert [r["step"] for r in plan["steps"]] == ["convert", "detector", "report"]
+    convert = plan["steps"][0]
+    assert convert["seconds"] > 60  # 26,684 patients in the labels CSV, at the probe's rate for 12 of them
+    assert sorted(p.name for p in out.iterdir()) == ["plan.json"]
+    assert not any(sample_dir.rglob("*.png"))  # the download is only read

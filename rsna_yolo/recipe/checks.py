@@ -20,17 +20,21 @@ from rsna_yolo.recipe.steps import DATASET_DIR, LABEL_CSVS, REPO, TEST_IMAGES
 
 
 def check_data(recipe: dict) -> list[str]:
-    """The data source; returns notes (e.g. no test films: no submission)."""
+    """The data source; returns notes (no test films: no submission step)."""
+    from rsna_yolo.recipe.steps import has_test_films
+
     kaggle = recipe["data"]["kaggle"]
-    if kaggle is None:
-        return [] if recipe["data"]["synthetic"]["test_patients"] else ["no test patients: no submission"]
-    root = Path(kaggle).expanduser()
-    if not root.is_dir():
-        raise UserError(f"data.kaggle: {root}: no such folder (the Kaggle download, unzipped)")
-    missing = [n for n in LABEL_CSVS if not (root / n).is_file()]
-    if missing:
-        raise UserError(f"data.kaggle: {root}: no {missing[0]} (the Kaggle download, stage 2 names)")
-    return [] if (root / TEST_IMAGES).is_dir() else [f"no {TEST_IMAGES} in {root}: no submission"]
+    if kaggle is not None:
+        root = Path(kaggle).expanduser()
+        if not root.is_dir():
+            raise UserError(f"data.kaggle: {root}: no such folder (the Kaggle download, unzipped)")
+        missing = [n for n in LABEL_CSVS if not (root / n).is_file()]
+        if missing:
+            raise UserError(f"data.kaggle: {root}: no {missing[0]} (the Kaggle download, stage 2 names)")
+    if has_test_films(recipe):
+        return []
+    where = "no test patients" if kaggle is None else f"no {TEST_IMAGES} in {kaggle}"
+    return [f"{where}: the recipe stops before the submission (no submit step)"]
 
 
 def check_weights(recipe: dict) -> None:

@@ -87,7 +87,8 @@ def _link_sample(root: Path, probe: Path) -> Path:
     """A Kaggle-layout folder of the download's first films (links) and their CSV rows."""
     sample = probe / "sample"
     (sample / "stage_2_train_images").mkdir(parents=True, exist_ok=True)
-    (sample / TEST_IMAGES).mkdir(parents=True, exist_ok=True)
+    if (root / TEST_IMAGES).is_dir():
+        (sample / TEST_IMAGES).mkdir(parents=True, exist_ok=True)
     with open(root / LABEL_CSVS[0], newline="") as fh:
         rows = list(csv.reader(fh))
     keep = []

@@ -235,7 +235,10 @@ def build_steps(recipe: dict, out: Path) -> list[Step]:
         steps.append(step)
         det_step = next(s for s in steps if s.name == "detector")
         steps.append(_gate_step(det_step, det_run, cls_run, dataset, folds, tta, device))
-    steps.append(_submit_step(recipe, steps, out, src, det_run, cls_run, folds, device))
+    if has_test_films(
+        recipe
+    ):  # a download without its test folder, or no synthetic test patients: no submission
+        steps.append(_submit_step(recipe, steps, out, src, det_run, cls_run, folds, device))
     steps.append(
         Step(
             "report",
@@ -251,6 +254,14 @@ def build_steps(recipe: dict, out: Path) -> list[Step]:
         step.key = key_of(step, out, keys)
         keys[step.name] = step.key
     return steps
+
+
+def has_test_films(recipe: dict) -> bool:
+    """Whether the data has test films to submit: synthetic test patients, or the download's test folder."""
+    syn = recipe["data"]["synthetic"]
+    if syn is not None:
+        return syn["test_patients"] > 0
+    return (Path(recipe["data"]["kaggle"]).expanduser() / TEST_IMAGES).is_dir()
 
 
 def _train_step(name, section, run: Path, dataset: Path, folds: int, conv_imgsz: int, device, task) -> Step:
