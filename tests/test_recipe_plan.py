@@ -167,7 +167,8 @@ def test_plan_of_the_real_download_probes_its_films(tmp_path: Path, sample_dir: 
     submit step (said in one line)."""
     out = tmp_path / "plan"
     sets = [f"data.kaggle={sample_dir}", "detector.model=yolov8n.yaml", "detector.cfg=null",
-            "convert.imgsz=64", "classifier=null", "device=cpu", "detector.args={workers: 0, wandb: false}"]  # fmt: skip
+            "convert.imgsz=64", "classifier=null", "device=cpu",
+            "detector.args={workers: 0, wandb: false}"]  # fmt: skip
     cmd = [
         sys.executable,
         "-m",
