@@ -12,10 +12,16 @@ from rsna_yolo.core.cli import UserError, call_reporting_errors
 PROG = "rsna-yolo recipe"
 DEFAULT_OUT = "runs/recipes"
 
+DESCRIPTION = """\
+Run a whole recipe from a YAML file: the data, the conversion, a sweep, the detector and classifier (folds),
+flip TTA, the gate and the threshold tuned out of fold, the submission and one report.html. Each step is an
+existing command, recorded in DIR/recipe.json (its command line, key, time, peak memory and scores)."""
+
 EPILOG = """\
-shipped recipes (yolo_configs/recipes/): tiny.yaml (every step at its smallest, synthetic: a few minutes on
-2 cores), demo.yaml (what `make demo` runs), hard_bench.yaml (the whole recipe on the frozen hard level),
-winners.yaml (the real data on one GPU: 5 folds at the winners' sizes). The keys: docs/recipes.md.
+shipped recipes (yolo_configs/recipes/): tiny.yaml (every step at its smallest, synthetic: about a minute on
+2 cores), demo.yaml (what `make demo` runs), study.yaml (scripts/study.sh's steps), hard_bench.yaml (the
+whole recipe on the frozen hard level), winners.yaml (the real data on one GPU: 5 folds at the winners'
+sizes), real.yaml (what `make demo DATA=...` runs). The keys: docs/recipes.md.
 
 Rerun the same command after an interruption (Ctrl-C, kill -9, a full disk): finished steps are kept, the
 interrupted one finishes, and the submission has the bytes of an uninterrupted run. Change a key (in the
@@ -31,9 +37,7 @@ examples:
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Run a whole recipe (data, conversion, detector, classifier, the gate and threshold "
-        "tuned out of fold, the submission, one report.html) from a YAML file, step by step with the "
-        "existing commands, each recorded in DIR/recipe.json (command, key, time, peak memory, scores).",
+        description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
