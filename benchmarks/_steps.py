@@ -35,10 +35,38 @@ def run_logged(
     return time.perf_counter() - start, usage.ru_maxrss / 1024  # Linux: kilobytes
 
 
+def matched(a, b, *, iou: float = 0.98, conf: float = 0.02) -> int:
+    """How many boxes of ``a`` have a box of ``b`` with IoU >= ``iou`` and a confidence within ``conf``: both
+    ``(N, 5)`` arrays of ``conf, x, y, width, height`` of one film."""
+    import numpy as np
+
+    a, b = np.asarray(a, float).reshape(-1, 5), np.asarray(b, float).reshape(-1, 5)
+    if not len(a) or not len(b):
+        return 0
+    x1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    y1 = np.maximum(a[:, None, 2], b[None, :, 2])
+    x2 = np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
+    y2 = np.minimum(a[:, None, 2] + a[:, None, 4], b[None, :, 2] + b[None, :, 4])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    union = (a[:, 3] * a[:, 4])[:, None] + (b[:, 3] * b[:, 4])[None, :] - inter
+    same = (inter / np.maximum(union, 1e-12) >= iou) & (np.abs(a[:, None, 0] - b[None, :, 0]) <= conf)
+    return int(same.any(axis=1).sum())
+
+
+def matched_boxes(a, b) -> tuple[int, int]:
+    """``(matched, total)``: the boxes of prediction frame ``a`` (``patientId, conf, x, y, width, height``)
+    with a box of ``b`` on the same film at IoU >= 0.98 and a confidence within 0.02 (:func:`matched`)."""
+    cols = ["conf", "x", "y", "width", "height"]
+    groups = {pid: g[cols].to_numpy(float) for pid, g in b.groupby("patientId")}
+    found = sum(matched(g[cols].to_numpy(float), groups.get(pid, [])) for pid, g in a.groupby("patientId"))
+    return found, len(a)
+
+
 def differing_rows(a: Path, b: Path) -> tuple[int, int]:
     """Rows of submission ``b`` whose prediction string is not ``a``'s: ``(any difference, beyond the
-    tolerance)``; the tolerance is another box count, a confidence off by more than 0.02 or a corner by more
-    than 2 px (the strings round confidences to 4 decimals, so a difference in the last one is common)."""
+    tolerance)``; beyond it is another box count, or a box of ``a`` with no box of ``b`` at IoU >= 0.98 and a
+    confidence within 0.02 (:func:`matched`). The strings round confidences to 4 decimals and corners to 0.1
+    px, so a difference in the last digit is common."""
     import numpy as np
     import pandas as pd
 
@@ -48,10 +76,5 @@ def differing_rows(a: Path, b: Path) -> tuple[int, int]:
     beyond = 0
     for pid in differ:
         u, v = (np.array(s[pid].split(), float).reshape(-1, 5) for s in (x, y))
-        if (
-            u.shape != v.shape
-            or np.abs(u[:, 0] - v[:, 0]).max() > 0.02
-            or np.abs(u[:, 1:] - v[:, 1:]).max() > 2
-        ):
-            beyond += 1
+        beyond += len(u) != len(v) or matched(u, v) < len(u)
     return len(differ), beyond

@@ -83,7 +83,9 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch", type=int, default=16, help="images per inference batch")
     p.add_argument(
-        "--backends", default="torch,torch-threads,onnx,openvino", help="comma-separated; torch always runs"
+        "--backends",
+        default="torch,torch-threads,onnx,openvino,openvino-bf16",
+        help="comma-separated; torch always runs",
     )
     p.add_argument("--int8", action="store_true", help="also OpenVINO INT8 (calibrated on the training set)")
     a = p.parse_args()
@@ -107,8 +109,9 @@ def main() -> int:
     for done, cmd, log in steps:  # reused when present
         if not done.is_file():
             run_logged([py, "-m", *cmd], out / log, prog=PROG)
-    for backend in [b for b in backends if b.startswith(("onnx", "openvino"))]:
-        fmt, extra = backend.removesuffix("-int8"), (["--int8"] if backend.endswith("-int8") else [])
+    exports = {(b.partition("-")[0], b.endswith("-int8")) for b in backends if not b.startswith("torch")}
+    for fmt, int8 in sorted(exports):  # openvino and openvino-bf16 run the same export
+        extra = ["--int8"] if int8 else []
         run_logged([py, "-m", "analysis", "export", run_dir, "--format", fmt, *extra],
                    out / f"export_{fmt}{''.join(extra)}.log", prog=PROG)  # fmt: skip
     films = sorted((kaggle / "stage_2_test_images").glob("*.dcm"))[: a.films]

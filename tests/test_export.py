@@ -91,6 +91,17 @@ def test_the_export_is_recorded_beside_its_weights(exported):
     assert not list(weights.parent.glob(".*"))  # no temporary left
 
 
+def test_openvino_computes_in_fp32_and_openvino_bf16_at_its_default(exported):
+    """OpenVINO's default on a CPU with AMX is bfloat16; ``openvino`` asks for FP32."""
+    from analysis.inference.predict import load_model
+
+    folder = exported["det"] / "weights" / "best_64_openvino_model"
+    model = load_model(folder, "openvino")
+    compiled = model.predictor.model.backend.ov_compiled_model
+    assert str(compiled.get_property("INFERENCE_PRECISION_HINT")) in {"<Type: 'float32'>", "f32"}
+    assert exported_model(exported["det"] / "weights" / "best.pt", "openvino-bf16")[0] == folder
+
+
 def test_an_up_to_date_export_is_kept(exported):
     done = export_setting(exported["det"], "onnx", echo=_quiet)
     assert [e.seconds for e in done] == [0.0]

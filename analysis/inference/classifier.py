@@ -86,7 +86,7 @@ def predict_probs(
         from analysis.inference.export import exported_model
 
         found = [exported_model(w, backend, imgsz) for w in weights]
-        models = [load_model(path) for path, _ in found]
+        models = [load_model(path, backend) for path, _ in found]
         imgsz = int(imgsz or found[0][1])
     names = models[0].names
     for w, m in zip(weights, models, strict=True):

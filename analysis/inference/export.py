@@ -34,8 +34,11 @@ from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.io import temp_path, write_json_atomic
 from rsna_yolo.core.runs import EXPORTS_JSON, export_name, read_args
 
-BACKENDS = ("torch", "onnx", "openvino", "openvino-int8")
-"""What ``--backend`` takes: PyTorch (the ``.pt`` itself, the default) or an export of it."""
+BACKENDS = ("torch", "onnx", "openvino", "openvino-bf16", "openvino-int8")
+"""What ``--backend`` takes: PyTorch (the ``.pt`` itself, the default) or an export of it. ``openvino`` runs
+the OpenVINO export in FP32; ``openvino-bf16`` runs the same export at OpenVINO's own default precision,
+bfloat16 on a CPU with AMX (faster, and its confidences move by a few hundredths: docs/predicting.md);
+``openvino-int8`` runs the INT8 export (``--int8``)."""
 FORMATS = ("onnx", "openvino")
 """What ``--format`` takes (``--int8`` with ``openvino`` gives the ``openvino-int8`` backend)."""
 PACKAGES = {"onnx": ("onnx", "onnxslim", "onnxruntime"), "openvino": ("openvino",), "int8": ("nncf",)}
@@ -48,8 +51,10 @@ def add_backend_argument(parser) -> None:
         "--backend",
         choices=BACKENDS,
         default="torch",
-        help="run the .pt weights with PyTorch (default) or their exports made by `rsna-yolo export` (ONNX "
-        "Runtime, OpenVINO, OpenVINO INT8): same sizes, TTA, fusion, threshold, box scale and gate",
+        help="run the .pt weights with PyTorch (default) or their exports made by `rsna-yolo export`: ONNX "
+        "Runtime, OpenVINO in FP32, OpenVINO at its default precision (bfloat16 on a CPU with AMX: faster, "
+        "confidences a few hundredths off), OpenVINO INT8; the same sizes, TTA, fusion, threshold, box "
+        "scale and gate",
     )
 
 
@@ -57,7 +62,7 @@ def backend_format(backend: str) -> tuple[str, bool]:
     """``(format, int8)`` of a non-torch ``backend``."""
     if backend not in BACKENDS or backend == "torch":
         raise UserError(f"--backend {backend}: not an exported backend ({', '.join(BACKENDS[1:])})")
-    return backend.removesuffix("-int8"), backend.endswith("-int8")
+    return backend.partition("-")[0], backend.endswith("-int8")
 
 
 def content_sha1(path: str | Path) -> str:
@@ -237,6 +242,34 @@ def exported_model(weights: str | Path, backend: str, imgsz: int | None = None) 
     if content_sha1(path) != entry.get("sha1"):
         raise UserError(f"{path} changed since it was exported: export again (`rsna-yolo export RUN {how}`)")
     return path, int(entry["imgsz"])
+
+
+def open_exported(path: str | Path, backend: str):
+    """``YOLO(path)`` ready to predict as ``backend``. For ``openvino`` its predictor is set up at once (on a
+    blank image) with every OpenVINO ``Core`` it makes computing in FP32 on the CPU: Ultralytics compiles
+    the model with OpenVINO's default precision, which is bfloat16 on a CPU with AMX (its confidences then
+    differ from PyTorch's by up to a few hundredths), and makes its ``Core`` where no argument reaches."""
+    from ultralytics import YOLO
+
+    model = YOLO(str(path))
+    if backend != "openvino":
+        return model
+    import numpy as np
+    import openvino as ov
+
+    original = ov.Core
+
+    class FP32Core(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.set_property("CPU", {"INFERENCE_PRECISION_HINT": ov.Type.f32})
+
+    ov.Core = FP32Core
+    try:
+        model.predict(np.zeros((32, 32, 3), np.uint8), imgsz=32, verbose=False)
+    finally:
+        ov.Core = original
+    return model
 
 
 def _trained_size(weights: Path, default: int) -> int:

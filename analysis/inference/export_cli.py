@@ -14,12 +14,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``analysis export``."""
     parser.description = (
         "Export every model a tuned setting uses (each fold's detector, the classifier(s) of a gated "
-        "setting) "
-        "through Ultralytics' exporter, each at the image size the setting predicts it at, into its weights "
-        f"folder (best.pt -> best_<imgsz>.onnx or best_<imgsz>_openvino_model/), recorded in {EXPORTS_JSON} "
-        "there with its SHA-1 and its source weights' SHA-1. Then `analysis submit` and `analysis predict` "
-        "run them with --backend onnx|openvino|openvino-int8. An export already made from the same weights "
-        "is kept (--force makes it again)."
+        "setting) through Ultralytics' exporter, each at the image size the setting predicts it at, into its "
+        "weights folder (best.pt -> best_<imgsz>.onnx or best_<imgsz>_openvino_model/), recorded in "
+        f"{EXPORTS_JSON} there with its SHA-1 and its source weights' SHA-1. Then `analysis submit` and "
+        "`analysis predict` run them with --backend onnx|openvino|openvino-bf16|openvino-int8. An export "
+        "already made from the same weights is kept (--force makes it again)."
     )
     parser.add_argument(
         "run",

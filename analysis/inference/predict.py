@@ -71,22 +71,28 @@ def manifest_png_scales(manifest: pd.DataFrame) -> dict[str, float]:
     return dict(zip(manifest["patientId"].astype(str), manifest["scale"].astype(float), strict=True))
 
 
-_MODELS: dict[tuple[str, int, int], object] = {}
+_MODELS: dict[tuple[str, int, int, str], object] = {}
 MODELS_KEPT = 8
 """Loaded models kept for the next call (by path, size and modification time): a chunked prediction
 (:meth:`analysis.inference.Predictor.predict`) would otherwise load every model again for each chunk."""
 
 
-def load_model(weights: str | Path):
-    """``YOLO(weights)``, loaded once while the file is unchanged (the :data:`MODELS_KEPT` last ones kept)."""
+def load_model(weights: str | Path, backend: str = "torch"):
+    """``YOLO(weights)``, loaded once while the file is unchanged (the :data:`MODELS_KEPT` last ones kept);
+    an export as its ``backend`` runs it (:func:`analysis.inference.export.open_exported`)."""
     from ultralytics import YOLO
 
     stat = Path(weights).stat()
-    key = (str(Path(weights).resolve()), stat.st_size, stat.st_mtime_ns)
+    key = (str(Path(weights).resolve()), stat.st_size, stat.st_mtime_ns, backend)
     if key not in _MODELS:
         while len(_MODELS) >= MODELS_KEPT:
             _MODELS.pop(next(iter(_MODELS)))
-        _MODELS[key] = YOLO(str(weights))
+        if backend == "torch":
+            _MODELS[key] = YOLO(str(weights))
+        else:
+            from analysis.inference.export import open_exported
+
+            _MODELS[key] = open_exported(weights, backend)
     return _MODELS[key]
 
 
@@ -219,7 +225,7 @@ def predict_images(
     (:data:`PART_COLUMNS`). ``workers`` threads decode and resize the next batch during inference
     (:func:`iter_loaded`). ``backend``: ``torch`` (the weights themselves) or the export of each one at its
     size that ``rsna-yolo export`` made (:func:`analysis.inference.export.exported_model`: ``onnx``,
-    ``openvino``, ``openvino-int8``).
+    ``openvino``, ``openvino-bf16``, ``openvino-int8``).
     Unreadable images are skipped and listed in ``frame.attrs["failed"]`` (patientId -> reason).
     """
     from tqdm import tqdm
@@ -233,7 +239,7 @@ def predict_images(
 
         wanted = [None] * len(weights) if imgsz is None else model_sizes(weights, imgsz)
         found = [exported_model(w, backend, s) for w, s in zip(weights, wanted, strict=True)]
-        models = [load_model(path) for path, _ in found]
+        models = [load_model(path, backend) for path, _ in found]
         sizes = [size for _, size in found]
     imgsz = max(sizes)
     images = [Path(p) for p in images]

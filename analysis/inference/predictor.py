@@ -73,7 +73,8 @@ class Predictor:
     """Predicts as a :class:`TunedSetting` says (``batch``, ``device``, ``workers``: how, not what).
 
     ``backend``: ``torch`` (the setting's ``.pt`` weights, the default) or the export of every model that
-    ``rsna-yolo export`` made (``onnx``, ``openvino``, ``openvino-int8``: :mod:`analysis.inference.export`),
+    ``rsna-yolo export`` made (``onnx``, ``openvino``, ``openvino-bf16``, ``openvino-int8``:
+    :mod:`analysis.inference.export`),
     at the same sizes, with the same TTA, fusion, threshold, box scale and gate."""
 
     def __init__(
