@@ -62,7 +62,7 @@ def model_only(run_dir: Path, films: list[Path], imgsz: int, batch: int, backend
     for backend in backends:
         torch.set_num_threads(os.cpu_count() if backend == "torch-threads" else one_thread)
         path, _ = exported_model(weights, backend.removesuffix("-threads"), imgsz)
-        model = load_model(path)
+        model = load_model(path, backend.removesuffix("-threads"))
         _predict_batch([model], arrays[:batch], sizes=[imgsz], conf=0.01, tta=False, device="cpu")  # warm
         start = time.perf_counter()
         for k in range(0, len(arrays), batch):

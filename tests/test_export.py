@@ -97,8 +97,10 @@ def test_openvino_computes_in_fp32_and_openvino_bf16_at_its_default(exported):
 
     folder = exported["det"] / "weights" / "best_64_openvino_model"
     model = load_model(folder, "openvino")
-    compiled = model.predictor.model.backend.ov_compiled_model
-    assert str(compiled.get_property("INFERENCE_PRECISION_HINT")) in {"<Type: 'float32'>", "f32"}
+    for device in (None, "cpu"):  # another device sets the predictor up again
+        model.predict(np.zeros((64, 64, 3), np.uint8), imgsz=64, device=device, verbose=False)
+        compiled = model.predictor.model.backend.ov_compiled_model
+        assert str(compiled.get_property("INFERENCE_PRECISION_HINT")) in {"<Type: 'float32'>", "f32"}
     assert exported_model(exported["det"] / "weights" / "best.pt", "openvino-bf16")[0] == folder
 
 

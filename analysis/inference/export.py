@@ -26,7 +26,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -244,17 +245,9 @@ def exported_model(weights: str | Path, backend: str, imgsz: int | None = None) 
     return path, int(entry["imgsz"])
 
 
-def open_exported(path: str | Path, backend: str):
-    """``YOLO(path)`` ready to predict as ``backend``. For ``openvino`` its predictor is set up at once (on a
-    blank image) with every OpenVINO ``Core`` it makes computing in FP32 on the CPU: Ultralytics compiles
-    the model with OpenVINO's default precision, which is bfloat16 on a CPU with AMX (its confidences then
-    differ from PyTorch's by up to a few hundredths), and makes its ``Core`` where no argument reaches."""
-    from ultralytics import YOLO
-
-    model = YOLO(str(path))
-    if backend != "openvino":
-        return model
-    import numpy as np
+@contextmanager
+def _openvino_fp32() -> Iterator[None]:
+    """Every OpenVINO ``Core`` made inside computes in FP32 on the CPU."""
     import openvino as ov
 
     original = ov.Core
@@ -266,9 +259,28 @@ def open_exported(path: str | Path, backend: str):
 
     ov.Core = FP32Core
     try:
-        model.predict(np.zeros((32, 32, 3), np.uint8), imgsz=32, verbose=False)
+        yield
     finally:
         ov.Core = original
+
+
+def open_exported(path: str | Path, backend: str):
+    """``YOLO(path)`` that predicts as ``backend``. For ``openvino`` every ``predict`` runs with OpenVINO's
+    ``Core`` computing in FP32: Ultralytics compiles the model (at the first prediction, and again whenever a
+    setup argument such as ``device`` changes) with a ``Core`` of its own and OpenVINO's default precision,
+    which is bfloat16 on a CPU with AMX (its confidences then differ from PyTorch's by up to a few
+    hundredths), and no argument reaches that ``Core``."""
+    from ultralytics import YOLO
+
+    model = YOLO(str(path))
+    if backend == "openvino":
+        predict = model.predict
+
+        def predict_fp32(*args, **kwargs):
+            with _openvino_fp32():
+                return predict(*args, **kwargs)
+
+        model.predict = predict_fp32
     return model
 
 
