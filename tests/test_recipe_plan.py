@@ -64,7 +64,7 @@ def test_bad_recipe_is_one_line_naming_the_key(tmp_path: Path, text: str, sets, 
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_bad_files_are_refused_before_anything_runs(tmp_path: Path) -> None:
+def test_bad_files_are_refused_before_anything_runs(tmp_path: Path, capsys) -> None:
     cases = [
         (
             ["--set", "detector.model=yolo11s.pt"],
@@ -75,12 +75,13 @@ def test_bad_files_are_refused_before_anything_runs(tmp_path: Path) -> None:
         (["--set", "device=0"], "asks for a GPU"),
         (["--set", "sweep.file=nowhere.yaml"], "sweep.file: nowhere.yaml: no such sweep file"),
     ]
+    from rsna_yolo.recipe.cli import main
+
     for extra, message in cases:
         out = tmp_path / "out"
-        cmd = [sys.executable, "-m", "rsna_yolo", "recipe", str(TINY), "--out", str(out), *extra]
-        done = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path)
-        assert done.returncode == 2, done.stderr
-        assert message in done.stderr and done.stderr.count("\n") == 1, done.stderr
+        assert main([str(TINY), "--out", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and err.startswith("rsna-yolo recipe: error: "), err
         assert not out.exists()  # nothing written
 
 
@@ -95,11 +96,14 @@ def test_every_shipped_recipe_is_valid_and_names_its_steps(tmp_path: Path) -> No
 
 
 def test_plan_trains_nothing_and_names_every_step(tmp_path: Path) -> None:
+    """tiny.yaml with flip TTA and without a classifier (the probe then trains one model)."""
     out = tmp_path / "plan"
-    cmd = [sys.executable, "-m", "rsna_yolo", "recipe", str(TINY), "--out", str(out), "--plan"]
+    sets = ["--set", "classifier=null", "--set", "tuning.tta=true"]
+    cmd = [sys.executable, "-m", "rsna_yolo", "recipe", str(TINY), "--out", str(out), "--plan", *sets]
     done = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    steps = [s.name for s in build_steps(load_recipe(TINY), out)]
+    steps = [s.name for s in build_steps(load_recipe(TINY, sets[1::2]), out)]
+    assert steps == ["data", "convert", "detector", "tta", "submit", "report"]
     for i, name in enumerate(steps, 1):
         assert f"[{i}/{len(steps)}] {name}: ~" in done.stdout, name
     assert "nothing was trained (--plan)" in done.stdout
@@ -108,7 +112,7 @@ def test_plan_trains_nothing_and_names_every_step(tmp_path: Path) -> None:
     assert [r["step"] for r in plan["steps"]] == steps
     assert all(r["seconds"] > 0 for r in plan["steps"] if r["step"] not in ("report",))
     # --hours on the same probe: a budget below the plan scales the epochs down, and says so.
-    recipe = load_recipe(TINY, ["detector.epochs=40", "classifier.epochs=40"])
+    recipe = load_recipe(TINY, ["detector.epochs=40", "classifier=null", "tuning.tta=true"])
     fitted, changed = fit_hours(recipe, out, plan["probe"], hours=plan["total_seconds"] / 3600)
     assert fitted["detector"]["epochs"] < 40 and any(c.startswith("detector.epochs 40 -> ") for c in changed)
 
@@ -143,22 +147,22 @@ def test_no_room_on_the_disk_is_refused_before_anything_runs(tmp_path: Path) -> 
 
 def test_a_sweep_step_feeds_its_best_arguments_to_the_detector_folds(tmp_path: Path) -> None:
     """study.yaml's shape at tiny's size: a 2-trial sweep, then the folds train the best trial's arguments
-    (args_from=, the recipe's own words after them); no classifier: the submission is tuned out of fold."""
+    (args_from=, the recipe's own words after them); no classifier, no test patients."""
     out = tmp_path / "run"
-    sets = ["sweep.trials=2", "sweep.epochs=1", "classifier=null", "data.synthetic.test_patients=2"]
+    sets = ["sweep.trials=2", "sweep.epochs=1", "classifier=null", "data.synthetic.test_patients=0"]
     cmd = [sys.executable, "-m", "rsna_yolo", "recipe", str(TINY), "--out", str(out)]
     cmd += [w for s in sets for w in ("--set", s)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     order = json.loads((out / "recipe.json").read_text())["order"]
-    assert order == ["data", "convert", "sweep", "detector", "submit", "report"]
+    assert order == ["data", "convert", "sweep", "detector", "report"]  # no test patients: no submission
+    assert "no test patients: the recipe stops before the submission" in done.stdout
     best = dict(w.split("=", 1) for w in (out / "sweep" / "best_args.txt").read_text().split())
     trained = yaml.safe_load((out / "runs" / "det" / "fold1" / "args.yaml").read_text())
     assert float(best["lr0"]) == pytest.approx(trained["lr0"]) and float(best["box"]) == pytest.approx(
         trained["box"]
     )
     assert best["epochs"] == "1" and trained["epochs"] == 1 and trained["imgsz"] == 64
-    assert "--from-run" in done.stdout and "kaggle_oof.json" in done.stdout
 
 
 def test_plan_of_the_real_download_probes_its_films(tmp_path: Path, sample_dir: Path) -> None:
