@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -78,3 +79,26 @@ def differing_rows(a: Path, b: Path) -> tuple[int, int]:
         u, v = (np.array(s[pid].split(), float).reshape(-1, 5) for s in (x, y))
         beyond += len(u) != len(v) or matched(u, v) < len(u)
     return len(differ), beyond
+
+
+def tiny_detector(
+    out: Path, *, synth: list, imgsz: int, train: list, name: str, prog: str
+) -> tuple[Path, Path, Path]:
+    """The benchmarks' shared start, each step reused when its output is there: ``convert synth`` into
+    ``out/kaggle`` (``synth``: its arguments after ``--out``), ``convert rsna`` at ``imgsz`` into ``out/ds``,
+    and ``python -m train`` (``train``: model, epochs, batch ...; on the CPU, W&B off) into
+    ``out/runs/<name>``. Returns ``(kaggle, ds, run_dir)``."""
+    kaggle, ds, run_dir = out / "kaggle", out / "ds", out / "runs" / name
+    steps = [  # (what the step leaves behind, the command, its log)
+        (kaggle / "stage_2_train_labels.csv", ["convert", "synth", "--out", kaggle, *synth], "synth.log"),
+        (ds / "data.yaml",
+         ["convert", "rsna", "--src", kaggle, "--out", ds, "--imgsz", imgsz, "--no-progress"], "convert.log"),
+        (run_dir / "kaggle.json",
+         ["train", f"data={ds / 'data.yaml'}", *train, f"imgsz={imgsz}", "workers=0", "plots=False",
+          "device=cpu", "wandb=False", "exist_ok=True", f"project={out / 'runs'}", f"name={name}"],
+         "train.log"),
+    ]  # fmt: skip
+    for done, cmd, log in steps:
+        if not done.is_file():
+            run_logged([sys.executable, "-m", *cmd], out / log, prog=prog)
+    return kaggle, ds, run_dir

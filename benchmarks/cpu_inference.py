@@ -39,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._steps import differing_rows, run_logged  # noqa: E402
+from benchmarks._steps import differing_rows, run_logged, tiny_detector  # noqa: E402
 
 PROG = "cpu_inference"
 
@@ -90,25 +90,13 @@ def main() -> int:
     p.add_argument("--int8", action="store_true", help="also OpenVINO INT8 (calibrated on the training set)")
     a = p.parse_args()
     out = a.out.resolve()
-    kaggle, ds, run_dir = out / "kaggle", out / "ds", out / "runs" / "det"
     backends = ["torch", *(b for b in a.backends.split(",") if b and b != "torch")]
     backends += ["openvino-int8"] if a.int8 else []
     py = sys.executable
-    steps = [  # (what the step leaves behind, the command, its log)
-        (kaggle / "stage_2_train_labels.csv",
-         ["convert", "synth", "--out", kaggle, "--patients", a.train_patients, "--test-patients", a.films,
-          "--seed", 0, "--imgsz", a.dicom_size], "synth.log"),
-        (ds / "data.yaml",
-         ["convert", "rsna", "--src", kaggle, "--out", ds, "--imgsz", a.imgsz, "--no-progress"],
-         "convert.log"),
-        (run_dir / "kaggle.json",
-         ["train", f"data={ds / 'data.yaml'}", f"model={a.model}", f"epochs={a.epochs}", f"imgsz={a.imgsz}",
-          "batch=8", "workers=0", "plots=False", "device=cpu", "wandb=False", "exist_ok=True",
-          f"project={out / 'runs'}", "name=det"], "train.log"),
-    ]  # fmt: skip
-    for done, cmd, log in steps:  # reused when present
-        if not done.is_file():
-            run_logged([py, "-m", *cmd], out / log, prog=PROG)
+    kaggle, _, run_dir = tiny_detector(
+        out, synth=["--patients", a.train_patients, "--test-patients", a.films, "--seed", 0, "--imgsz",
+                    a.dicom_size], imgsz=a.imgsz, train=[f"model={a.model}", f"epochs={a.epochs}", "batch=8"],
+        name="det", prog=PROG)  # fmt: skip
     exports = {(b.partition("-")[0], b.endswith("-int8")) for b in backends if not b.startswith("torch")}
     for fmt, int8 in sorted(exports):  # openvino and openvino-bf16 run the same export
         extra = ["--int8"] if int8 else []

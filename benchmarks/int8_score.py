@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._steps import differing_rows, matched_boxes, run_logged  # noqa: E402
+from benchmarks._steps import differing_rows, matched_boxes, run_logged, tiny_detector  # noqa: E402
 
 PROG = "int8_score"
 BACKENDS = ("torch", "openvino", "openvino-bf16", "openvino-int8")
@@ -46,23 +46,11 @@ def main() -> int:
     p.add_argument("--difficulty", choices=("hard", "easy"), default="hard", help="the synthetic level")
     a = p.parse_args()
     out = a.out.resolve()
-    kaggle, ds, run_dir = out / "kaggle", out / "ds", out / "runs" / "det"
     py = sys.executable
-    steps = [  # (what the step leaves behind, the command, its log)
-        (kaggle / "stage_2_train_labels.csv",
-         ["convert", "synth", "--out", kaggle, "--patients", a.patients, "--test-patients", 0, "--seed", 0,
-          "--imgsz", a.dicom_size, "--difficulty", a.difficulty], "synth.log"),
-        (ds / "data.yaml",
-         ["convert", "rsna", "--src", kaggle, "--out", ds, "--imgsz", a.imgsz, "--no-progress"],
-         "convert.log"),
-        (run_dir / "kaggle.json",
-         ["train", f"data={ds / 'data.yaml'}", f"model={a.model}", f"epochs={a.epochs}", f"imgsz={a.imgsz}",
-          "batch=16", "workers=0", "plots=False", "device=cpu", "wandb=False", "exist_ok=True",
-          f"project={out / 'runs'}", "name=det"], "train.log"),
-    ]  # fmt: skip
-    for done, cmd, log in steps:  # reused when present
-        if not done.is_file():
-            run_logged([py, "-m", *cmd], out / log, prog=PROG)
+    _, ds, run_dir = tiny_detector(
+        out, synth=["--patients", a.patients, "--test-patients", 0, "--seed", 0, "--imgsz", a.dicom_size,
+                    "--difficulty", a.difficulty], imgsz=a.imgsz,
+        train=[f"model={a.model}", f"epochs={a.epochs}", "batch=16"], name="det", prog=PROG)  # fmt: skip
     for extra in ([], ["--int8"]):
         run_logged([py, "-m", "analysis", "export", run_dir, "--format", "openvino", *extra],
                    out / f"export_openvino{''.join(extra)}.log", prog=PROG)  # fmt: skip

@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._steps import run_logged  # noqa: E402
+from benchmarks._steps import run_logged, tiny_detector  # noqa: E402
 
 PROG = "predict_memory"
 
@@ -41,23 +41,11 @@ def main() -> int:
     a = p.parse_args()
     sizes = sorted({int(s) for s in a.sizes.split(",") if s})
     out = a.out.resolve()
-    kaggle, ds, run_dir = out / "kaggle", out / "ds", out / "runs" / "tiny"
     py = sys.executable
-    steps = [  # (what the step leaves behind, the command, its log)
-        (kaggle / "stage_2_train_labels.csv",
-         ["convert", "synth", "--out", kaggle, "--patients", a.train_patients, "--test-patients", max(sizes),
-          "--seed", 0, "--imgsz", a.dicom_size], "synth.log"),
-        (ds / "data.yaml",
-         ["convert", "rsna", "--src", kaggle, "--out", ds, "--imgsz", a.imgsz, "--no-progress"],
-         "convert.log"),
-        (run_dir / "kaggle.json",
-         ["train", f"data={ds / 'data.yaml'}", "model=yolov8n.yaml", "epochs=1", f"imgsz={a.imgsz}",
-          "batch=8", "workers=0", "plots=False", "device=cpu", "wandb=False", "exist_ok=True",
-          f"project={out / 'runs'}", "name=tiny"], "train.log"),
-    ]  # fmt: skip
-    for done, cmd, log in steps:  # reused when present
-        if not done.is_file():
-            run_logged([py, "-m", *cmd], out / log, prog=PROG)
+    kaggle, _, run_dir = tiny_detector(
+        out, synth=["--patients", a.train_patients, "--test-patients", max(sizes), "--seed", 0, "--imgsz",
+                    a.dicom_size], imgsz=a.imgsz, train=["model=yolov8n.yaml", "epochs=1", "batch=8"],
+        name="tiny", prog=PROG)  # fmt: skip
     films = sorted((kaggle / "stage_2_test_images").glob("*.dcm"))
     print(f"rsna-yolo predict on synthetic {a.dicom_size}-px DICOMs, a tiny yolov8n at {a.imgsz} px, "
           f"annotated PNGs at {a.draw} px; {os.cpu_count()} cores")  # fmt: skip

@@ -30,12 +30,34 @@ SKIP_REASON = (
 )
 
 
+LONGEST_FIRST = (
+    "test_benchmarks_training.py",
+    "test_recipe.py",
+    "test_recipe_plan.py",
+    "test_benchmarks.py",
+    "test_folds.py",
+    "test_rescore_submit.py",
+    "test_installed.py",
+    "test_export.py",
+    "test_gating_e2e.py",
+    "test_convert_resume.py",
+)
+"""The slowest test files (each a minute or more of one core), scheduled first: with ``-n auto --dist
+loadfile`` each file goes whole to one worker in collection order, and a long file collected last (they are
+named after what they test, so ``test_recipe*`` sort late) keeps one core busy after the other has
+finished."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that uses the real files (``-m real_data`` selects them, ``-m 'not real_data'``
-    leaves them out)."""
+    leaves them out); put the files of :data:`LONGEST_FIRST` first, in that order (the rest keep theirs)."""
     for item in items:
         if "sample_dir" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.real_data)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(
+        key=lambda item: rank.get(item.path.name, len(rank))
+    )  # stable: a file's tests keep their order
 
 
 @pytest.fixture(scope="session")

@@ -146,10 +146,10 @@ def test_no_room_on_the_disk_is_refused_before_anything_runs(tmp_path: Path) -> 
 
 
 def test_a_sweep_step_feeds_its_best_arguments_to_the_detector_folds(tmp_path: Path) -> None:
-    """study.yaml's shape at tiny's size: a 2-trial sweep, then the folds train the best trial's arguments
+    """study.yaml's shape at tiny's size: a 1-trial sweep, then the folds train the best trial's arguments
     (args_from=, the recipe's own words after them); no classifier, no test patients."""
     out = tmp_path / "run"
-    sets = ["sweep.trials=2", "sweep.epochs=1", "classifier=null", "data.synthetic.test_patients=0"]
+    sets = ["sweep.trials=1", "sweep.epochs=1", "classifier=null", "data.synthetic.test_patients=0"]
     cmd = [sys.executable, "-m", "rsna_yolo", "recipe", str(TINY), "--out", str(out)]
     cmd += [w for s in sets for w in ("--set", s)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path)
