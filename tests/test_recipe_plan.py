@@ -96,14 +96,14 @@ def test_every_shipped_recipe_is_valid_and_names_its_steps(tmp_path: Path) -> No
 
 
 def test_plan_trains_nothing_and_names_every_step(tmp_path: Path) -> None:
-    """tiny.yaml with flip TTA and without a classifier (the probe then trains one model)."""
+    """tiny.yaml without a classifier and test patients (the probe then converts and trains one model)."""
     out = tmp_path / "plan"
-    sets = ["--set", "classifier=null", "--set", "tuning.tta=true"]
+    sets = ["--set", "classifier=null", "--set", "data.synthetic.test_patients=0"]
     cmd = [sys.executable, "-m", "rsna_yolo", "recipe", str(TINY), "--out", str(out), "--plan", *sets]
     done = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     steps = [s.name for s in build_steps(load_recipe(TINY, sets[1::2]), out)]
-    assert steps == ["data", "convert", "detector", "tta", "submit", "report"]
+    assert steps == ["data", "convert", "detector", "report"]
     for i, name in enumerate(steps, 1):
         assert f"[{i}/{len(steps)}] {name}: ~" in done.stdout, name
     assert "nothing was trained (--plan)" in done.stdout
@@ -112,7 +112,7 @@ def test_plan_trains_nothing_and_names_every_step(tmp_path: Path) -> None:
     assert [r["step"] for r in plan["steps"]] == steps
     assert all(r["seconds"] > 0 for r in plan["steps"] if r["step"] not in ("report",))
     # --hours on the same probe: a budget below the plan scales the epochs down, and says so.
-    recipe = load_recipe(TINY, ["detector.epochs=40", "classifier=null", "tuning.tta=true"])
+    recipe = load_recipe(TINY, ["detector.epochs=40", *sets[1::2]])
     fitted, changed = fit_hours(recipe, out, plan["probe"], hours=plan["total_seconds"] / 3600)
     assert fitted["detector"]["epochs"] < 40 and any(c.startswith("detector.epochs 40 -> ") for c in changed)
 
