@@ -38,7 +38,6 @@ from rsna_yolo.recipe.steps import (
     LABEL_CSVS,
     PLAN_JSON,
     TEST_IMAGES,
-    Step,
     build_steps,
 )
 
@@ -356,7 +355,3 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
-
-
-def step_names(steps: list[Step]) -> list[str]:
-    return [s.name for s in steps]

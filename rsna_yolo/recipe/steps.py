@@ -26,7 +26,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rsna_yolo.core.cli import UserError
 from rsna_yolo.core.runs import (
@@ -73,7 +72,6 @@ class Step:
     inputs: tuple[Path, ...] = ()
     resume: str = "rerun"
     score: Path | None = None
-    counts: dict[str, Any] = field(default_factory=dict)
     key: str = ""
     after_keys: dict[str, str] = field(default_factory=dict)
 
@@ -139,11 +137,7 @@ def _options(**values) -> list[str]:
 
 
 def _yaml_word(value) -> str:
-    if value is None:
-        return "None"
-    if isinstance(value, bool):
-        return str(value)
-    return str(value)
+    return "None" if value is None else str(value)
 
 
 def _local_file(value: str | None) -> Path | None:
@@ -186,7 +180,6 @@ def build_steps(recipe: dict, out: Path) -> list[Step]:
                 ],
                 outputs=(src,),
                 resume="restart",
-                counts={"patients": syn["patients"], "test": syn["test_patients"]},
             )
         )
         source_inputs: tuple[Path, ...] = ()
@@ -302,7 +295,6 @@ def _train_step(name, section, run: Path, dataset: Path, folds: int, conv_imgsz:
         inputs=inputs,
         resume=resume,
         score=score,
-        counts={"folds": folds, "epochs": section["epochs"], "imgsz": imgsz},
     )
 
 
