@@ -56,17 +56,23 @@ def view(tmp_path_factory) -> Path:
     return data.parent / "classify"
 
 
-def test_classify_arguments_are_checked_before_training(view: Path, tmp_path: Path):
+def test_classify_arguments_are_checked_before_training(view: Path, tmp_path: Path, monkeypatch, capsys):
     dataset = view.parent
+    """In this process (``main`` as ``python -m train`` calls it: the exit code and the one line on stderr;
+    a subprocess each would cost a start-up of PyTorch per case)."""
+    from rsna_yolo.train.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
     for args, message in [
         (["task=classify", f"data={dataset / 'data.yaml'}"], f"data={dataset / 'classify'}, made by"),
         (["task=classify", f"data={view}", "kaggle_every=1"], "kaggle_every: the Kaggle metric scores boxes"),
         (["task=segment", f"data={view}"], "task=segment: python -m train trains detectors"),
         ([f"data={view}", "model=yolo11n.yaml"], "a folder; a detector trains on a data YAML"),
     ]:
-        done = _run_train(*args, "model=yolo11n-cls.yaml", "epochs=1", f"project={tmp_path}", cwd=tmp_path)
-        assert done.returncode == 2 and message in done.stderr, done.stderr[-1500:]
-        assert len(done.stderr.strip().splitlines()) == 1
+        code = main([*args, "model=yolo11n-cls.yaml", "epochs=1", f"project={tmp_path}"])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err, err[-1500:]
+        assert len(err.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())
 
 
