@@ -21,10 +21,14 @@ environment; ``torch.set_num_threads`` for the model-only figure), to tell the t
 runtime.
 
 Decoding (each film read and resized once, one thread) is timed too, as a share of PyTorch's end-to-end
-time. The last line is JSON. A model this briefly trained finds little: the timing and memory mean something,
-the boxes do not (their equality is tested in ``tests/test_export.py``).
+time. Then where the decoding runs: ``predict_images`` in this process (decode ahead, model, fusion; no
+start-up) for each backend with the films decoded ahead on threads (as every command does) and on
+``--processes`` worker processes (``forkserver``, started before the clock), films/s each and whether the
+boxes are the same. The last line is JSON. A model this briefly trained finds little: the timing and memory
+mean something, the boxes do not (their equality is tested in ``tests/test_export.py``).
 
-    python benchmarks/cpu_inference.py --out /tmp/cpu_inference [--films 1000] [--imgsz 256] [--int8]
+    python benchmarks/cpu_inference.py --out /tmp/cpu_inference [--films 1000] [--imgsz 256] [--int8] \
+        [--processes N]
 """
 
 from __future__ import annotations
@@ -72,6 +76,40 @@ def model_only(run_dir: Path, films: list[Path], imgsz: int, batch: int, backend
     return out
 
 
+def decode_ahead(run_dir: Path, films: list[Path], imgsz: int, batch: int, backends: list[str],
+                 processes: int) -> dict:  # fmt: skip
+    """Films/s of ``predict_images`` with the decoding on threads and on worker processes, per backend."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from analysis.inference.export import exported_model
+    from analysis.inference.predict import predict_images
+    from rsna_yolo.core.films import load_image
+    from rsna_yolo.core.runs import run_weights
+
+    weights = run_weights(run_dir)
+    context = multiprocessing.get_context("forkserver")  # no fork of a process running OpenVINO's threads
+    context.set_forkserver_preload(["rsna_yolo.core.films"])
+    out: dict[str, dict] = {}
+    for backend in backends:
+        if backend != "torch":
+            exported_model(weights, backend, imgsz)  # the export is there (else one line, as the commands)
+        kw = {"imgsz": imgsz, "batch": batch, "backend": backend, "progress": False, "device": "cpu"}
+        predict_images([weights], films[:batch], **kw)  # the model loaded and warm
+        start = time.perf_counter()
+        threads = predict_images([weights], films, **kw)
+        on_threads = time.perf_counter() - start
+        with ProcessPoolExecutor(processes, mp_context=context) as pool:
+            list(pool.map(load_image, films[:processes], [imgsz] * processes))  # the workers started
+            start = time.perf_counter()
+            procs = predict_images([weights], films, decode_pool=pool, **kw)
+            on_processes = time.perf_counter() - start
+        out[backend] = {"threads_films_per_s": round(len(films) / on_threads, 1),
+                        "processes_films_per_s": round(len(films) / on_processes, 1),
+                        "same_boxes": bool(threads.equals(procs))}  # fmt: skip
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=REPO / "runs" / "cpu_inference", help="work folder")
@@ -88,6 +126,12 @@ def main() -> int:
         help="comma-separated; torch always runs",
     )
     p.add_argument("--int8", action="store_true", help="also OpenVINO INT8 (calibrated on the training set)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count(),
+        help="worker processes decoding ahead, against the commands' threads (default: the cores)",
+    )
     a = p.parse_args()
     out = a.out.resolve()
     backends = ["torch", *(b for b in a.backends.split(",") if b and b != "torch")]
@@ -142,13 +186,23 @@ def main() -> int:
               f"{r['peak_rss_mb']:8.1f} {r['rows_differing']:11d} {r['rows_beyond_tolerance']:10d} "
               f"{r['model_films_per_s']:13.1f} {r['model_ratio']:8.2f}")  # fmt: skip
     net = results["torch"]["seconds"] - results["torch"]["start_up_s"]
-    share = timing["decode_s"] / max(net, 1e-9)
-    print(f"  decoding alone (one thread): {timing['decode_s']:.1f} s, {share:.0%} of PyTorch's time without "
+    share = f"{timing['decode_s'] / net:.0%}" if net > 0 else "- (no time left after the start-up)"
+    print(f"  decoding alone (one thread): {timing['decode_s']:.1f} s, {share} of PyTorch's time without "
           f"start-up")  # fmt: skip
+    plain = [b for b in backends if not b.endswith("-threads")]
+    ahead = decode_ahead(run_dir, films, a.imgsz, a.batch, plain, max(1, a.processes))
+    print(f"  decoding ahead, in this process without start-up: threads (the commands) or {a.processes} "
+          f"worker processes")  # fmt: skip
+    print(f"  {'backend':<14} {'threads films/s':>15} {'processes films/s':>17} {'x threads':>9} "
+          f"{'same boxes':>10}")  # fmt: skip
+    for backend, r in ahead.items():
+        ratio = r["processes_films_per_s"] / r["threads_films_per_s"]
+        print(f"  {backend:<14} {r['threads_films_per_s']:15.1f} {r['processes_films_per_s']:17.1f} "
+              f"{ratio:9.2f} {'yes' if r['same_boxes'] else 'NO':>10}")  # fmt: skip
     load = os.getloadavg()[1]  # over the last 5 minutes: other work on the cores moves these figures
     print(f"  load average over the last 5 minutes: {load:.2f} on {os.cpu_count()} cores")
     print(json.dumps({"films": len(films), "decode_s": round(timing["decode_s"], 2), "load_5min": load,
-                      **results}))  # fmt: skip
+                      **results, "decode_ahead": ahead}))  # fmt: skip
     return 0
 
 

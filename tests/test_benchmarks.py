@@ -35,7 +35,8 @@ def smallest(name: str, out: Path) -> list[str]:
         "cpu_determinism.py": "--patients 8 --epochs 1 --imgsz 64 --settings default,onednn_avx2",
         "predict_memory.py": "--sizes 4 --train-patients 12 --dicom-size 64",
         "int8_score.py": "--patients 12 --dicom-size 64 --imgsz 64 --epochs 1",
-        "cpu_inference.py": "--films 4 --train-patients 8 --dicom-size 64 --imgsz 64 --backends torch",
+        "cpu_inference.py": "--films 4 --train-patients 8 --dicom-size 64 --imgsz 64 --backends torch "
+        "--processes 1",
     }[name].split()
     if name in {"convert_bench.py", "metric_bench.py"}:  # these write only to a temporary folder they remove
         return args
@@ -51,7 +52,7 @@ PRINTS = {
     "gating_bench.py": "ceiling",
     "cpu_determinism.py": "onednn_avx2",
     "predict_memory.py": "x smallest",
-    "cpu_inference.py": "decoding alone",
+    "cpu_inference.py": "x threads",
     "int8_score.py": "openvino-int8",
 }
 

@@ -131,6 +131,30 @@ def test_dicom_and_png_inference_agree_in_source_pixels(project):
     pd.testing.assert_frame_equal(from_dcm, from_png, atol=1e-6, rtol=0)
 
 
+def test_decoding_on_worker_processes_gives_the_same_frame_and_reports_a_corrupt_film(project, tmp_path):
+    """``decode_pool``: the films decoded ahead on worker processes (as ``benchmarks/cpu_inference.py``
+    measures them) instead of threads: the same boxes to the bit, and a corrupt film still one reason."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    root, manifest = project["root"], project["manifest"]
+    val = manifest[manifest["split"] == "val"]
+    weights = project["run"] / "weights" / "best.pt"
+    dicoms = [root / "kaggle" / "stage_2_train_images" / f"{p}.dcm" for p in val["patientId"]]
+    corrupt = tmp_path / "corrupt-patient.dcm"
+    corrupt.write_bytes(dicoms[0].read_bytes()[:400])
+    films = [*dicoms, corrupt]
+    threads = predict_images(weights, films, imgsz=64, floor=0.001, batch=3, progress=False)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        procs = predict_images(
+            weights, films, imgsz=64, floor=0.001, batch=3, progress=False, decode_pool=pool
+        )
+    assert len(threads) > 0
+    pd.testing.assert_frame_equal(threads, procs, check_exact=True)
+    assert procs.attrs["failed"] == threads.attrs["failed"]
+    assert list(procs.attrs["failed"]) == ["corrupt-patient"]
+
+
 def test_submit_and_validate_on_test_dicoms_with_a_corrupt_file(project, tmp_path):
     root, run = project["root"], project["run"]
     test_dir = tmp_path / "test_images"

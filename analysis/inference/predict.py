@@ -15,10 +15,12 @@ that could not be read are listed in ``frame.attrs["failed"]`` (patientId -> rea
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -112,21 +114,30 @@ def _now(load: Callable[[Path], T], path: Path) -> Future:
 
 
 def iter_loaded(
-    images: Sequence[Path], batch: int, load: Callable[[Path], T], *, workers: int | None = None
+    images: Sequence[Path],
+    batch: int,
+    load: Callable[[Path], T],
+    *,
+    workers: int | None = None,
+    pool: Executor | None = None,
 ) -> Iterator[tuple[Sequence[Path], list[tuple[Path, T]], dict[str, str]]]:
     """``load`` every image, in chunks of ``batch``, on ``workers`` threads (default: the cores this process
     may use; 0: in this thread) while the caller works on the previous chunk, so decoding and resizing
     (Pillow and OpenCV release the GIL) overlap inference. Yields ``(chunk, [(path, loaded)...],
     {patientId: reason})`` in order; an image whose ``load`` raises is reported, never fatal (a corrupt file
-    must not stop a submission)."""
+    must not stop a submission). ``pool``: an executor of the caller's to load on instead (kept open), such
+    as worker processes (``load`` must then pickle); ``benchmarks/cpu_inference.py`` measures them against
+    the threads."""
     from rsna_yolo.core.workers import available_cpus
 
     workers = available_cpus() if workers is None else int(workers)
     upcoming = iter(_chunks(list(images), max(1, int(batch))))
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    own = pool is None
+    with ThreadPoolExecutor(max(1, workers)) if own else contextlib.nullcontext(pool) as executor:
+        inline = own and workers <= 0
 
         def start(chunk: Sequence[Path]) -> tuple[Sequence[Path], list[Future]]:
-            return chunk, [pool.submit(load, p) if workers > 0 else _now(load, p) for p in chunk]
+            return chunk, [_now(load, p) if inline else executor.submit(load, p) for p in chunk]
 
         pending = deque(start(chunk) for chunk in itertools.islice(upcoming, 2))
         while pending:
@@ -210,6 +221,7 @@ def predict_images(
     workers: int | None = None,
     backend: str = "torch",
     progress: bool = True,
+    decode_pool: Executor | None = None,
 ) -> pd.DataFrame:
     """Predict every image; boxes in SOURCE pixels (xywh_px), one row per box, :data:`PRED_COLUMNS`, with
     confidence at least ``floor`` (the prediction floor by default: the threshold is tuned afterwards).
@@ -223,7 +235,8 @@ def predict_images(
     "skip_box_thr", "conf_type"}`` as tuned by :func:`analysis.tuning.wbf.tune_wbf`); ``keep_parts`` also
     returns each model's (and flip's) own boxes before fusion in ``frame.attrs["parts"]``
     (:data:`PART_COLUMNS`). ``workers`` threads decode and resize the next batch during inference
-    (:func:`iter_loaded`). ``backend``: ``torch`` (the weights themselves) or the export of each one at its
+    (:func:`iter_loaded`; or ``decode_pool``, an executor of the caller's, such as worker processes).
+    ``backend``: ``torch`` (the weights themselves) or the export of each one at its
     size that ``rsna-yolo export`` made (:func:`analysis.inference.export.exported_model`: ``onnx``,
     ``openvino``, ``openvino-bf16``, ``openvino-int8``).
     Unreadable images are skipped and listed in ``frame.attrs["failed"]`` (patientId -> reason).
@@ -248,9 +261,8 @@ def predict_images(
     failed: dict[str, str] = {}
     fusion = dict(wbf or {"iou_thr": wbf_iou})
     bar = tqdm(total=len(images), desc="predict", unit="img", disable=not progress)
-    for chunk, ok, bad in iter_loaded(
-        images, batch, lambda p: load_image(p, imgsz, png_scales), workers=workers
-    ):
+    load = functools.partial(load_image, imgsz=imgsz, png_scales=png_scales)  # pickles: for worker processes
+    for chunk, ok, bad in iter_loaded(images, batch, load, workers=workers, pool=decode_pool):
         failed.update(bad)
         loaded = [(path.stem, png_scale, img.shape) for path, (img, png_scale) in ok]
         arrays = [img for _, (img, _) in ok]
