@@ -136,6 +136,12 @@ def main() -> int:
     out = a.out.resolve()
     backends = ["torch", *(b for b in a.backends.split(",") if b and b != "torch")]
     backends += ["openvino-int8"] if a.int8 else []
+    if "openvino-bf16" in backends:
+        from analysis.inference.export import openvino_default_precision
+
+        if (precision := openvino_default_precision()) != "bf16":  # it would be refused: FP32 here
+            print(f"openvino-bf16 left out: OpenVINO computes in {precision} by default on this CPU")
+            backends.remove("openvino-bf16")
     py = sys.executable
     kaggle, _, run_dir = tiny_detector(
         out, synth=["--patients", a.train_patients, "--test-patients", a.films, "--seed", 0, "--imgsz",

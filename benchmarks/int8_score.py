@@ -56,6 +56,7 @@ def main() -> int:
                    out / f"export_openvino{''.join(extra)}.log", prog=PROG)  # fmt: skip
 
     from analysis.inference import Predictor, TunedSetting
+    from analysis.inference.export import openvino_default_precision
     from analysis.record.defaults import DEFAULTS
     from analysis.scoring.submission import write_submission
     from analysis.tuning import load_split, tune
@@ -68,7 +69,11 @@ def main() -> int:
           f"{a.epochs} epochs at {a.imgsz} px; {os.cpu_count()} cores")  # fmt: skip
     results: dict[str, dict] = {}
     ids = [p.stem for p in split.images]
-    for backend in BACKENDS:
+    backends = list(BACKENDS)
+    if (precision := openvino_default_precision()) != "bf16":  # openvino-bf16 would be refused: FP32 here
+        print(f"  openvino-bf16 left out: OpenVINO computes in {precision} by default on this CPU")
+        backends.remove("openvino-bf16")
+    for backend in backends:
         start = time.perf_counter()
         raw = Predictor(setting, backend=backend).raw(
             split.images, png_scales=split.png_scales, progress=False

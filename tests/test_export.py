@@ -191,6 +191,29 @@ def test_no_export_is_one_line(exported, tmp_path):
         Predictor(setting, backend="tensorrt")
 
 
+def test_openvino_bf16_is_refused_where_openvino_would_not_compute_in_bfloat16():
+    """On a CPU whose OpenVINO default is FP32 (most without AMX or AVX512-BF16) ``openvino-bf16`` would run
+    in FP32 under a name saying bfloat16: one line, before anything loads. This machine's own answer decides
+    the real call; the FP32 CPU is the precision query's answer given (no such CPU here)."""
+    from analysis.inference.export import check_backend, openvino_default_precision
+
+    here = openvino_default_precision()
+    assert here in {"bf16", "f32", "f16"}
+    if here == "bf16":
+        check_backend("openvino-bf16")
+    else:
+        with pytest.raises(UserError, match="--backend openvino-bf16: OpenVINO computes in"):
+            check_backend("openvino-bf16")
+    with pytest.raises(UserError) as err:
+        check_backend("openvino-bf16", default_precision=lambda: "f32")
+    assert str(err.value) == (
+        "--backend openvino-bf16: OpenVINO computes in f32 by default on this CPU (no bfloat16 arithmetic); "
+        "--backend openvino gives the same answers"
+    )
+    for backend in ("torch", "onnx", "openvino", "openvino-int8"):  # never asks: no precision involved
+        check_backend(backend, default_precision=lambda: pytest.fail("asked"))
+
+
 def test_weights_changed_since_the_export_are_one_line(exported, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(exported["det"], run)

@@ -54,9 +54,30 @@ def add_backend_argument(parser) -> None:
         default="torch",
         help="run the .pt weights with PyTorch (default) or their exports made by `rsna-yolo export`: ONNX "
         "Runtime, OpenVINO in FP32, OpenVINO at its default precision (bfloat16 on a CPU with AMX: faster, "
-        "confidences a few hundredths off), OpenVINO INT8; the same sizes, TTA, fusion, threshold, box "
-        "scale and gate",
+        "confidences a few hundredths off; refused where that default is FP32), OpenVINO INT8; the same "
+        "sizes, TTA, fusion, threshold, box scale and gate",
     )
+
+
+def openvino_default_precision() -> str:
+    """The precision OpenVINO's CPU plugin computes in by default on this machine (``bf16`` on a CPU with
+    bfloat16 arithmetic, as the build machines' AMX Xeons; ``f32`` on most others)."""
+    import openvino as ov
+
+    return ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+
+
+def check_backend(backend: str, default_precision: Callable[[], str] = openvino_default_precision) -> None:
+    """One line (:class:`UserError`) for a ``backend`` that is not one of :data:`BACKENDS`, or for
+    ``openvino-bf16`` on a CPU whose OpenVINO default is not bfloat16: there it would run in FP32, the same as
+    ``openvino``, under a name that says otherwise."""
+    if backend not in BACKENDS:
+        raise UserError(f"--backend {backend}: not one of {', '.join(BACKENDS)}")
+    if backend == "openvino-bf16" and (precision := default_precision()) != "bf16":
+        raise UserError(
+            f"--backend openvino-bf16: OpenVINO computes in {precision} by default on this CPU (no bfloat16 "
+            "arithmetic); --backend openvino gives the same answers"
+        )
 
 
 def backend_format(backend: str) -> tuple[str, bool]:
@@ -214,6 +235,7 @@ def exported_model(weights: str | Path, backend: str, imgsz: int | None = None) 
     weights = Path(weights)
     if backend == "torch":
         return weights, imgsz  # type: ignore[return-value]
+    check_backend(backend)
     fmt, int8 = backend_format(backend)
     exports = read_exports(weights.parent)
     found = {

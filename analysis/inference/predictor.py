@@ -86,10 +86,9 @@ class Predictor:
         workers: int | None = None,
         backend: str = "torch",
     ):
-        from analysis.inference.export import BACKENDS
+        from analysis.inference.export import check_backend
 
-        if backend not in BACKENDS:
-            raise UserError(f"--backend {backend}: not one of {', '.join(BACKENDS)}")
+        check_backend(backend)
         self.setting = setting
         self.batch, self.device, self.workers, self.backend = batch, device, workers, backend
 
