@@ -20,6 +20,7 @@ everything else (TTA, fusion, threshold, box scale, gate) is the tuned setting's
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import json
@@ -59,9 +60,11 @@ def add_backend_argument(parser) -> None:
     )
 
 
+@functools.cache
 def openvino_default_precision() -> str:
     """The precision OpenVINO's CPU plugin computes in by default on this machine (``bf16`` on a CPU with
-    bfloat16 arithmetic, as the build machines' AMX Xeons; ``f32`` on most others)."""
+    bfloat16 arithmetic, as the build machines' AMX Xeons; ``f32`` on most others). Asked once a process:
+    the CPU does not change, and :func:`check_backend` runs for every model of every chunk."""
     import openvino as ov
 
     return ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
@@ -78,13 +81,6 @@ def check_backend(backend: str, default_precision: Callable[[], str] = openvino_
             f"--backend openvino-bf16: OpenVINO computes in {precision} by default on this CPU (no bfloat16 "
             "arithmetic); --backend openvino gives the same answers"
         )
-
-
-def backend_format(backend: str) -> tuple[str, bool]:
-    """``(format, int8)`` of a non-torch ``backend``."""
-    if backend not in BACKENDS or backend == "torch":
-        raise UserError(f"--backend {backend}: not an exported backend ({', '.join(BACKENDS[1:])})")
-    return backend.partition("-")[0], backend.endswith("-int8")
 
 
 def content_sha1(path: str | Path) -> str:
@@ -236,7 +232,7 @@ def exported_model(weights: str | Path, backend: str, imgsz: int | None = None) 
     if backend == "torch":
         return weights, imgsz  # type: ignore[return-value]
     check_backend(backend)
-    fmt, int8 = backend_format(backend)
+    fmt, int8 = backend.partition("-")[0], backend.endswith("-int8")  # openvino-bf16: the openvino export
     exports = read_exports(weights.parent)
     found = {
         name: e
