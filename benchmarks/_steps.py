@@ -41,17 +41,26 @@ def matched(a, b, *, iou: float = 0.98, conf: float = 0.02) -> int:
     ``(N, 5)`` arrays of ``conf, x, y, width, height`` of one film."""
     import numpy as np
 
+    from analysis.scoring.metric import iou_xywh
+
     a, b = np.asarray(a, float).reshape(-1, 5), np.asarray(b, float).reshape(-1, 5)
     if not len(a) or not len(b):
         return 0
-    x1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    y1 = np.maximum(a[:, None, 2], b[None, :, 2])
-    x2 = np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
-    y2 = np.minimum(a[:, None, 2] + a[:, None, 4], b[None, :, 2] + b[None, :, 4])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    union = (a[:, 3] * a[:, 4])[:, None] + (b[:, 3] * b[:, 4])[None, :] - inter
-    same = (inter / np.maximum(union, 1e-12) >= iou) & (np.abs(a[:, None, 0] - b[None, :, 0]) <= conf)
+    same = (iou_xywh(a[:, 1:], b[:, 1:]) >= iou) & (np.abs(a[:, None, 0] - b[None, :, 0]) <= conf)
     return int(same.any(axis=1).sum())
+
+
+def runnable_backends(backends: list[str]) -> list[str]:
+    """``backends`` without ``openvino-bf16`` where OpenVINO's CPU default is not bfloat16 (the commands
+    refuse it there: it would be FP32 under that name), saying so."""
+    if "openvino-bf16" not in backends:
+        return list(backends)
+    from analysis.inference.export import openvino_default_precision
+
+    if (precision := openvino_default_precision()) == "bf16":
+        return list(backends)
+    print(f"  openvino-bf16 left out: OpenVINO computes in {precision} by default on this CPU")
+    return [b for b in backends if b != "openvino-bf16"]
 
 
 def matched_boxes(a, b) -> tuple[int, int]:

@@ -43,7 +43,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._steps import differing_rows, run_logged, tiny_detector  # noqa: E402
+from benchmarks._steps import differing_rows, run_logged, runnable_backends, tiny_detector  # noqa: E402
 
 PROG = "cpu_inference"
 
@@ -135,13 +135,7 @@ def main() -> int:
     a = p.parse_args()
     out = a.out.resolve()
     backends = ["torch", *(b for b in a.backends.split(",") if b and b != "torch")]
-    backends += ["openvino-int8"] if a.int8 else []
-    if "openvino-bf16" in backends:
-        from analysis.inference.export import openvino_default_precision
-
-        if (precision := openvino_default_precision()) != "bf16":  # it would be refused: FP32 here
-            print(f"openvino-bf16 left out: OpenVINO computes in {precision} by default on this CPU")
-            backends.remove("openvino-bf16")
+    backends = runnable_backends(backends + (["openvino-int8"] if a.int8 else []))
     py = sys.executable
     kaggle, _, run_dir = tiny_detector(
         out, synth=["--patients", a.train_patients, "--test-patients", a.films, "--seed", 0, "--imgsz",

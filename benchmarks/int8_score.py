@@ -29,7 +29,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._steps import differing_rows, matched_boxes, run_logged, tiny_detector  # noqa: E402
+from benchmarks._steps import (  # noqa: E402
+    differing_rows,
+    matched_boxes,
+    run_logged,
+    runnable_backends,
+    tiny_detector,
+)
 
 PROG = "int8_score"
 BACKENDS = ("torch", "openvino", "openvino-bf16", "openvino-int8")
@@ -56,7 +62,6 @@ def main() -> int:
                    out / f"export_openvino{''.join(extra)}.log", prog=PROG)  # fmt: skip
 
     from analysis.inference import Predictor, TunedSetting
-    from analysis.inference.export import openvino_default_precision
     from analysis.record.defaults import DEFAULTS
     from analysis.scoring.submission import write_submission
     from analysis.tuning import load_split, tune
@@ -69,11 +74,7 @@ def main() -> int:
           f"{a.epochs} epochs at {a.imgsz} px; {os.cpu_count()} cores")  # fmt: skip
     results: dict[str, dict] = {}
     ids = [p.stem for p in split.images]
-    backends = list(BACKENDS)
-    if (precision := openvino_default_precision()) != "bf16":  # openvino-bf16 would be refused: FP32 here
-        print(f"  openvino-bf16 left out: OpenVINO computes in {precision} by default on this CPU")
-        backends.remove("openvino-bf16")
-    for backend in backends:
+    for backend in runnable_backends(list(BACKENDS)):
         start = time.perf_counter()
         raw = Predictor(setting, backend=backend).raw(
             split.images, png_scales=split.png_scales, progress=False
