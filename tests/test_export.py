@@ -112,17 +112,14 @@ def test_an_up_to_date_export_is_kept(exported):
 def _match(a: pd.DataFrame, b: pd.DataFrame) -> tuple[int, int]:
     """How many boxes of ``a`` have a box of ``b`` on the same film with IoU >= 0.98 and confidence within
     0.02, of how many."""
-    matched = 0
+    from analysis.scoring.metric import iou_xywh
+
+    xywh, matched = ["x", "y", "width", "height"], 0
     for pid, boxes in a.groupby("patientId"):
-        other = b[b["patientId"] == pid][["x", "y", "width", "height", "conf"]].to_numpy(float)
-        for x, y, w, h, c in boxes[["x", "y", "width", "height", "conf"]].to_numpy(float):
-            if not len(other):
-                continue
-            ix = np.clip(np.minimum(x + w, other[:, 0] + other[:, 2]) - np.maximum(x, other[:, 0]), 0, None)
-            iy = np.clip(np.minimum(y + h, other[:, 1] + other[:, 3]) - np.maximum(y, other[:, 1]), 0, None)
-            inter = ix * iy
-            iou = inter / (w * h + other[:, 2] * other[:, 3] - inter)
-            matched += bool(((iou >= 0.98) & (np.abs(other[:, 4] - c) <= 0.02)).any())
+        other = b[b["patientId"] == pid]
+        if len(other):
+            near = np.abs(boxes["conf"].to_numpy()[:, None] - other["conf"].to_numpy()[None, :]) <= 0.02
+            matched += int(((iou_xywh(boxes[xywh], other[xywh]) >= 0.98) & near).any(axis=1).sum())
     return matched, len(a)
 
 

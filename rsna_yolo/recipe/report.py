@@ -188,12 +188,12 @@ def worth_table(out: Path, recipe: dict) -> pd.DataFrame | None:
         ("fold ensemble + the gate", _read(det / names.KAGGLE_OOF_GATED_JSON), 1, cost("classifier", "gate")),
         ("all of it: flip TTA, WBF tuned, the gate", _read(det / names.KAGGLE_OOF_TTA_GATED_JSON), 3, None),
     ]
-    held = {i: (rec or {}).get("score_heldout") for i, (_, rec, _, _) in enumerate(rows)}
+    held = [(rec or {}).get("score_heldout") for _, rec, _, _ in rows]
     table = []
-    for name, rec, base, seconds in rows:
+    for (name, rec, base, seconds), h in zip(rows, held, strict=True):
         if not rec:
             continue
-        h, b = rec.get("score_heldout"), None if base is None else held.get(base)
+        b = None if base is None else held[base]
         table.append({"part": name, "held out": h, "tuned": rec.get("score"),
                       "held-out change": None if h is None or b is None else h - b,
                       "cost (s)": seconds})  # fmt: skip
