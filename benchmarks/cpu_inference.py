@@ -82,7 +82,6 @@ def decode_ahead(run_dir: Path, films: list[Path], imgsz: int, batch: int, backe
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from analysis.inference.export import exported_model
     from analysis.inference.predict import predict_images
     from rsna_yolo.core.films import load_image
     from rsna_yolo.core.runs import run_weights
@@ -92,8 +91,6 @@ def decode_ahead(run_dir: Path, films: list[Path], imgsz: int, batch: int, backe
     context.set_forkserver_preload(["rsna_yolo.core.films"])
     out: dict[str, dict] = {}
     for backend in backends:
-        if backend != "torch":
-            exported_model(weights, backend, imgsz)  # the export is there (else one line, as the commands)
         kw = {"imgsz": imgsz, "batch": batch, "backend": backend, "progress": False, "device": "cpu"}
         predict_images([weights], films[:batch], **kw)  # the model loaded and warm
         start = time.perf_counter()
